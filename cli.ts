@@ -1,0 +1,75 @@
+#!/usr/bin/env bun
+/**
+ * The weave executable: cac wiring only. Each command lives in commands/ and is loaded
+ * when it runs. With CNI_COMMAND set and no arguments (how kubelet, podman or libcni run
+ * a plugin) it is the CNI plugin. Errors end here, in one place, as exit codes.
+ */
+import { cac } from "cac";
+import { WeaveError } from "./net/errors.ts";
+import { VERSION } from "./net/version.ts";
+
+async function main(argv: string[]): Promise<number> {
+  if (process.env.CNI_COMMAND && argv.length === 0) return (await import("./commands/cni.ts")).run();
+
+  const cli = cac("weave");
+  cli
+    .command("agent", "Run the weave agent of this node (what the DaemonSet runs)")
+    .option("--data-dir <dir>", "Where state persists", { default: "/var/lib/weave" })
+    .option("--ipalloc-range <cidr>", "Pod address range (env IPALLOC_RANGE; default 10.32.0.0/12)")
+    .option("--mtu <bytes>", "Overlay MTU (env WEAVE_MTU; default: underlay MTU - 50)")
+    .option("--bridge <name>", "Bridge name", { default: "weave" })
+    .option("--http-addr <host:port>", "Local API address", { default: "127.0.0.1:6784" })
+    .option("--nickname <name>", "This node's name (env HOSTNAME)")
+    .action(async (o) => (await import("./commands/agent.ts")).run(o));
+  cli
+    .command("cni", "Act as the CNI plugin (reads CNI_* env and the config on stdin)")
+    .action(async () => (await import("./commands/cni.ts")).run());
+  cli
+    .command("setup-cni", "Install the CNI plugin and write 10-weave.conflist")
+    .option("--bin-dir <dir>", "CNI plugin directory", { default: "/opt/cni/bin" })
+    .option("--conf-dir <dir>", "CNI config directory", { default: "/etc/cni/net.d" })
+    .action(async (o) => (await import("./commands/setup-cni.ts")).run(o));
+  cli
+    .command("lab <action> [node]", "A cluster on this machine out of namespaces: up | down | status")
+    .option("--name <name>", "Lab name", { default: "lab" })
+    .option("--nodes <n>", "Number of nodes", { default: 1 })
+    .option("--pods <m>", "Pods per node", { default: 2 })
+    .option("--json", "Machine-readable output (status)")
+    .action(async (action, node, o) => (await import("./commands/lab.ts")).run(action, node, o));
+  cli
+    .command("status [what]", "What the local agent knows")
+    .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
+    .action(async (what, o) => (await import("./commands/status.ts")).run(what, o));
+  cli
+    .command("report", "The local agent's full report as JSON")
+    .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
+    .action(async (o) => (await import("./commands/status.ts")).report(o));
+  cli.help();
+  cli.version(VERSION);
+
+  cli.parse(["", "", ...argv], { run: false });
+  if (!cli.matchedCommand) {
+    if (argv.length && !cli.options.help && !cli.options.version) throw new WeaveError("E_USAGE", `unknown command "${argv[0]}"; see weave --help`);
+    if (!cli.options.help && !cli.options.version) cli.outputHelp();
+    return 0;
+  }
+  const code = await cli.runMatchedCommand();
+  return typeof code === "number" ? code : 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    if (e instanceof WeaveError) {
+      process.stderr.write(`weave: ${e.message} [${e.code}]\n`);
+      process.exit(e.code === "E_USAGE" ? 2 : 1);
+    }
+    // cac's own parse errors (unknown option, missing value) are usage errors too.
+    if (e instanceof Error && e.name === "CACError") {
+      process.stderr.write(`weave: ${e.message} [E_USAGE]\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`weave: unexpected error: ${e?.stack ?? e}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,50 @@
+/**
+ * The agent's local HTTP API (Weave's paths): /status, /report, /ip. A plain
+ * Request -> Response function, so tests call it without a socket.
+ */
+import { withPrefix } from "../cidr.ts";
+import { RangeFullError } from "../ipam/allocator.ts";
+import type { Agent } from "./agent.ts";
+
+const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+const text = (body: string, status = 200) => new Response(body.endsWith("\n") ? body : body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+
+export function handleApi(agent: Agent, req: Request): Response {
+  const url = new URL(req.url);
+  const path = url.pathname.replace(/\/+$/, "") || "/";
+  const m = req.method;
+
+  if (path === "/status" && m === "GET") return text(agent.statusText(), agent.ready ? 200 : 503);
+  if (path === "/report" && m === "GET") return Response.json(agent.report());
+  if (path === "/ip" && m === "GET") {
+    const owned = agent.podEntries().map((e) => ({ containerid: e.containerId, ifname: e.ifname, addrs: [withPrefix(e.address, agent.cfg.range)], ...(e.pod ? { pod: e.pod } : {}) }));
+    return Response.json({ owned });
+  }
+
+  const ip = /^\/ip\/([^/]+)$/.exec(path);
+  if (ip) {
+    const cid = decodeURIComponent(ip[1]!);
+    if (!ID_RE.test(cid)) return text(`container id "${cid}" has invalid characters`, 400);
+    if (!agent.ready) return text(`not ready: ${agent.reason}`, 503);
+    const ifname = url.searchParams.get("ifname") ?? undefined;
+    if (m === "GET") {
+      const held = agent.allocator.lookup(cid).filter((e) => ifname === undefined || e.ifname === ifname);
+      return held.length ? text(held.map((e) => withPrefix(e.address, agent.cfg.range)).join("\n")) : text(`no address held for ${cid}`, 404);
+    }
+    if (m === "POST") {
+      try {
+        const { entry, created } = agent.allocator.allocate(cid, ifname ?? "eth0", url.searchParams.get("pod") ?? undefined);
+        return text(withPrefix(entry.address, agent.cfg.range), created ? 201 : 200);
+      } catch (e) {
+        if (e instanceof RangeFullError) return text(e.message, 503);
+        throw e;
+      }
+    }
+    if (m === "DELETE") {
+      agent.allocator.release(cid, ifname);
+      return new Response(null, { status: 204 });
+    }
+    return text(`method ${m} not allowed on ${path}`, 405);
+  }
+  return text(`no such path: ${m} ${path}`, 404);
+}
