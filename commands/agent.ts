@@ -4,6 +4,7 @@ import { handleApi } from "../net/agent/api.ts";
 import { parseCidr, CidrError } from "../net/cidr.ts";
 import { WeaveError } from "../net/errors.ts";
 import { openHost } from "../net/host/host.ts";
+import { checkNetnsPath } from "../net/host/netns.ts";
 import { Store } from "../net/host/store.ts";
 import { hostname } from "node:os";
 
@@ -39,7 +40,7 @@ export async function run(o: AgentOptions): Promise<number> {
   }
   const host = openHost();
   const store = new Store(s.dataDir);
-  const agent = new Agent({ range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir }, host, store, log);
+  const agent = new Agent({ range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir }, { host, openHost, checkNetns: checkNetnsPath, store, log });
   const server = Bun.serve({ hostname: s.http.hostname, port: s.http.port, fetch: (req) => handleApi(agent, req) });
   log(`API on http://${s.http.hostname}:${s.http.port}, data dir ${s.dataDir}`);
   agent.start();

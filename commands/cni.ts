@@ -4,16 +4,13 @@
  * those Node streams costs ~10 ms each, more than the whole ADD.
  */
 import { runPlugin } from "../net/cni/plugin.ts";
-import { openHost } from "../net/host/host.ts";
-import { checkNetnsPath } from "../net/host/netns.ts";
 import { AgentClient } from "../net/host/agent-client.ts";
 
 export async function run(): Promise<number> {
   const stdin = process.env.CNI_COMMAND === "VERSION" && process.stdin.isTTY ? "" : await Bun.stdin.text();
   const out = await runPlugin(process.env, stdin, {
-    openHost,
-    checkNetns: checkNetnsPath,
     agent: new AgentClient(),
+    pid: process.pid,
     log: (m) => console.error(`weave-net[${process.env.CNI_COMMAND} ${process.env.CNI_CONTAINERID ?? ""}]: ${m}`),
   });
   await Bun.write(Bun.stdout, out.stdout);

@@ -4,8 +4,10 @@
  * the process wiring in commands/agent.ts.
  */
 import type { NetHost } from "../host/host.ts";
+import type { NetnsCheck } from "../host/netns.ts";
+import { CniExecutor, PENDING_DELETE_DELAY_MS } from "./cni-exec.ts";
 import { Allocator, type AllocStore } from "../ipam/allocator.ts";
-import { formatCidr, macForIp, numToIp, withPrefix, type Cidr } from "../cidr.ts";
+import { formatCidr, macForIp, withPrefix, type Cidr } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { reconcileBridge, type BridgeSpec } from "./bridge.ts";
@@ -28,14 +30,39 @@ export type AgentConfig = {
 /** The id under which the bridge's own address is held (Weave's "expose"). */
 export const EXPOSE_ID = "weave:expose";
 
+export type AgentDeps = {
+  host: NetHost;
+  openHost(netns: string): NetHost;
+  checkNetns(path: string): NetnsCheck;
+  store: AgentStore;
+  log(msg: string): void;
+  defer?(fn: () => void): void;
+};
+
 export class Agent {
   ready = false;
   reason = "starting";
   allocator!: Allocator;
   bridge?: BridgeSpec;
   mtuSource = "";
+  readonly cni: CniExecutor;
+  private host: NetHost;
+  private store: AgentStore;
+  private log: (msg: string) => void;
 
-  constructor(readonly cfg: AgentConfig, private host: NetHost, private store: AgentStore, private log: (msg: string) => void) {}
+  constructor(readonly cfg: AgentConfig, deps: AgentDeps) {
+    this.host = deps.host;
+    this.store = deps.store;
+    this.log = deps.log;
+    this.cni = new CniExecutor({
+      host: deps.host,
+      openHost: deps.openHost,
+      checkNetns: deps.checkNetns,
+      allocator: () => (this.ready ? this.allocator : undefined),
+      log: deps.log,
+      defer: deps.defer ?? ((fn) => setTimeout(fn, PENDING_DELETE_DELAY_MS)),
+    });
+  }
 
   /** Load state and set up the bridge; throws WeaveError on a setting that cannot work. */
   start(): void {
@@ -61,6 +88,7 @@ export class Agent {
     const { entry } = this.allocator.allocate(EXPOSE_ID, this.cfg.bridge);
     this.bridge = { name: this.cfg.bridge, mtu, mac: macForIp(entry.address), cidr: withPrefix(entry.address, this.cfg.range) };
     this.reconcile();
+    this.cni.flushLeftovers();
     this.ready = true;
     this.reason = "ready";
     this.log(`ready: bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${mtu} (${this.mtuSource}), range ${range}, ${this.allocator.active - 1} pod addresses held`);
@@ -110,9 +138,5 @@ export class Agent {
         Owned: this.allocator ? this.podEntries().map((e) => ({ ContainerID: e.containerId, Ifname: e.ifname, Address: withPrefix(e.address, this.cfg.range), Pod: e.pod ?? null })) : [],
       },
     };
-  }
-
-  addressOf(address: number): string {
-    return numToIp(address);
   }
 }

@@ -5,14 +5,27 @@
 import { withPrefix } from "../cidr.ts";
 import { RangeFullError } from "../ipam/allocator.ts";
 import type { Agent } from "./agent.ts";
+import type { CniRequest } from "../cni/wire.ts";
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 const text = (body: string, status = 200) => new Response(body.endsWith("\n") ? body : body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 
-export function handleApi(agent: Agent, req: Request): Response {
+export async function handleApi(agent: Agent, req: Request): Promise<Response> {
   const url = new URL(req.url);
   const path = url.pathname.replace(/\/+$/, "") || "/";
   const m = req.method;
+
+  if (path === "/cni" && m === "POST") {
+    if (!agent.ready) return text(`not ready: ${agent.reason}`, 503);
+    let body: CniRequest;
+    try {
+      body = (await req.json()) as CniRequest;
+    } catch {
+      return text("body is not JSON", 400);
+    }
+    if (!body || typeof body.command !== "string" || typeof body.conf !== "object") return text("body is not a CNI request", 400);
+    return Response.json(agent.cni.run(body));
+  }
 
   if (path === "/status" && m === "GET") return text(agent.statusText(), agent.ready ? 200 : 503);
   if (path === "/report" && m === "GET") return Response.json(agent.report());

@@ -4,6 +4,7 @@
  * the runtime retries, and the message says what to look at.
  */
 import { CniCode, CniError } from "../cni/errors.ts";
+import type { CniReply, CniRequest } from "../cni/wire.ts";
 
 export const DEFAULT_AGENT_URL = "http://127.0.0.1:6784";
 
@@ -12,9 +13,13 @@ export type Allocation = { containerId: string; ifname: string; address: string;
 export class AgentClient {
   constructor(readonly baseUrl = DEFAULT_AGENT_URL, private timeoutMs = 15000) {}
 
-  private async call(method: string, path: string): Promise<Response> {
+  private async call(method: string, path: string, body?: unknown): Promise<Response> {
     try {
-      return await fetch(this.baseUrl + path, { method, signal: AbortSignal.timeout(this.timeoutMs) });
+      return await fetch(this.baseUrl + path, {
+        method,
+        signal: AbortSignal.timeout(this.timeoutMs),
+        ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+      });
     } catch (e) {
       const why = (e as { code?: string }).code ?? (e as Error).name;
       throw new CniError(
@@ -30,6 +35,13 @@ export class AgentClient {
     const text = (await r.text()).trim();
     const code = r.status === 503 ? CniCode.TryAgainLater : r.status === 400 ? CniCode.InvalidConfig : CniCode.Internal;
     throw new CniError(code, `weave agent refused to ${what}: ${r.status} ${text}`);
+  }
+
+  /** Hand a CNI command to the agent (see net/cni/wire.ts). */
+  async cni(req: CniRequest): Promise<CniReply> {
+    const r = await this.call("POST", "/cni", req);
+    if (r.status !== 200) return this.fail(r, `run ${req.command}`);
+    return (await r.json()) as CniReply;
   }
 
   /** Allocate (or return the existing) address for an attachment; `created` tells which. */

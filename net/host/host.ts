@@ -17,8 +17,10 @@ export type Link = {
   mac: string;
   up: boolean;
   master?: number;
+  group: number;
 };
 
+export type LinkChange = { up?: boolean; mtu?: number; master?: number; mac?: string; group?: number };
 export type Route = { dst: string; gw?: string; dev?: number; table: number; protocol: number; scope: number };
 export type Neighbour = { dev: number; ip: string; mac?: string; state: number };
 export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number };
@@ -39,10 +41,12 @@ export interface NetHost {
   addBridge(name: string, o: { mtu: number; mac?: string }): Link;
   addVeth(spec: VethSpec): Link;
   addVxlan(spec: VxlanSpec): Link;
-  setLink(index: number, o: { up?: boolean; mtu?: number; master?: number; mac?: string }): void;
+  setLink(index: number, o: LinkChange): void;
   setHairpin(index: number, on: boolean): void;
   /** Delete a link; false when it was already gone. */
   delLink(name: string): boolean;
+  /** Delete every link in `group` with one request (one RCU grace period for all). */
+  delLinkGroup(group: number): void;
   addrs(index?: number): { index: number; cidr: string }[];
   addAddr(index: number, cidr: string): void;
   delAddr(index: number, cidr: string): boolean;
@@ -150,8 +154,9 @@ class KernelHost implements NetHost {
     ]);
   }
 
-  setLink(index: number, o: { up?: boolean; mtu?: number; master?: number; mac?: string }): void {
+  setLink(index: number, o: LinkChange): void {
     const attrs: c.Attr[] = [];
+    if (o.group !== undefined) attrs.push(c.u32Attr(c.IFLA.GROUP, o.group));
     if (o.mtu !== undefined) attrs.push(c.u32Attr(c.IFLA.MTU, o.mtu));
     if (o.master !== undefined) attrs.push(c.u32Attr(c.IFLA.MASTER, o.master));
     if (o.mac !== undefined) attrs.push(c.attr(c.IFLA.ADDRESS, c.macBytes(o.mac)));
@@ -172,6 +177,14 @@ class KernelHost implements NetHost {
     } catch (e) {
       if (gone(e)) return false;
       throw e;
+    }
+  }
+
+  delLinkGroup(group: number): void {
+    try {
+      this.sock.request(`delete link group ${group}`, c.RTM.DELLINK, 0, c.ifinfomsg(), [c.u32Attr(c.IFLA.GROUP, group)]);
+    } catch (e) {
+      if (!gone(e)) throw e;
     }
   }
 
@@ -342,5 +355,6 @@ function parseLink(p: Uint8Array): Link {
     mac: mac ? c.macString(mac) : "",
     up: (dv.getUint32(8, true) & c.IFF_UP) !== 0,
     master: c.readU32(a.get(c.IFLA.MASTER)),
+    group: c.readU32(a.get(c.IFLA.GROUP)) ?? 0,
   };
 }

@@ -31,7 +31,7 @@ export const NLA_F_NESTED = 0x8000;
 
 export const IFLA = {
   ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, PROTINFO: 12, OPERSTATE: 16,
-  LINKINFO: 18, NET_NS_FD: 28,
+  LINKINFO: 18, GROUP: 27, NET_NS_FD: 28,
 } as const;
 export const IFLA_INFO = { KIND: 1, DATA: 2, SLAVE_KIND: 4 } as const;
 export const VETH_INFO_PEER = 1;
