@@ -131,6 +131,9 @@ export class CniExecutor {
     const ctr = this.d.openHost(ns);
     const alloc = this.allocator();
     const undo: (() => void)[] = [];
+    const vethName = hostVethName(req.containerId, req.ifname);
+    // A DEL of this same attachment may have left its pair pending: finish it first.
+    if (this.pending.has(vethName)) this.flush();
     try {
       if (ctr.link(req.ifname)) throw new CniError(CniCode.InvalidEnvironment, `CNI_IFNAME "${req.ifname}" already exists in CNI_NETNS "${req.netns}"`);
       const br = this.bridge(req.conf);
@@ -139,8 +142,6 @@ export class CniExecutor {
       if (created) undo.push(() => void alloc.release(req.containerId, req.ifname));
       const address = withPrefix(entry.address, alloc.range);
 
-      const vethName = hostVethName(req.containerId, req.ifname);
-      if (this.pending.has(vethName)) this.flush();
       const mac = macForIp(entry.address);
       const mtu = req.conf.mtu ?? br.mtu;
       const veth = host.addVeth({ name: vethName, mtu, peer: { name: req.ifname, netns: ns, mac } });

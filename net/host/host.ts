@@ -58,6 +58,7 @@ export interface NetHost {
   delNeighbour(n: { dev: number; ip: string }): boolean;
   fdb(dev?: number): FdbEntry[];
   addFdb(e: { dev: number; mac: string; dst: string }): void;
+  /** False when the MAC had no entry (the kernel does not say when only the remote was missing). */
   delFdb(e: { dev: number; mac: string; dst?: string }): boolean;
   sysctl(key: string): string;
   setSysctl(key: string, value: string): void;
