@@ -2,14 +2,16 @@
 /**
  * The weave executable: cac wiring only. Each command lives in commands/ and is loaded
  * when it runs. With CNI_COMMAND set and no arguments (how kubelet, podman or libcni run
- * a plugin) it is the CNI plugin. Errors end here, in one place, as exit codes.
+ * a plugin) it is the CNI plugin, and so it is whenever it runs under the plugin's name
+ * (dist/cni/weave-net, /opt/cni/bin/weave-net). Errors end here, in one place, as exit codes.
  */
 import { cac } from "cac";
 import { WeaveError } from "./net/errors.ts";
 import { VERSION } from "./net/version.ts";
 
 async function main(argv: string[]): Promise<number> {
-  if (process.env.CNI_COMMAND && argv.length === 0) return (await import("./commands/cni.ts")).run();
+  const asPlugin = /(^|\/)weave-net$/.test(process.argv0);
+  if ((process.env.CNI_COMMAND || asPlugin) && argv.length === 0) return (await import("./commands/cni.ts")).run();
 
   const cli = cac("weave");
   cli
