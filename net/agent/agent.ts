@@ -98,6 +98,12 @@ export class Agent {
   reconcile(): void {
     if (!this.bridge) return;
     try {
+      // Pods reach other nodes, the outside world and host ports through the node's
+      // routing, as on any Kubernetes node.
+      if (this.host.sysctl("net.ipv4.ip_forward") !== "1") {
+        this.host.setSysctl("net.ipv4.ip_forward", "1");
+        this.log("set net.ipv4.ip_forward=1");
+      }
       const steps = reconcileBridge(this.host, this.bridge);
       if (steps.length) this.log(`bridge ${this.bridge.name}: ${steps.map((s) => s.op + ("cidr" in s ? ` ${s.cidr}` : "")).join(", ")}`);
       if (!this.ready && this.allocator) {

@@ -65,6 +65,8 @@ export function parseEnv(env: Record<string, string | undefined>): CniEnv {
     throw envError(command ? `CNI_COMMAND "${command}" is not one of ${COMMANDS.join(", ")}` : `CNI_COMMAND is not set (one of ${COMMANDS.join(", ")})`);
   }
   const cmd = command as Command;
+  // VERSION needs nothing else, and libcni sends "dummy" in the other variables for it.
+  if (cmd === "VERSION") return { command: cmd, containerId: "", netns: "", ifname: "", args: {}, path: [] };
   const missing = REQUIRED[cmd].filter((k) => !env[k]);
   if (missing.length) throw envError(`${cmd} needs ${missing.join(", ")}, not set`);
 

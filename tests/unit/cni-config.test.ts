@@ -34,6 +34,8 @@ describe("CNI environment", () => {
     const { CNI_NETNS: _, ...noNetns } = base;
     expect(parseEnv({ ...noNetns, CNI_COMMAND: "DEL" }).netns).toBe("");
     expect(parseEnv({ CNI_COMMAND: "VERSION" }).command).toBe("VERSION");
+    // libcni fills the other variables with "dummy" when it asks for the version
+    expect(parseEnv({ CNI_COMMAND: "VERSION", CNI_NETNS: "dummy", CNI_IFNAME: "dummy", CNI_PATH: "dummy", CNI_CONTAINERID: "" }).command).toBe("VERSION");
   });
 
   test.each([

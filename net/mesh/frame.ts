@@ -1,0 +1,75 @@
+/**
+ * Mesh wire format. A connection starts with an 8-byte preamble, "weave\0" and the
+ * lowest and highest protocol versions the sender speaks; then length-prefixed frames:
+ * a 4-byte big-endian length, one type byte, the payload. Anything else is refused.
+ */
+
+export const PREAMBLE_MAGIC = "weave\0";
+export const PROTOCOL_MIN = 1;
+export const PROTOCOL_MAX = 1;
+export const MAX_FRAME = 16 << 20;
+
+export const FrameType = { Hello: 0x48, Gossip: 0x47, Heartbeat: 0x42, Error: 0x45 } as const;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function preamble(min = PROTOCOL_MIN, max = PROTOCOL_MAX): Uint8Array {
+  return Uint8Array.from([...enc.encode(PREAMBLE_MAGIC), min, max]);
+}
+
+export function encodeFrame(type: number, payload: string | Uint8Array = ""): Uint8Array {
+  const body = typeof payload === "string" ? enc.encode(payload) : payload;
+  const out = new Uint8Array(5 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length + 1);
+  out[4] = type;
+  out.set(body, 5);
+  return out;
+}
+
+export class ProtocolError extends Error {}
+
+export type Frame = { type: number; payload: Uint8Array; text(): string };
+
+/** Reassembles frames from a byte stream; throws ProtocolError on a bad preamble or frame. */
+export class FrameReader {
+  private buf = new Uint8Array(0);
+  private gotPreamble = false;
+  /** The peer's protocol version range, once its preamble has arrived. */
+  versions?: { min: number; max: number };
+
+  push(chunk: Uint8Array): Frame[] {
+    const joined = new Uint8Array(this.buf.length + chunk.length);
+    joined.set(this.buf);
+    joined.set(chunk, this.buf.length);
+    this.buf = joined;
+    const out: Frame[] = [];
+    if (!this.gotPreamble) {
+      if (this.buf.length < 8) {
+        if (!PREAMBLE_MAGIC.startsWith(dec.decode(this.buf.subarray(0, Math.min(6, this.buf.length))))) throw new ProtocolError("not a weave peer (bad preamble)");
+        return out;
+      }
+      if (dec.decode(this.buf.subarray(0, 6)) !== PREAMBLE_MAGIC) throw new ProtocolError("not a weave peer (bad preamble)");
+      this.versions = { min: this.buf[6]!, max: this.buf[7]! };
+      this.gotPreamble = true;
+      this.buf = this.buf.subarray(8);
+    }
+    let off = 0;
+    while (this.buf.length - off >= 4) {
+      const len = new DataView(this.buf.buffer, this.buf.byteOffset + off).getUint32(0);
+      if (len < 1 || len > MAX_FRAME) throw new ProtocolError(`frame of ${len} bytes is outside 1..${MAX_FRAME}`);
+      if (this.buf.length - off < 4 + len) break;
+      const payload = this.buf.slice(off + 5, off + 4 + len);
+      out.push({ type: this.buf[off + 4]!, payload, text: () => dec.decode(payload) });
+      off += 4 + len;
+    }
+    this.buf = this.buf.slice(off);
+    return out;
+  }
+}
+
+/** The highest version both ranges share, or undefined. */
+export function negotiate(a: { min: number; max: number }, b: { min: number; max: number }): number | undefined {
+  const v = Math.min(a.max, b.max);
+  return v >= Math.max(a.min, b.min) ? v : undefined;
+}

@@ -1,0 +1,447 @@
+/**
+ * The mesh router of one peer: connections to other peers, the handshake, topology
+ * gossip, heartbeats, and the connection maker that keeps dialling its targets.
+ *
+ * Gossip: our own entry goes out (debounced) whenever it changes; whatever a merge
+ * finds new is queued and, a moment later, sent in one frame to every established
+ * connection but the one it came from. Merges only ever return news, so a change
+ * crosses each connection about once and then the network is quiet again. Every
+ * `fullGossipMs` the whole topology goes to a few random neighbours, which repairs
+ * anything a dropped connection lost. Nothing here touches sockets or timers directly:
+ * both come in through `Transport` and `Scheduler`.
+ */
+import { encodeFrame, FrameReader, FrameType, negotiate, preamble, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN } from "./frame.ts";
+import { Topology, TopologyError, type PeerEntry } from "./topology.ts";
+import { randomUid } from "./peer-name.ts";
+import type { Link, Scheduler, Transport } from "./transport.ts";
+
+export type RouterOptions = {
+  name: string;
+  nickname: string;
+  uid?: string;
+  /** Where we listen, "ip:port". */
+  listen: string;
+  transport: Transport;
+  sched: Scheduler;
+  log(msg: string): void;
+  connLimit?: number;
+  /** Dial the addresses peers gossip, not only our targets (Weave's default). */
+  discovery?: boolean;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  gossipDelayMs?: number;
+  fullGossipMs?: number;
+  forgetAfterMs?: number;
+  backoffMs?: { initial: number; max: number };
+  versions?: { min: number; max: number };
+};
+
+export type ConnState = "pending" | "established";
+
+export type ConnectionInfo = { address: string; outbound: boolean; state: ConnState | "failed" | "retrying"; info: string; name?: string; nickname?: string };
+
+class Connection {
+  reader = new FrameReader();
+  state: ConnState = "pending";
+  peer?: { name: string; nickname: string; uid: string };
+  lastRecv: number;
+  closed = false;
+  constructor(readonly link: Link, readonly outbound: boolean, readonly address: string, now: number) {
+    this.lastRecv = now;
+  }
+}
+
+type Target = { address: string; attempt: number; nextTry: number; dialing: boolean; lastError?: string; explicit: boolean };
+
+export class Router {
+  readonly topology: Topology;
+  readonly uid: string;
+  private own: PeerEntry;
+  private conns = new Set<Connection>();
+  private targets = new Map<string, Target>();
+  private queued = new Map<string, Connection | undefined>();
+  private flushPending = false;
+  private publishPending = false;
+  private changePending = false;
+  private unreachableSince = new Map<string, number>();
+  private timers: (() => void)[] = [];
+  private listeners: (() => void)[] = [];
+  private stopped = false;
+  private o: Required<Omit<RouterOptions, "uid">>;
+  /** Bytes we sent, for the quiet-traffic benchmark. */
+  bytesSent = 0;
+
+  constructor(opts: RouterOptions) {
+    this.o = {
+      connLimit: 200,
+      discovery: true,
+      heartbeatMs: 2000,
+      deadAfterMs: 7000,
+      gossipDelayMs: 10,
+      fullGossipMs: 30000,
+      forgetAfterMs: 60000,
+      backoffMs: { initial: 1000, max: 360000 },
+      versions: { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
+      ...opts,
+    } as Required<Omit<RouterOptions, "uid">>;
+    this.uid = opts.uid ?? randomUid();
+    this.topology = new Topology(opts.name);
+    this.own = { name: opts.name, nickname: opts.nickname, uid: this.uid, version: opts.sched.now(), addresses: [opts.listen], connections: [], pods: [] };
+    this.topology.setOwn(this.own);
+  }
+
+  get name(): string {
+    return this.o.name;
+  }
+
+  start(): void {
+    this.o.transport.listen(this.o.listen, (l) => this.accept(l, false, l.remoteAddress));
+    this.every(this.o.heartbeatMs, () => this.heartbeat());
+    this.every(this.o.fullGossipMs, () => this.fullGossip());
+    this.every(1000, () => {
+      this.connectionMaker();
+      this.forgetUnreachable();
+    });
+    this.connectionMaker();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const cancel of this.timers) cancel();
+    for (const c of [...this.conns]) this.drop(c, "router stopping", false);
+    this.o.transport.close();
+  }
+
+  /** Called (debounced) whenever the topology or our connections changed. */
+  onChange(cb: () => void): void {
+    this.listeners.push(cb);
+  }
+
+  /** Set what our entry says about us: addresses to reach us at, pods and bridge. */
+  setLocal(o: { addresses?: string[]; pods?: number[] }): void {
+    const addresses = o.addresses ?? this.own.addresses;
+    const pods = o.pods ?? this.own.pods;
+    if (sameList(addresses, this.own.addresses) && sameList(pods, this.own.pods)) return;
+    this.own = { ...this.own, addresses, pods };
+    this.publish();
+  }
+
+  /** Add addresses to keep connected to ("ip" or "ip:port"). */
+  addTargets(addrs: string[]): void {
+    for (const a of addrs) {
+      const address = a.includes(":") ? a : `${a}:${this.o.listen.split(":").pop()}`;
+      if (address === this.o.listen) continue;
+      const t = this.targets.get(address);
+      if (t) t.explicit = true;
+      else this.targets.set(address, { address, attempt: 0, nextTry: 0, dialing: false, explicit: true });
+    }
+    this.connectionMaker();
+  }
+
+  /** Stop dialling addresses no longer wanted (e.g. a Node deleted). */
+  removeTargets(addrs: string[]): void {
+    for (const a of addrs) {
+      const address = a.includes(":") ? a : `${a}:${this.o.listen.split(":").pop()}`;
+      this.targets.delete(address);
+    }
+  }
+
+  established(): { name: string; nickname: string; address: string; outbound: boolean }[] {
+    return [...this.conns].filter((c) => c.state === "established").map((c) => ({ name: c.peer!.name, nickname: c.peer!.nickname, address: c.address, outbound: c.outbound }));
+  }
+
+  connections(): ConnectionInfo[] {
+    const out: ConnectionInfo[] = [...this.conns].map((c) => ({ address: c.address, outbound: c.outbound, state: c.state, info: c.state === "established" ? `${c.peer!.name}(${c.peer!.nickname})` : "handshaking", name: c.peer?.name, nickname: c.peer?.nickname }));
+    const busy = this.busyAddresses();
+    for (const t of this.targets.values()) {
+      if (t.dialing || busy.has(t.address)) continue;
+      out.push({ address: t.address, outbound: true, state: t.lastError ? "failed" : "retrying", info: t.lastError ?? "waiting to dial" });
+    }
+    return out;
+  }
+
+  // --- connections -------------------------------------------------------------
+
+  private async dial(t: Target): Promise<void> {
+    t.dialing = true;
+    try {
+      const link = await this.o.transport.dial(t.address);
+      t.dialing = false;
+      if (this.stopped) return link.close();
+      this.accept(link, true, t.address);
+    } catch (e) {
+      t.dialing = false;
+      this.failed(t, (e as Error).message);
+    }
+  }
+
+  private failed(t: Target, why: string): void {
+    t.lastError = why;
+    t.attempt++;
+    const base = Math.min(this.o.backoffMs.max, this.o.backoffMs.initial * 1.5 ** (t.attempt - 1));
+    t.nextTry = this.o.sched.now() + base * (0.75 + Math.random() * 0.5);
+  }
+
+  private accept(link: Link, outbound: boolean, address: string): void {
+    const c = new Connection(link, outbound, address, this.o.sched.now());
+    this.conns.add(c);
+    link.onData((b) => this.receive(c, b));
+    link.onClose(() => this.drop(c, "connection closed", true));
+    this.send(c, preamble(this.o.versions.min, this.o.versions.max));
+    this.send(c, encodeFrame(FrameType.Hello, JSON.stringify({ name: this.o.name, nickname: this.o.nickname, uid: this.uid })));
+    // A peer that never completes the handshake is dropped by the heartbeat check.
+  }
+
+  private drop(c: Connection, why: string, retry: boolean): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.conns.delete(c);
+    c.link.close();
+    const t = c.outbound ? this.targets.get(c.address) : undefined;
+    if (c.state === "established") {
+      this.o.log(`connection to ${c.peer!.nickname} (${c.peer!.name}) at ${c.address} lost: ${why}`);
+      if (t) {
+        t.attempt = 0;
+        this.failed(t, why);
+        t.nextTry = this.o.sched.now() + this.o.backoffMs.initial * Math.random();
+      }
+      if (!this.established().some((e) => e.name === c.peer!.name)) {
+        this.own = { ...this.own, connections: this.own.connections.filter((n) => n !== c.peer!.name) };
+        this.publish();
+      }
+    } else if (t && retry) {
+      this.failed(t, why);
+    }
+  }
+
+  private receive(c: Connection, bytes: Uint8Array): void {
+    if (c.closed) return;
+    c.lastRecv = this.o.sched.now();
+    let frames;
+    try {
+      frames = c.reader.push(bytes);
+      if (c.reader.versions && c.state === "pending" && !c.peer) {
+        const v = negotiate(c.reader.versions, this.o.versions);
+        if (v === undefined) {
+          const msg = `peer at ${c.address} speaks mesh protocol versions ${c.reader.versions.min}-${c.reader.versions.max}, we speak ${this.o.versions.min}-${this.o.versions.max}: refused`;
+          this.o.log(msg);
+          const t = c.outbound ? this.targets.get(c.address) : undefined;
+          this.drop(c, msg, false);
+          if (t) this.failed(t, msg);
+          return;
+        }
+      }
+      for (const f of frames) this.handle(c, f.type, f.text());
+    } catch (e) {
+      if (e instanceof ProtocolError || e instanceof TopologyError || e instanceof SyntaxError) {
+        const msg = `dropping connection from ${c.peer ? `${c.peer.nickname} (${c.peer.name})` : c.address}: ${(e as Error).message}`;
+        this.o.log(msg);
+        const t = c.outbound ? this.targets.get(c.address) : undefined;
+        this.drop(c, msg, false);
+        if (t) this.failed(t, (e as Error).message);
+        return;
+      }
+      throw e;
+    }
+  }
+
+  private handle(c: Connection, type: number, text: string): void {
+    switch (type) {
+      case FrameType.Hello: {
+        if (c.peer) throw new ProtocolError("second hello");
+        const h = JSON.parse(text) as { name?: unknown; nickname?: unknown; uid?: unknown };
+        if (typeof h.name !== "string" || typeof h.nickname !== "string" || typeof h.uid !== "string") throw new ProtocolError("malformed hello");
+        c.peer = { name: h.name, nickname: h.nickname, uid: h.uid };
+        if (h.name === this.o.name) {
+          this.targets.delete(c.address);
+          this.drop(c, "connected to ourselves", false);
+          return;
+        }
+        this.established_(c);
+        return;
+      }
+      case FrameType.Gossip: {
+        if (c.state !== "established") throw new ProtocolError("gossip before hello");
+        const { news, aboutSelf } = this.topology.merge(text.split("\n").filter(Boolean));
+        for (const line of news) this.queue(line, c);
+        if (aboutSelf && aboutSelf.version >= this.own.version) {
+          // An earlier incarnation of us is still remembered: outbid it.
+          this.own = { ...this.own, version: aboutSelf.version };
+          this.publish();
+        }
+        if (news.length) this.changed();
+        return;
+      }
+      case FrameType.Heartbeat:
+        return;
+      default:
+        throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
+    }
+  }
+
+  private established_(c: Connection): void {
+    const name = c.peer!.name;
+    const dup = [...this.conns].find((o) => o !== c && o.state === "established" && o.peer!.name === name);
+    if (dup) {
+      // Both ends keep the connection dialled by the peer with the smaller name.
+      const initiator = (x: Connection) => (x.outbound ? this.o.name : name);
+      const keepNew = initiator(c) < initiator(dup) || (initiator(c) === initiator(dup) && c.outbound);
+      const loser = keepNew ? dup : c;
+      if (!keepNew) {
+        this.drop(c, "duplicate connection", false);
+        return;
+      }
+      loser.closed = true;
+      this.conns.delete(loser);
+      loser.link.close();
+    }
+    c.state = "established";
+    const t = c.outbound ? this.targets.get(c.address) : undefined;
+    if (t) {
+      t.attempt = 0;
+      t.lastError = undefined;
+    }
+    this.o.log(`connection to ${c.peer!.nickname} (${name}) at ${c.address} established (${c.outbound ? "outbound" : "inbound"})`);
+    if (!this.own.connections.includes(name)) {
+      this.own = { ...this.own, connections: [...this.own.connections, name].sort() };
+      this.publish();
+    }
+    this.send(c, encodeFrame(FrameType.Gossip, this.topology.lines().join("\n")));
+  }
+
+  private send(c: Connection, bytes: Uint8Array): void {
+    if (c.closed) return;
+    this.bytesSent += bytes.length;
+    c.link.send(bytes);
+  }
+
+  // --- gossip ------------------------------------------------------------------
+
+  private publish(): void {
+    if (this.publishPending) return;
+    this.publishPending = true;
+    this.after(this.o.gossipDelayMs, () => {
+      this.publishPending = false;
+      this.own = { ...this.own, version: Math.max(this.own.version + 1, this.o.sched.now()) };
+      this.queue(this.topology.setOwn(this.own), undefined);
+      this.changed();
+    });
+  }
+
+  private queue(line: string, from: Connection | undefined): void {
+    this.queued.set(line, from);
+    if (this.flushPending) return;
+    this.flushPending = true;
+    this.after(this.o.gossipDelayMs, () => this.flush());
+  }
+
+  private flush(): void {
+    this.flushPending = false;
+    const items = [...this.queued];
+    this.queued.clear();
+    for (const c of this.conns) {
+      if (c.state !== "established") continue;
+      const lines = items.filter(([, from]) => from !== c).map(([l]) => l);
+      if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
+    }
+  }
+
+  private fullGossip(): void {
+    const est = [...this.conns].filter((c) => c.state === "established");
+    const payload = encodeFrame(FrameType.Gossip, this.topology.lines().join("\n"));
+    for (let i = 0; i < 3 && est.length; i++) this.send(est.splice(Math.floor(Math.random() * est.length), 1)[0]!, payload);
+  }
+
+  private heartbeat(): void {
+    const now = this.o.sched.now();
+    for (const c of [...this.conns]) {
+      if (now - c.lastRecv > this.o.deadAfterMs) {
+        this.drop(c, c.state === "established" ? `nothing heard for ${Math.round((now - c.lastRecv) / 1000)}s` : "handshake timed out", true);
+        continue;
+      }
+      if (c.state === "established") this.send(c, encodeFrame(FrameType.Heartbeat));
+    }
+  }
+
+  private changed(): void {
+    if (this.changePending) return;
+    this.changePending = true;
+    this.after(this.o.gossipDelayMs * 5, () => {
+      this.changePending = false;
+      for (const l of this.listeners) l();
+    });
+  }
+
+  // --- connection maker and forgetting ------------------------------------------
+
+  /** Addresses we have a connection at, or that belong to a peer we are connected to. */
+  private busyAddresses(): Set<string> {
+    const busy = new Set<string>();
+    for (const c of this.conns) {
+      busy.add(c.address);
+      if (c.state === "established") for (const a of this.topology.get(c.peer!.name)?.addresses ?? []) busy.add(a);
+    }
+    return busy;
+  }
+
+  private connectionMaker(): void {
+    if (this.stopped) return;
+    if (this.o.discovery) {
+      const connected = new Set(this.established().map((e) => e.name));
+      for (const e of this.topology.entries()) {
+        if (e.name === this.o.name || connected.has(e.name)) continue;
+        for (const a of e.addresses) if (a !== this.o.listen && !this.targets.has(a)) this.targets.set(a, { address: a, attempt: 0, nextTry: 0, dialing: false, explicit: false });
+      }
+    }
+    const now = this.o.sched.now();
+    const busy = this.busyAddresses();
+    let count = this.conns.size;
+    for (const t of this.targets.values()) {
+      if (count >= this.o.connLimit) break;
+      if (t.dialing || t.nextTry > now || busy.has(t.address)) continue;
+      count++;
+      void this.dial(t);
+    }
+  }
+
+  private forgetUnreachable(): void {
+    const reach = this.topology.reachable();
+    const now = this.o.sched.now();
+    for (const e of this.topology.entries()) {
+      if (reach.has(e.name)) {
+        this.unreachableSince.delete(e.name);
+        continue;
+      }
+      const since = this.unreachableSince.get(e.name);
+      if (since === undefined) this.unreachableSince.set(e.name, now);
+      else if (now - since > this.o.forgetAfterMs) {
+        this.topology.forget(e.name);
+        this.unreachableSince.delete(e.name);
+        for (const a of e.addresses) if (!this.targets.get(a)?.explicit) this.targets.delete(a);
+        this.o.log(`forgot peer ${e.nickname} (${e.name}): unreachable for ${Math.round(this.o.forgetAfterMs / 1000)}s`);
+        this.changed();
+      }
+    }
+  }
+
+  private after(ms: number, fn: () => void): void {
+    this.o.sched.after(ms, () => {
+      if (!this.stopped) fn();
+    });
+  }
+
+  private every(ms: number, fn: () => void): void {
+    let cancel = () => {};
+    const tick = () => {
+      if (this.stopped) return;
+      fn();
+      cancel = this.o.sched.after(ms, tick);
+    };
+    cancel = this.o.sched.after(ms, tick);
+    this.timers.push(() => cancel());
+  }
+}
+
+function sameList<T>(a: T[], b: T[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

@@ -1,0 +1,148 @@
+/**
+ * The gossiped topology: one entry per peer, owned and versioned by that peer.
+ *
+ * An entry travels as one text line, `<name> <version> <json>`, so a receiver reads the
+ * name and version, compares them with what it has, and parses the JSON only when the
+ * line is news. News is kept verbatim and forwarded verbatim: every peer parses each
+ * version of each entry once, however many neighbours send it. `merge` returns only
+ * what was new; nothing new means nothing to pass on, which is what makes gossip stop.
+ *
+ * Reachability and routes are computed over established connections that both ends
+ * list (a one-sided claim is not a path), breadth-first with neighbours in name order,
+ * so every peer computes the same routes from the same topology.
+ */
+
+export type PeerEntry = {
+  name: string;
+  nickname: string;
+  uid: string;
+  version: number;
+  /** Underlay addresses the peer can be reached at (VXLAN and mesh). */
+  addresses: string[];
+  /** Peer names of its established connections. */
+  connections: string[];
+  /** Addresses (as 32-bit numbers) of its pods and its bridge; MACs derive from them. */
+  pods: number[];
+};
+
+type Stored = { entry: PeerEntry; line: string };
+
+export function encodeEntry(e: PeerEntry): string {
+  return `${e.name} ${e.version} ${JSON.stringify({ k: e.nickname, u: e.uid, a: e.addresses, c: e.connections, p: e.pods })}`;
+}
+
+export class TopologyError extends Error {}
+
+/** Parse one line; throws TopologyError on anything malformed. */
+export function decodeEntry(line: string): PeerEntry {
+  const s1 = line.indexOf(" ");
+  const s2 = line.indexOf(" ", s1 + 1);
+  if (s1 <= 0 || s2 <= s1) throw new TopologyError("entry line has no name and version");
+  const name = line.slice(0, s1);
+  const version = Number(line.slice(s1 + 1, s2));
+  if (!Number.isSafeInteger(version) || version < 0) throw new TopologyError(`entry ${name} has a bad version`);
+  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown };
+  try {
+    o = JSON.parse(line.slice(s2 + 1));
+  } catch {
+    throw new TopologyError(`entry ${name} is not valid JSON`);
+  }
+  const strs = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === "string");
+  if (typeof o !== "object" || o === null || typeof o.k !== "string" || typeof o.u !== "string" || !strs(o.a) || !strs(o.c) || !Array.isArray(o.p) || !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
+    throw new TopologyError(`entry ${name} has missing or mistyped fields`);
+  }
+  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: o.c as string[], pods: o.p as number[] };
+}
+
+export class Topology {
+  private peers = new Map<string, Stored>();
+
+  constructor(readonly self: string) {}
+
+  get size(): number {
+    return this.peers.size;
+  }
+
+  get(name: string): PeerEntry | undefined {
+    return this.peers.get(name)?.entry;
+  }
+
+  entries(): PeerEntry[] {
+    return [...this.peers.values()].map((s) => s.entry);
+  }
+
+  lines(): string[] {
+    return [...this.peers.values()].map((s) => s.line);
+  }
+
+  /** Set our own entry (callers bump the version). */
+  setOwn(e: PeerEntry): string {
+    const line = encodeEntry(e);
+    this.peers.set(e.name, { entry: e, line });
+    return line;
+  }
+
+  /**
+   * Merge received lines; returns the ones that were news (to forward) and, separately,
+   * a newer entry about ourselves (a previous incarnation), which the caller must outbid.
+   */
+  merge(lines: string[]): { news: string[]; aboutSelf?: PeerEntry } {
+    const news: string[] = [];
+    let aboutSelf: PeerEntry | undefined;
+    for (const line of lines) {
+      const s1 = line.indexOf(" ");
+      const s2 = line.indexOf(" ", s1 + 1);
+      if (s1 <= 0 || s2 <= s1) throw new TopologyError("entry line has no name and version");
+      const name = line.slice(0, s1);
+      const version = Number(line.slice(s1 + 1, s2));
+      const have = this.peers.get(name);
+      if (have && have.entry.version >= version) continue;
+      const entry = decodeEntry(line);
+      if (name === this.self) {
+        aboutSelf = entry;
+        continue;
+      }
+      this.peers.set(name, { entry, line });
+      news.push(line);
+    }
+    return { news, aboutSelf };
+  }
+
+  forget(name: string): boolean {
+    return name !== this.self && this.peers.delete(name);
+  }
+
+  /** Is there a connection a-b that both a and b list? */
+  private symmetric(a: PeerEntry, b: string): boolean {
+    const other = this.peers.get(b)?.entry;
+    return !!other && other.connections.includes(a.name);
+  }
+
+  /**
+   * Unicast routes from `from`: for each reachable peer, the neighbour of `from` to send
+   * through (itself when directly connected). Deterministic: BFS, neighbours in name order.
+   */
+  routes(from = this.self): Map<string, string> {
+    const via = new Map<string, string>([[from, from]]);
+    let frontier = [from];
+    while (frontier.length) {
+      const next: string[] = [];
+      for (const p of frontier) {
+        const e = this.peers.get(p)?.entry;
+        if (!e) continue;
+        for (const n of [...e.connections].sort()) {
+          if (via.has(n) || !this.symmetric(e, n)) continue;
+          via.set(n, p === from ? n : via.get(p)!);
+          next.push(n);
+        }
+      }
+      frontier = next.sort();
+    }
+    return via;
+  }
+
+  /** Peers reachable from us, ourselves included. */
+  reachable(): Set<string> {
+    return new Set(this.routes().keys());
+  }
+}
