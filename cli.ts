@@ -22,6 +22,11 @@ async function main(argv: string[]): Promise<number> {
     .option("--bridge <name>", "Bridge name", { default: "weave" })
     .option("--http-addr <host:port>", "Local API address", { default: "127.0.0.1:6784" })
     .option("--nickname <name>", "This node's name (env HOSTNAME)")
+    .option("--peers <list>", "Peers to connect to, comma or space separated ip[:port] (env KUBE_PEERS)")
+    .option("--port <port>", "Mesh TCP port", { default: 6783 })
+    .option("--advertise-address <ip>", "Address peers reach this node at (default: detected)")
+    .option("--conn-limit <n>", "Most mesh connections (env CONN_LIMIT; default 200)")
+    .option("--no-discovery", "Dial only --peers, not the peers they tell us about")
     .action(async (o) => (await import("./commands/agent.ts")).run(o));
   cli
     .command("cni", "Act as the CNI plugin (reads CNI_* env and the config on stdin)")
@@ -32,14 +37,14 @@ async function main(argv: string[]): Promise<number> {
     .option("--conf-dir <dir>", "CNI config directory", { default: "/etc/cni/net.d" })
     .action(async (o) => (await import("./commands/setup-cni.ts")).run(o));
   cli
-    .command("lab <action> [node]", "A cluster on this machine out of namespaces: up | down | status")
+    .command("lab <action> [...args]", "A cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | cut NODE | heal NODE")
     .option("--name <name>", "Lab name", { default: "lab" })
-    .option("--nodes <n>", "Number of nodes", { default: 1 })
+    .option("--nodes <n>", "Number of nodes", { default: 3 })
     .option("--pods <m>", "Pods per node", { default: 2 })
     .option("--json", "Machine-readable output (status)")
-    .action(async (action, node, o) => (await import("./commands/lab.ts")).run(action, node, o));
+    .action(async (action, args, o) => (await import("./commands/lab.ts")).run(action, args, o));
   cli
-    .command("status [what]", "What the local agent knows")
+    .command("status [what]", "What the local agent knows: summary, peers, connections or ipam")
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (what, o) => (await import("./commands/status.ts")).run(what, o));
   cli

@@ -1,16 +1,53 @@
-/** `weave agent`: settings from flags and env, then the agent and its HTTP API. */
+/** `weave agent`: settings from flags and env (Weave's names), then the agent and its HTTP API. */
+import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { Agent } from "../net/agent/agent.ts";
 import { handleApi } from "../net/agent/api.ts";
-import { parseCidr, CidrError } from "../net/cidr.ts";
+import { parseCidr, CidrError, isIpv4 } from "../net/cidr.ts";
 import { WeaveError } from "../net/errors.ts";
 import { openHost } from "../net/host/host.ts";
 import { checkNetnsPath } from "../net/host/netns.ts";
 import { Store } from "../net/host/store.ts";
-import { hostname } from "node:os";
+import { tcpTransport } from "../net/host/tcp-transport.ts";
+import { applyMasq, masqInPlace, removeMasq } from "../net/host/nft.ts";
+import { realScheduler } from "../net/mesh/transport.ts";
 
-export type AgentOptions = { dataDir: string; ipallocRange?: string; mtu?: string | number; bridge: string; httpAddr: string; nickname?: string };
+export type AgentOptions = {
+  dataDir: string;
+  ipallocRange?: string;
+  mtu?: string | number;
+  bridge: string;
+  httpAddr: string;
+  nickname?: string;
+  peers?: string;
+  port?: string | number;
+  advertiseAddress?: string;
+  connLimit?: string | number;
+  discovery?: boolean;
+};
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} weave-agent: ${m}\n`);
+
+const truthy = (v: string | undefined, dflt: boolean) => (v === undefined || v === "" ? dflt : !/^(0|false|no|off)$/i.test(v));
+
+function intSetting(name: string, v: string | number | undefined, min: number, max: number): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new WeaveError("E_BAD_FLAG", `${name} "${v}" is not an integer from ${min} to ${max}`);
+  return n;
+}
+
+/** A peer is an IPv4 address, optionally with :port. */
+function parsePeers(source: string, text: unknown): string[] {
+  const out: string[] = [];
+  // cac turns a flag given without a value into `true`
+  for (const p of (typeof text === "string" ? text : "").split(/[\s,]+/).filter(Boolean)) {
+    const m = /^([^:]+)(?::(\d+))?$/.exec(p);
+    if (!m || !isIpv4(m[1]!) || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))) throw new WeaveError("E_BAD_PEER", `${source}: "${p}" is not an IPv4 address (optionally with :port)`);
+    out.push(p);
+  }
+  return out;
+}
 
 export function parseAgentOptions(o: AgentOptions, env: Record<string, string | undefined>) {
   const rangeText = o.ipallocRange ?? env.IPALLOC_RANGE ?? "10.32.0.0/12";
@@ -30,7 +67,23 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
   }
   const m = /^([\d.]+):(\d+)$/.exec(o.httpAddr);
   if (!m) throw new WeaveError("E_BAD_FLAG", `--http-addr "${o.httpAddr}" is not host:port`);
-  return { range, mtu, bridge: o.bridge, dataDir: o.dataDir, nickname: o.nickname ?? env.HOSTNAME ?? hostname(), http: { hostname: m[1]!, port: Number(m[2]) } };
+  if (o.advertiseAddress !== undefined && !isIpv4(o.advertiseAddress)) throw new WeaveError("E_BAD_FLAG", `--advertise-address "${o.advertiseAddress}" is not an IPv4 address`);
+  const peers = o.peers !== undefined ? parsePeers("--peers", o.peers) : parsePeers("KUBE_PEERS", env.KUBE_PEERS);
+  const port = intSetting("--port", o.port, 1, 65535) ?? 6783;
+  return {
+    range,
+    mtu,
+    bridge: o.bridge,
+    dataDir: o.dataDir,
+    nickname: o.nickname ?? env.HOSTNAME ?? hostname(),
+    http: { hostname: m[1]!, port: Number(m[2]) },
+    peers,
+    meshListen: `0.0.0.0:${port}`,
+    advertise: o.advertiseAddress,
+    connLimit: intSetting("--conn-limit / CONN_LIMIT", o.connLimit ?? env.CONN_LIMIT, 0, 100000) ?? 200,
+    discovery: o.discovery ?? true,
+    noMasqLocal: truthy(env.NO_MASQ_LOCAL, true),
+  };
 }
 
 export async function run(o: AgentOptions): Promise<number> {
@@ -40,7 +93,11 @@ export async function run(o: AgentOptions): Promise<number> {
   }
   const host = openHost();
   const store = new Store(s.dataDir);
-  const agent = new Agent({ range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir }, { host, openHost, checkNetns: checkNetnsPath, store, log });
+  const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"].filter(existsSync).map((f) => readFileSync(f, "utf8").trim())[0];
+  const agent = new Agent(
+    { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal },
+    { host, openHost, checkNetns: checkNetnsPath, store, log, transport: tcpTransport(), sched: realScheduler, masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq }, machineId },
+  );
   const server = Bun.serve({ hostname: s.http.hostname, port: s.http.port, fetch: (req) => handleApi(agent, req) });
   log(`API on http://${s.http.hostname}:${s.http.port}, data dir ${s.dataDir}`);
   agent.start();
@@ -50,6 +107,7 @@ export async function run(o: AgentOptions): Promise<number> {
     const stop = (sig: string) => {
       log(`${sig}: stopping (the bridge and pods stay as they are)`);
       clearInterval(timer);
+      agent.stop();
       server.stop(true);
       store.close();
       host.close();

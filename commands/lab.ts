@@ -1,6 +1,6 @@
 /** `weave lab up|down|status`: printing and flags; the lab itself is net/host/lab.ts. */
 import pc from "picocolors";
-import { labDown, labUp, pingMatrix, pidAlive, readLab, agentReady, type LabState, type LabTools } from "../net/host/lab.ts";
+import { labAgent, labCut, labDown, labUp, meshViews, pingMatrix, pidAlive, readLab, agentReady, type LabState, type LabTools } from "../net/host/lab.ts";
 import { WeaveError } from "../net/errors.ts";
 import { selfExecutable } from "./self.ts";
 
@@ -23,6 +23,13 @@ function printSummary(s: LabState, t: LabTools): void {
   for (const p of s.pods) out.write(`${p.name.padEnd(18)}${p.node.padEnd(14)}${p.ip}\n`);
 }
 
+function printPeers(s: LabState, t: LabTools): void {
+  const views = meshViews(t, s);
+  if (!views.length) return;
+  process.stdout.write("\nMESH VIEW OF     PEERS REACHABLE   CONNECTIONS\n");
+  for (const v of views) process.stdout.write(`${v.node.padEnd(17)}${String(v.reachable).padEnd(18)}${v.established}\n`);
+}
+
 function printPings(s: LabState): boolean {
   if (s.pods.length < 2) return true;
   const m = pingMatrix(s);
@@ -37,12 +44,17 @@ function printPings(s: LabState): boolean {
   return failed === 0;
 }
 
-export async function run(action: string, _node: string | undefined, o: LabOptions): Promise<number> {
+export async function run(action: string, args: string[], o: LabOptions): Promise<number> {
   const t = tools();
+  const need = (n: number, usage: string) => {
+    if (args.length !== n) throw new WeaveError("E_USAGE", `usage: weave lab ${usage}`);
+  };
   switch (action) {
     case "up": {
+      need(0, "up [--name N] [--nodes N] [--pods M]");
       const s = await labUp(o.name, Number(o.nodes), Number(o.pods), t);
       printSummary(s, t);
+      printPeers(s, t);
       const ok = printPings(s);
       process.stdout.write(`\nstate: /run/weave-lab/${s.name}/lab.json; remove with: weave lab down --name ${s.name}\n`);
       return ok ? 0 : 1;
@@ -59,11 +71,25 @@ export async function run(action: string, _node: string | undefined, o: LabOptio
       if (o.json) process.stdout.write(JSON.stringify(s, null, 2) + "\n");
       else {
         printSummary(s, t);
+        printPeers(s, t);
         printPings(s);
       }
       return 0;
     }
+    case "agent": {
+      need(2, "agent stop|start NODE");
+      const n = await labAgent(o.name, args[0]!, args[1]!, t);
+      process.stdout.write(`agent of ${n.name} ${args[0] === "stop" ? "stopped" : `started (pid ${n.agentPid})`}\n`);
+      return 0;
+    }
+    case "cut":
+    case "heal": {
+      need(1, `${action} NODE`);
+      const n = labCut(o.name, args[0]!, action === "cut");
+      process.stdout.write(action === "cut" ? `${n.name} cut off: its TCP 6783 and UDP 6784 traffic is dropped\n` : `${n.name} healed\n`);
+      return 0;
+    }
     default:
-      throw new WeaveError("E_USAGE", `unknown lab action "${action}" (up, down, status)`);
+      throw new WeaveError("E_USAGE", `unknown lab action "${action}" (up, down, status, agent, cut, heal)`);
   }
 }

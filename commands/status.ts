@@ -1,34 +1,26 @@
-/** `weave status` and `weave report`: what the local agent knows. */
-import { AgentClient } from "../net/host/agent-client.ts";
+/** `weave status [peers|connections|ipam]` and `weave report`: what the local agent knows. */
+import { DEFAULT_AGENT_URL } from "../net/host/agent-client.ts";
 import { WeaveError } from "../net/errors.ts";
-import { CniError } from "../net/cni/errors.ts";
 
-async function ask<T>(fn: () => Promise<T>): Promise<T> {
+const SECTIONS = ["peers", "connections", "ipam"];
+
+async function get(base: string, path: string): Promise<Response> {
   try {
-    return await fn();
+    return await fetch(base + path, { signal: AbortSignal.timeout(10000) });
   } catch (e) {
-    if (e instanceof CniError) throw new WeaveError("E_AGENT_UNREACHABLE", e.message);
-    throw e;
+    throw new WeaveError("E_AGENT_UNREACHABLE", `weave agent at ${base} is not reachable (${(e as { code?: string }).code ?? (e as Error).message}); is it running on this node?`);
   }
 }
 
 export async function run(what: string | undefined, o: { agent: string }): Promise<number> {
-  const client = new AgentClient(o.agent);
-  if (what === undefined) {
-    const s = await ask(() => client.status());
-    process.stdout.write(s.text + "\n");
-    return s.ready ? 0 : 1;
-  }
-  if (what === "ipam") {
-    const list = await ask(() => client.list());
-    for (const a of list) process.stdout.write(`${a.address.padEnd(18)} ${a.containerId} ${a.ifname}${a.pod ? ` ${a.pod}` : ""}\n`);
-    return 0;
-  }
-  throw new WeaveError("E_USAGE", `unknown status section "${what}" (try: ipam)`);
+  if (what !== undefined && !SECTIONS.includes(what)) throw new WeaveError("E_USAGE", `unknown status section "${what}" (one of ${SECTIONS.join(", ")})`);
+  const r = await get(o.agent ?? DEFAULT_AGENT_URL, what ? `/status/${what}` : "/status");
+  process.stdout.write(await r.text());
+  return r.ok ? 0 : 1;
 }
 
 export async function report(o: { agent: string }): Promise<number> {
-  const r = await ask(() => new AgentClient(o.agent).report());
-  process.stdout.write(JSON.stringify(r, null, 2) + "\n");
+  const r = await get(o.agent ?? DEFAULT_AGENT_URL, "/report");
+  process.stdout.write(JSON.stringify(await r.json(), null, 2) + "\n");
   return 0;
 }

@@ -1,17 +1,24 @@
 /**
- * The agent of one node: owns the allocator and keeps the bridge. Side effects go
- * through the host layer and the store it is given; the HTTP server is in api.ts and
- * the process wiring in commands/agent.ts.
+ * The agent of one node: owns the allocator, keeps the bridge, runs the mesh router and
+ * keeps the VXLAN datapath and masquerading in line with what the mesh knows. Side
+ * effects go through what it is given (host layer, store, transport, clock, nft); the
+ * HTTP server is in api.ts and the process wiring in commands/agent.ts.
  */
 import type { NetHost } from "../host/host.ts";
 import type { NetnsCheck } from "../host/netns.ts";
-import { CniExecutor, PENDING_DELETE_DELAY_MS } from "./cni-exec.ts";
 import { Allocator, type AllocStore } from "../ipam/allocator.ts";
-import { formatCidr, macForIp, withPrefix, type Cidr } from "../cidr.ts";
+import { formatCidr, ipToNum, macForIp, withPrefix, contains, type Cidr } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
 import { VERSION } from "../version.ts";
+import { Router, type RouterOptions } from "../mesh/router.ts";
+import { nameFromSeed, randomUid } from "../mesh/peer-name.ts";
+import { splitHostPort, type Scheduler, type Transport } from "../mesh/transport.ts";
+import { reconcileVxlan, VXLAN_NAME } from "../encap/vxlan.ts";
+import type { MasqSpec } from "../host/nft.ts";
 import { reconcileBridge, type BridgeSpec } from "./bridge.ts";
 import { overlayMtu } from "./mtu.ts";
+import { pickAdvertiseAddress } from "./addresses.ts";
+import { CniExecutor, PENDING_DELETE_DELAY_MS } from "./cni-exec.ts";
 
 export interface AgentStore extends AllocStore {
   getMeta(key: string): string | undefined;
@@ -25,10 +32,18 @@ export type AgentConfig = {
   bridge: string;
   nickname: string;
   dataDir: string;
+  /** Peers to connect to ("ip" or "ip:port"), from --peers / KUBE_PEERS. */
+  peers?: string[];
+  /** Mesh listen address, "ip:port" (default 0.0.0.0:6783). */
+  meshListen?: string;
+  /** Address peers reach us at; default: detected from the node's interfaces. */
+  advertise?: string;
+  connLimit?: number;
+  discovery?: boolean;
+  noMasqLocal?: boolean;
+  /** Extra router settings (tests shorten timers). */
+  mesh?: Partial<RouterOptions>;
 };
-
-/** The id under which the bridge's own address is held (Weave's "expose"). */
-export const EXPOSE_ID = "weave:expose";
 
 export type AgentDeps = {
   host: NetHost;
@@ -37,7 +52,18 @@ export type AgentDeps = {
   store: AgentStore;
   log(msg: string): void;
   defer?(fn: () => void): void;
+  /** The mesh's network and clock; without them the agent runs alone (no mesh). */
+  transport?: Transport;
+  sched?: Scheduler;
+  masq?: { apply(s: MasqSpec): void; inPlace(s: MasqSpec): boolean; remove(): void };
+  /** A seed for the peer name, e.g. /etc/machine-id (combined with the data dir). */
+  machineId?: string;
 };
+
+/** The id under which the bridge's own address is held (Weave's "expose"). */
+export const EXPOSE_ID = "weave:expose";
+
+const ours = (bridge: string) => (l: { name: string }) => l.name === bridge || l.name.startsWith("vethwepl") || l.name === VXLAN_NAME;
 
 export class Agent {
   ready = false;
@@ -45,12 +71,18 @@ export class Agent {
   allocator!: Allocator;
   bridge?: BridgeSpec;
   mtuSource = "";
+  router?: Router;
+  name = "";
+  advertise = "";
+  datapathErrors: string[] = [];
   readonly cni: CniExecutor;
   private host: NetHost;
   private store: AgentStore;
   private log: (msg: string) => void;
+  private datapathPending = false;
+  private masqSpec?: MasqSpec;
 
-  constructor(readonly cfg: AgentConfig, deps: AgentDeps) {
+  constructor(readonly cfg: AgentConfig, private deps: AgentDeps) {
     this.host = deps.host;
     this.store = deps.store;
     this.log = deps.log;
@@ -61,10 +93,11 @@ export class Agent {
       allocator: () => (this.ready ? this.allocator : undefined),
       log: deps.log,
       defer: deps.defer ?? ((fn) => setTimeout(fn, PENDING_DELETE_DELAY_MS)),
+      changed: () => this.podsChanged(),
     });
   }
 
-  /** Load state and set up the bridge; throws WeaveError on a setting that cannot work. */
+  /** Load state, set up the bridge, start the mesh; throws WeaveError on a setting that cannot work. */
   start(): void {
     const range = formatCidr(this.cfg.range);
     const stored = this.store.getMeta("range");
@@ -77,24 +110,61 @@ export class Agent {
     }
     this.store.setMeta("range", range);
     this.allocator = new Allocator(this.cfg.range, this.store);
+    this.name = this.store.getMeta("peer-name") ?? nameFromSeed(new Bun.CryptoHasher("sha256").update(`${this.deps.machineId ?? randomUid()}\n${this.cfg.dataDir}`).digest("hex"));
+    this.store.setMeta("peer-name", this.name);
 
+    const links = this.host.links();
+    const routes = this.host.routes();
     let mtu = this.cfg.mtu;
     if (mtu === undefined) {
-      const d = overlayMtu(this.host.links(), this.host.routes(), (l) => l.name === this.cfg.bridge || l.name.startsWith("vethwepl") || l.name.startsWith("vxlan"));
+      const d = overlayMtu(links, routes, ours(this.cfg.bridge));
       mtu = d.mtu;
       this.mtuSource = d.from;
     } else this.mtuSource = "set by --mtu / WEAVE_MTU";
 
     const { entry } = this.allocator.allocate(EXPOSE_ID, this.cfg.bridge);
     this.bridge = { name: this.cfg.bridge, mtu, mac: macForIp(entry.address), cidr: withPrefix(entry.address, this.cfg.range) };
+    this.masqSpec = { range, bridge: this.cfg.bridge, noMasqLocal: this.cfg.noMasqLocal ?? true };
     this.reconcile();
     this.cni.flushLeftovers();
+
+    if (this.deps.transport && this.deps.sched) {
+      const listen = this.cfg.meshListen ?? "0.0.0.0:6783";
+      const ip = this.cfg.advertise ?? pickAdvertiseAddress(links, this.host.addrs(), routes, ours(this.cfg.bridge));
+      if (!ip) throw new WeaveError("E_NO_ADDRESS", "cannot tell which address peers should reach this node at; give --advertise-address");
+      this.advertise = ip;
+      this.router = new Router({
+        name: this.name,
+        nickname: this.cfg.nickname,
+        listen,
+        advertise: `${ip}:${splitHostPort(listen)[1]}`,
+        transport: this.deps.transport,
+        sched: this.deps.sched,
+        log: (m) => this.log(`mesh: ${m}`),
+        connLimit: this.cfg.connLimit,
+        discovery: this.cfg.discovery,
+        ...this.cfg.mesh,
+      });
+      this.router.onChange(() => this.scheduleDatapath());
+      this.router.start();
+      this.podsChanged();
+      this.router.addTargets(this.cfg.peers ?? []);
+      this.datapath();
+    }
     this.ready = true;
     this.reason = "ready";
-    this.log(`ready: bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${mtu} (${this.mtuSource}), range ${range}, ${this.allocator.active - 1} pod addresses held`);
+    this.log(
+      `ready: peer ${this.name} (${this.cfg.nickname})${this.advertise ? ` at ${this.advertise}` : ""}, bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${mtu} (${this.mtuSource}), ` +
+        `range ${range}, ${this.allocator.active - 1} pod addresses held, ${this.cfg.peers?.length ?? 0} peer(s) to dial`,
+    );
   }
 
-  /** One pass of keeping the bridge as it should be; logs whatever it had to change. */
+  stop(): void {
+    this.router?.stop();
+    this.deps.masq?.remove();
+  }
+
+  /** One pass of keeping the node as it should be; logs whatever it had to change. */
   reconcile(): void {
     if (!this.bridge) return;
     try {
@@ -106,14 +176,56 @@ export class Agent {
       }
       const steps = reconcileBridge(this.host, this.bridge);
       if (steps.length) this.log(`bridge ${this.bridge.name}: ${steps.map((s) => s.op + ("cidr" in s ? ` ${s.cidr}` : "")).join(", ")}`);
+      if (this.deps.masq && this.masqSpec && !this.deps.masq.inPlace(this.masqSpec)) {
+        this.deps.masq.apply(this.masqSpec);
+        this.log(`masquerading ${this.masqSpec.range} to outside the range (nftables table ip weave)`);
+      }
+      if (this.router) this.datapath();
       if (!this.ready && this.allocator) {
         this.ready = true;
         this.reason = "ready";
       }
     } catch (e) {
       this.ready = false;
-      this.reason = `cannot set up bridge ${this.bridge.name}: ${(e as Error).message}`;
+      this.reason = `cannot set up the node: ${(e as Error).message}`;
       this.log(this.reason);
+    }
+  }
+
+  /** Our pods (and the bridge address) go into our mesh entry. */
+  podsChanged(): void {
+    this.router?.setLocal({ pods: this.allocator.list().map((e) => e.address).sort((a, b) => a - b) });
+  }
+
+  private scheduleDatapath(): void {
+    if (this.datapathPending) return;
+    this.datapathPending = true;
+    queueMicrotask(() => {
+      this.datapathPending = false;
+      this.datapath();
+    });
+  }
+
+  /** The peers we can reach, with their underlay address and pods. */
+  remotes(): { name: string; ip: string; pods: number[] }[] {
+    if (!this.router) return [];
+    const t = this.router.topology;
+    return [...t.reachable()]
+      .filter((n) => n !== this.name)
+      .map((n) => t.get(n)!)
+      .filter((e) => e.addresses.length > 0)
+      .map((e) => ({ name: e.name, ip: splitHostPort(e.addresses[0]!)[0], pods: e.pods.filter((p) => contains(this.cfg.range, p)) }));
+  }
+
+  private datapath(): void {
+    if (!this.bridge) return;
+    try {
+      const r = reconcileVxlan(this.host, { bridge: this.bridge.name, mtu: this.bridge.mtu, local: this.advertise, inRange: (ip) => contains(this.cfg.range, ipToNum(ip)) }, this.remotes());
+      if (r.errors.length && r.errors.join() !== this.datapathErrors.join()) this.log(`datapath: ${r.errors.join("; ")}`);
+      this.datapathErrors = r.errors;
+    } catch (e) {
+      this.datapathErrors = [(e as Error).message];
+      this.log(`datapath: ${(e as Error).message}`);
     }
   }
 
@@ -122,27 +234,7 @@ export class Agent {
     return this.allocator.list().filter((e) => e.containerId !== EXPOSE_ID);
   }
 
-  statusText(): string {
-    const lines = [`Version: ${VERSION}`, `Name: ${this.cfg.nickname}`, `Status: ${this.ready ? "ready" : this.reason}`, `Range: ${formatCidr(this.cfg.range)}`];
-    if (this.bridge) lines.push(`Bridge: ${this.bridge.name} ${this.bridge.cidr} mtu ${this.bridge.mtu}`);
-    if (this.allocator) lines.push(`Pod IPs: ${this.podEntries().length} held, ${this.allocator.capacity - this.allocator.active} free`);
-    return lines.join("\n") + "\n";
-  }
-
-  report(): Record<string, unknown> {
-    return {
-      Ready: this.ready,
-      Reason: this.reason,
-      Version: VERSION,
-      NickName: this.cfg.nickname,
-      Bridge: this.bridge ? { Name: this.bridge.name, Address: this.bridge.cidr, MTU: this.bridge.mtu, MTUSource: this.mtuSource } : null,
-      IPAM: {
-        Range: formatCidr(this.cfg.range),
-        RangeNumIPs: this.allocator?.capacity ?? 0,
-        ActiveIPs: this.allocator?.active ?? 0,
-        DefaultSubnet: formatCidr(this.cfg.range),
-        Owned: this.allocator ? this.podEntries().map((e) => ({ ContainerID: e.containerId, Ifname: e.ifname, Address: withPrefix(e.address, this.cfg.range), Pod: e.pod ?? null })) : [],
-      },
-    };
+  version(): string {
+    return VERSION;
   }
 }

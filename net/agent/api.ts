@@ -5,6 +5,7 @@
 import { withPrefix } from "../cidr.ts";
 import { RangeFullError } from "../ipam/allocator.ts";
 import type { Agent } from "./agent.ts";
+import { connectionsText, ipamText, peersText, report, statusText } from "./report.ts";
 import type { CniRequest } from "../cni/wire.ts";
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
@@ -27,8 +28,11 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
     return Response.json(agent.cni.run(body));
   }
 
-  if (path === "/status" && m === "GET") return text(agent.statusText(), agent.ready ? 200 : 503);
-  if (path === "/report" && m === "GET") return Response.json(agent.report());
+  if (path === "/status" && m === "GET") return text(statusText(agent), agent.ready ? 200 : 503);
+  if (path === "/status/peers" && m === "GET") return text(peersText(agent));
+  if (path === "/status/connections" && m === "GET") return text(connectionsText(agent));
+  if (path === "/status/ipam" && m === "GET") return agent.ready ? text(ipamText(agent)) : text(`not ready: ${agent.reason}`, 503);
+  if (path === "/report" && m === "GET") return Response.json(report(agent));
   if (path === "/ip" && m === "GET") {
     const owned = agent.podEntries().map((e) => ({ containerid: e.containerId, ifname: e.ifname, addrs: [withPrefix(e.address, agent.cfg.range)], ...(e.pod ? { pod: e.pod } : {}) }));
     return Response.json({ owned });
@@ -47,6 +51,7 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
     if (m === "POST") {
       try {
         const { entry, created } = agent.allocator.allocate(cid, ifname ?? "eth0", url.searchParams.get("pod") ?? undefined);
+        if (created) agent.podsChanged();
         return text(withPrefix(entry.address, agent.cfg.range), created ? 201 : 200);
       } catch (e) {
         if (e instanceof RangeFullError) return text(e.message, 503);
@@ -54,7 +59,7 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
       }
     }
     if (m === "DELETE") {
-      agent.allocator.release(cid, ifname);
+      if (agent.allocator.release(cid, ifname).length) agent.podsChanged();
       return new Response(null, { status: 204 });
     }
     return text(`method ${m} not allowed on ${path}`, 405);

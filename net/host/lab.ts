@@ -2,7 +2,9 @@
  * The lab: a cluster on one machine out of network namespaces.
  *
  *   <name>-u            underlay namespace with bridge br0 (the "switch" between nodes)
- *   <name>-n<i>         a node: eth0 = 198.18.0.<10+i>/24 on br0, a real agent inside
+ *   <name>-x            a host outside the cluster on the underlay, 198.18.0.254/24
+ *   <name>-n<i>         a node: eth0 = 198.18.0.<10+i>/24 on br0, a real agent inside,
+ *                       given every other node as --peers (as KUBE_PEERS would)
  *   <name>-n<i>-p<j>    a pod: wired by running the real plugin inside its node
  *
  * Every resource is recorded in /run/weave-lab/<name>/lab.json as soon as it exists, so
@@ -20,7 +22,7 @@ export const LAB_ROOT = "/run/weave-lab";
 
 export type LabNode = { name: string; netns: string; ip: string; agentPid: number; dataDir: string };
 export type LabPod = { name: string; node: string; netns: string; ip: string; containerId: string };
-export type LabState = { name: string; underlay: string; nodes: LabNode[]; pods: LabPod[] };
+export type LabState = { name: string; underlay: string; outside?: { netns: string; ip: string }; nodes: LabNode[]; pods: LabPod[] };
 
 export type LabTools = {
   /** argv that runs `weave` (compiled binary, or bun + cli.ts). */
@@ -48,6 +50,8 @@ function saveLab(s: LabState): void {
 export function nodeIp(i: number): string {
   return `198.18.0.${10 + i}`;
 }
+
+export const OUTSIDE_IP = "198.18.0.254";
 
 /** Run a command inside a named namespace (nsenter keeps the mount namespace and /sys). */
 export function inNs(ns: string, cmd: string[], opts: { env?: Record<string, string>; stdin?: string } = {}) {
@@ -87,11 +91,12 @@ function pidAlive(pid: number): boolean {
 }
 
 /** Start the agent of `node` in its namespace; returns its pid (nsenter execs it). */
-export function startAgent(tools: LabTools, node: LabNode): number {
+export function startAgent(tools: LabTools, node: LabNode, peers: string[] = []): number {
   mkdirSync(node.dataDir, { recursive: true });
   const logFd = openSync(join(node.dataDir, "agent.log"), "a");
   try {
-    const child = spawn("nsenter", [`--net=${netnsPath(node.netns)}`, ...tools.weave, "agent", "--data-dir", node.dataDir, "--nickname", node.name], {
+    const args = ["agent", "--data-dir", node.dataDir, "--nickname", node.name, ...(peers.length ? ["--peers", peers.join(",")] : [])];
+    const child = spawn("nsenter", [`--net=${netnsPath(node.netns)}`, ...tools.weave, ...args], {
       detached: true,
       stdio: ["ignore", logFd, logFd],
     });
@@ -138,29 +143,38 @@ export async function labUp(name: string, nodes: number, podsPerNode: number, to
     const u = openHost(netnsPath(s.underlay));
     try {
       const br = u.addBridge("br0", { mtu: 1500 });
+      const wire = (ns: string, ifname: string, cidr: string) => {
+        const v = u.addVeth({ name: ifname, mtu: 1500, peer: { name: "eth0", netns: netnsPath(ns) } });
+        u.setLink(v.index, { master: br.index, up: true });
+        const n = openHost(netnsPath(ns));
+        try {
+          const eth0 = n.link("eth0")!;
+          n.setLink(eth0.index, { up: true });
+          n.addAddr(eth0.index, cidr);
+        } finally {
+          n.close();
+        }
+      };
+      s.outside = { netns: `${name}-x`, ip: OUTSIDE_IP };
+      createNamedNetns(s.outside.netns);
+      saveLab(s);
+      wire(s.outside.netns, "x", `${OUTSIDE_IP}/24`);
+      const ips = Array.from({ length: nodes }, (_, k) => nodeIp(k + 1));
       for (let i = 1; i <= nodes; i++) {
         const node: LabNode = { name: `${name}-n${i}`, netns: `${name}-n${i}`, ip: nodeIp(i), agentPid: 0, dataDir: join(labDir(name), `n${i}`) };
         createNamedNetns(node.netns);
         s.nodes.push(node);
         saveLab(s);
-        const v = u.addVeth({ name: `n${i}`, mtu: 1500, peer: { name: "eth0", netns: netnsPath(node.netns) } });
-        u.setLink(v.index, { master: br.index, up: true });
-        const n = openHost(netnsPath(node.netns));
-        try {
-          const eth0 = n.link("eth0")!;
-          n.setLink(eth0.index, { up: true });
-          n.addAddr(eth0.index, `${node.ip}/24`);
-        } finally {
-          n.close();
-        }
-        node.agentPid = startAgent(tools, node);
+        wire(node.netns, `n${i}`, `${node.ip}/24`);
+        node.agentPid = startAgent(tools, node, ips.filter((ip) => ip !== node.ip));
         saveLab(s);
       }
     } finally {
       u.close();
     }
     for (const node of s.nodes) await waitAgentReady(tools, node);
-    tools.log(`${nodes} node(s) up, agents ready`);
+    await waitMesh(tools, s);
+    tools.log(`${nodes} node(s) up, agents ready, mesh connected`);
 
     for (const node of s.nodes) {
       for (let j = 1; j <= podsPerNode; j++) {
@@ -207,9 +221,85 @@ export async function labDown(name: string, tools: LabTools): Promise<string[]> 
     await attempt(`stop agent of ${node.name}`, () => stopAgent(node.agentPid));
     await attempt(`delete ${node.netns}`, () => deleteNamedNetns(node.netns));
   }
+  if (s.outside) await attempt(`delete ${s.outside.netns}`, () => deleteNamedNetns(s.outside!.netns));
   await attempt(`delete ${s.underlay}`, () => deleteNamedNetns(s.underlay));
   await attempt(`remove ${labDir(name)}`, () => rmSync(labDir(name), { recursive: true, force: true }));
   return problems;
+}
+
+export type MeshView = { node: string; reachable: number; established: number; peers: { nickname: string; address: string; reachable: boolean; connections: number }[] };
+
+/** What each running agent's mesh looks like, from its /report. */
+export function meshViews(tools: LabTools, s: LabState): MeshView[] {
+  const out: MeshView[] = [];
+  for (const n of s.nodes) {
+    if (!pidAlive(n.agentPid)) continue;
+    const r = inNs(n.netns, [...tools.weave, "report"]);
+    if (r.code !== 0) continue;
+    const router = (JSON.parse(r.stdout) as { Router?: { Peers: { NickName: string; Addresses: string[]; Reachable: boolean; Connections: { Established: boolean }[] }[]; Connections: { State: string }[] } }).Router;
+    if (!router) continue;
+    out.push({
+      node: n.name,
+      reachable: router.Peers.filter((p) => p.Reachable).length,
+      established: router.Connections.filter((c) => c.State === "established").length,
+      peers: router.Peers.map((p) => ({ nickname: p.NickName, address: p.Addresses[0] ?? "", reachable: p.Reachable, connections: p.Connections.filter((c) => c.Established).length })),
+    });
+  }
+  return out;
+}
+
+/** Wait until every running agent reaches every running agent. */
+export async function waitMesh(tools: LabTools, s: LabState, timeoutMs = 30000): Promise<MeshView[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const running = s.nodes.filter((n) => pidAlive(n.agentPid)).length;
+    const views = meshViews(tools, s);
+    if (views.length === running && views.every((v) => v.reachable === running)) return views;
+    if (Date.now() > deadline) {
+      throw new WeaveError("E_LAB_MESH", `the mesh did not connect within ${timeoutMs / 1000}s: ${views.map((v) => `${v.node} reaches ${v.reachable} of ${running}`).join(", ")}`);
+    }
+    await Bun.sleep(100);
+  }
+}
+
+function findNode(s: LabState, node: string): LabNode {
+  const n = s.nodes.find((x) => x.name === node || x.name === `${s.name}-${node}`);
+  if (!n) throw new WeaveError("E_NO_NODE", `lab "${s.name}" has no node "${node}" (nodes: ${s.nodes.map((x) => x.name).join(", ")})`);
+  return n;
+}
+
+/** `weave lab agent stop|start NODE`: stop or start one node's agent; lab.json keeps its pid. */
+export async function labAgent(name: string, action: string, node: string, tools: LabTools): Promise<LabNode> {
+  const s = readLab(name);
+  if (!s) throw new WeaveError("E_NO_LAB", `no lab named "${name}"`);
+  const n = findNode(s, node);
+  if (action === "stop") {
+    await stopAgent(n.agentPid);
+  } else if (action === "start") {
+    if (pidAlive(n.agentPid)) throw new WeaveError("E_AGENT_RUNNING", `the agent of ${n.name} is already running (pid ${n.agentPid})`);
+    n.agentPid = startAgent(tools, n, s.nodes.filter((x) => x !== n).map((x) => x.ip));
+    saveLab(s);
+    await waitAgentReady(tools, n);
+  } else throw new WeaveError("E_USAGE", `unknown agent action "${action}" (stop, start)`);
+  saveLab(s);
+  return n;
+}
+
+const CUT_TABLE = "weavelabcut";
+
+/** `weave lab cut|heal NODE`: drop or restore the node's mesh (TCP 6783) and VXLAN (UDP 6784) traffic. */
+export function labCut(name: string, node: string, cut: boolean): LabNode {
+  const s = readLab(name);
+  if (!s) throw new WeaveError("E_NO_LAB", `no lab named "${name}"`);
+  const n = findNode(s, node);
+  const script = cut
+    ? `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\ntable inet ${CUT_TABLE} {\n` +
+      ["input", "output"].map((h) => `  chain ${h} { type filter hook ${h} priority -10; policy accept; tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop; }\n`).join("") +
+      "}\n"
+    : `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\n`;
+  const r = inNs(n.netns, ["nft", "-f", "-"], { stdin: script });
+  if (r.code !== 0) throw new WeaveError("E_NFT", `nft in ${n.netns}: ${r.stderr.trim()}`);
+  return n;
 }
 
 /** Ping every pod from every pod; true where the ping went through. */

@@ -9,7 +9,12 @@ export const PROTOCOL_MIN = 1;
 export const PROTOCOL_MAX = 1;
 export const MAX_FRAME = 16 << 20;
 
-export const FrameType = { Hello: 0x48, Gossip: 0x47, Heartbeat: 0x42, Error: 0x45 } as const;
+/**
+ * Hello: who we are. Gossip: full entry lines. Digest: "name version" lines, everything
+ * we know (sent on connect and periodically). Announce: "name version" lines of news.
+ * Request: names whose entries we want. Heartbeat: nothing.
+ */
+export const FrameType = { Hello: 0x48, Gossip: 0x47, Digest: 0x44, Announce: 0x41, Request: 0x52, Heartbeat: 0x42 } as const;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

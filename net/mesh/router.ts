@@ -2,13 +2,15 @@
  * The mesh router of one peer: connections to other peers, the handshake, topology
  * gossip, heartbeats, and the connection maker that keeps dialling its targets.
  *
- * Gossip: our own entry goes out (debounced) whenever it changes; whatever a merge
- * finds new is queued and, a moment later, sent in one frame to every established
- * connection but the one it came from. Merges only ever return news, so a change
- * crosses each connection about once and then the network is quiet again. Every
- * `fullGossipMs` the whole topology goes to a few random neighbours, which repairs
- * anything a dropped connection lost. Nothing here touches sockets or timers directly:
- * both come in through `Transport` and `Scheduler`.
+ * Gossip is push-pull. Our own entry, when it changes, is pushed whole to every
+ * neighbour (debounced). Anything else a merge finds new is announced, a moment later,
+ * as "name version" to every neighbour not known to have it; a neighbour that lacks it
+ * asks for it, and gets the whole line. So each version of each entry crosses the
+ * network once per peer, plus a 30-byte announcement per connection, and merges only
+ * ever report news, so a change spreads once and the network is quiet again. On
+ * connect, and every `fullGossipMs` with a few random neighbours, both sides send a
+ * digest of everything they know and fill each other's gaps. Nothing here touches
+ * sockets or timers directly: both come in through `Transport` and `Scheduler`.
  */
 import { encodeFrame, FrameReader, FrameType, negotiate, preamble, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN } from "./frame.ts";
 import { Topology, TopologyError, type PeerEntry } from "./topology.ts";
@@ -21,6 +23,8 @@ export type RouterOptions = {
   uid?: string;
   /** Where we listen, "ip:port". */
   listen: string;
+  /** The address peers reach us at, "ip:port" (default: `listen`); goes into our entry. */
+  advertise?: string;
   transport: Transport;
   sched: Scheduler;
   log(msg: string): void;
@@ -29,7 +33,10 @@ export type RouterOptions = {
   discovery?: boolean;
   heartbeatMs?: number;
   deadAfterMs?: number;
+  /** Batching delay for forwarding news. */
   gossipDelayMs?: number;
+  /** Debounce for publishing our own entry after a change. */
+  publishDelayMs?: number;
   fullGossipMs?: number;
   forgetAfterMs?: number;
   backoffMs?: { initial: number; max: number };
@@ -59,7 +66,10 @@ export class Router {
   private own: PeerEntry;
   private conns = new Set<Connection>();
   private targets = new Map<string, Target>();
-  private queued = new Map<string, Connection | undefined>();
+  /** Lines waiting to go out, by "name version", with the neighbours known to have them. */
+  private queued = new Map<string, { line: string; holders: Set<Connection> }>();
+  /** Entries we asked a neighbour for and have not received yet. */
+  private requested = new Map<string, { version: number; at: number }>();
   private flushPending = false;
   private publishPending = false;
   private changePending = false;
@@ -68,6 +78,7 @@ export class Router {
   private listeners: (() => void)[] = [];
   private stopped = false;
   private o: Required<Omit<RouterOptions, "uid">>;
+  private self: string;
   /** Bytes we sent, for the quiet-traffic benchmark. */
   bytesSent = 0;
 
@@ -77,7 +88,8 @@ export class Router {
       discovery: true,
       heartbeatMs: 2000,
       deadAfterMs: 7000,
-      gossipDelayMs: 10,
+      gossipDelayMs: 20,
+      publishDelayMs: 100,
       fullGossipMs: 30000,
       forgetAfterMs: 60000,
       backoffMs: { initial: 1000, max: 360000 },
@@ -85,8 +97,9 @@ export class Router {
       ...opts,
     } as Required<Omit<RouterOptions, "uid">>;
     this.uid = opts.uid ?? randomUid();
+    this.self = opts.advertise ?? opts.listen;
     this.topology = new Topology(opts.name);
-    this.own = { name: opts.name, nickname: opts.nickname, uid: this.uid, version: opts.sched.now(), addresses: [opts.listen], connections: [], pods: [] };
+    this.own = { name: opts.name, nickname: opts.nickname, uid: this.uid, version: opts.sched.now(), addresses: [this.self], connections: [], pods: [] };
     this.topology.setOwn(this.own);
   }
 
@@ -98,10 +111,8 @@ export class Router {
     this.o.transport.listen(this.o.listen, (l) => this.accept(l, false, l.remoteAddress));
     this.every(this.o.heartbeatMs, () => this.heartbeat());
     this.every(this.o.fullGossipMs, () => this.fullGossip());
-    this.every(1000, () => {
-      this.connectionMaker();
-      this.forgetUnreachable();
-    });
+    this.every(1000, () => this.connectionMaker());
+    this.every(5000, () => this.forgetUnreachable());
     this.connectionMaker();
   }
 
@@ -129,8 +140,8 @@ export class Router {
   /** Add addresses to keep connected to ("ip" or "ip:port"). */
   addTargets(addrs: string[]): void {
     for (const a of addrs) {
-      const address = a.includes(":") ? a : `${a}:${this.o.listen.split(":").pop()}`;
-      if (address === this.o.listen) continue;
+      const address = this.withPort(a);
+      if (address === this.self) continue;
       const t = this.targets.get(address);
       if (t) t.explicit = true;
       else this.targets.set(address, { address, attempt: 0, nextTry: 0, dialing: false, explicit: true });
@@ -141,9 +152,17 @@ export class Router {
   /** Stop dialling addresses no longer wanted (e.g. a Node deleted). */
   removeTargets(addrs: string[]): void {
     for (const a of addrs) {
-      const address = a.includes(":") ? a : `${a}:${this.o.listen.split(":").pop()}`;
-      this.targets.delete(address);
+      this.targets.delete(this.withPort(a));
     }
+  }
+
+  private withPort(a: string): string {
+    return a.includes(":") ? a : `${a}:${this.self.split(":").pop()}`;
+  }
+
+  /** Targets we were given (not discovered). */
+  explicitTargets(): string[] {
+    return [...this.targets.values()].filter((t) => t.explicit).map((t) => t.address);
   }
 
   established(): { name: string; nickname: string; address: string; outbound: boolean }[] {
@@ -262,14 +281,58 @@ export class Router {
       }
       case FrameType.Gossip: {
         if (c.state !== "established") throw new ProtocolError("gossip before hello");
-        const { news, aboutSelf } = this.topology.merge(text.split("\n").filter(Boolean));
-        for (const line of news) this.queue(line, c);
+        const { news, dupes, aboutSelf } = this.topology.merge(text.split("\n").filter(Boolean));
+        for (const line of news) {
+          this.requested.delete(line.slice(0, line.indexOf(" ")));
+          this.queue(line, c);
+        }
+        for (const key of dupes) this.queued.get(key)?.holders.add(c);
         if (aboutSelf && aboutSelf.version >= this.own.version) {
           // An earlier incarnation of us is still remembered: outbid it.
           this.own = { ...this.own, version: aboutSelf.version };
           this.publish();
         }
         if (news.length) this.changed();
+        return;
+      }
+      case FrameType.Digest:
+      case FrameType.Announce: {
+        if (c.state !== "established") throw new ProtocolError("digest before hello");
+        const want: string[] = [];
+        const theirs = new Map<string, number>();
+        const now = this.o.sched.now();
+        for (const item of text.split("\n")) {
+          if (!item) continue;
+          const sp = item.indexOf(" ");
+          const name = item.slice(0, sp);
+          const version = Number(item.slice(sp + 1));
+          if (sp <= 0 || !Number.isSafeInteger(version)) throw new ProtocolError("malformed digest");
+          theirs.set(name, version);
+          const mine = this.topology.version(name);
+          if (mine === version) this.queued.get(item)?.holders.add(c);
+          if (mine !== undefined && mine >= version) continue;
+          if (name === this.o.name) continue;
+          const asked = this.requested.get(name);
+          if (asked && asked.version >= version && now - asked.at < 2000) continue;
+          this.requested.set(name, { version, at: now });
+          want.push(name);
+        }
+        if (want.length) this.send(c, encodeFrame(FrameType.Request, want.join("\n")));
+        if (type === FrameType.Digest) {
+          // Fill their gaps too: what they lack or have older.
+          const lines: string[] = [];
+          for (const e of this.topology.entries()) {
+            const v = theirs.get(e.name);
+            if (v === undefined || v < e.version) lines.push(this.topology.line(e.name)!);
+          }
+          if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
+        }
+        return;
+      }
+      case FrameType.Request: {
+        if (c.state !== "established") throw new ProtocolError("request before hello");
+        const lines = text.split("\n").map((n) => this.topology.line(n)).filter((l): l is string => !!l);
+        if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
         return;
       }
       case FrameType.Heartbeat:
@@ -306,7 +369,7 @@ export class Router {
       this.own = { ...this.own, connections: [...this.own.connections, name].sort() };
       this.publish();
     }
-    this.send(c, encodeFrame(FrameType.Gossip, this.topology.lines().join("\n")));
+    this.send(c, encodeFrame(FrameType.Digest, this.topology.digest().join("\n")));
   }
 
   private send(c: Connection, bytes: Uint8Array): void {
@@ -320,16 +383,18 @@ export class Router {
   private publish(): void {
     if (this.publishPending) return;
     this.publishPending = true;
-    this.after(this.o.gossipDelayMs, () => {
+    this.after(this.o.publishDelayMs, () => {
       this.publishPending = false;
       this.own = { ...this.own, version: Math.max(this.own.version + 1, this.o.sched.now()) };
-      this.queue(this.topology.setOwn(this.own), undefined);
+      const frame = encodeFrame(FrameType.Gossip, this.topology.setOwn(this.own));
+      for (const c of this.conns) if (c.state === "established") this.send(c, frame);
       this.changed();
     });
   }
 
   private queue(line: string, from: Connection | undefined): void {
-    this.queued.set(line, from);
+    const key = line.slice(0, line.indexOf(" ", line.indexOf(" ") + 1));
+    this.queued.set(key, { line, holders: new Set(from ? [from] : []) });
     if (this.flushPending) return;
     this.flushPending = true;
     this.after(this.o.gossipDelayMs, () => this.flush());
@@ -339,16 +404,21 @@ export class Router {
     this.flushPending = false;
     const items = [...this.queued];
     this.queued.clear();
+    let everyone: Uint8Array | undefined;
     for (const c of this.conns) {
       if (c.state !== "established") continue;
-      const lines = items.filter(([, from]) => from !== c).map(([l]) => l);
-      if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
+      const keys = items.filter(([, q]) => !q.holders.has(c));
+      if (!keys.length) continue;
+      if (keys.length === items.length) {
+        everyone ??= encodeFrame(FrameType.Announce, items.map(([k]) => k).join("\n"));
+        this.send(c, everyone);
+      } else this.send(c, encodeFrame(FrameType.Announce, keys.map(([k]) => k).join("\n")));
     }
   }
 
   private fullGossip(): void {
     const est = [...this.conns].filter((c) => c.state === "established");
-    const payload = encodeFrame(FrameType.Gossip, this.topology.lines().join("\n"));
+    const payload = encodeFrame(FrameType.Digest, this.topology.digest().join("\n"));
     for (let i = 0; i < 3 && est.length; i++) this.send(est.splice(Math.floor(Math.random() * est.length), 1)[0]!, payload);
   }
 
@@ -390,7 +460,7 @@ export class Router {
       const connected = new Set(this.established().map((e) => e.name));
       for (const e of this.topology.entries()) {
         if (e.name === this.o.name || connected.has(e.name)) continue;
-        for (const a of e.addresses) if (a !== this.o.listen && !this.targets.has(a)) this.targets.set(a, { address: a, attempt: 0, nextTry: 0, dialing: false, explicit: false });
+        for (const a of e.addresses) if (a !== this.self && !this.targets.has(a)) this.targets.set(a, { address: a, attempt: 0, nextTry: 0, dialing: false, explicit: false });
       }
     }
     const now = this.o.sched.now();

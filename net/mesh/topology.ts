@@ -7,6 +7,9 @@
  * version of each entry once, however many neighbours send it. `merge` returns only
  * what was new; nothing new means nothing to pass on, which is what makes gossip stop.
  *
+ * `dupes` are the "name version" keys of lines we already had at that very version: the
+ * router uses them to avoid sending a line back to a neighbour that has it.
+ *
  * Reachability and routes are computed over established connections that both ends
  * list (a one-sided claim is not a path), breadth-first with neighbours in name order,
  * so every peer computes the same routes from the same topology.
@@ -51,11 +54,13 @@ export function decodeEntry(line: string): PeerEntry {
   if (typeof o !== "object" || o === null || typeof o.k !== "string" || typeof o.u !== "string" || !strs(o.a) || !strs(o.c) || !Array.isArray(o.p) || !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
     throw new TopologyError(`entry ${name} has missing or mistyped fields`);
   }
-  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: o.c as string[], pods: o.p as number[] };
+  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: (o.c as string[]).sort(), pods: o.p as number[] };
 }
 
 export class Topology {
   private peers = new Map<string, Stored>();
+  /** Routes from us, cached until the topology changes. */
+  private ownRoutes?: Map<string, string>;
 
   constructor(readonly self: string) {}
 
@@ -75,10 +80,24 @@ export class Topology {
     return [...this.peers.values()].map((s) => s.line);
   }
 
+  /** "name version" of every entry. */
+  digest(): string[] {
+    return [...this.peers.values()].map((s) => `${s.entry.name} ${s.entry.version}`);
+  }
+
+  version(name: string): number | undefined {
+    return this.peers.get(name)?.entry.version;
+  }
+
+  line(name: string): string | undefined {
+    return this.peers.get(name)?.line;
+  }
+
   /** Set our own entry (callers bump the version). */
   setOwn(e: PeerEntry): string {
     const line = encodeEntry(e);
-    this.peers.set(e.name, { entry: e, line });
+    this.peers.set(e.name, { entry: { ...e, connections: [...e.connections].sort() }, line });
+    this.ownRoutes = undefined;
     return line;
   }
 
@@ -86,8 +105,9 @@ export class Topology {
    * Merge received lines; returns the ones that were news (to forward) and, separately,
    * a newer entry about ourselves (a previous incarnation), which the caller must outbid.
    */
-  merge(lines: string[]): { news: string[]; aboutSelf?: PeerEntry } {
+  merge(lines: string[]): { news: string[]; dupes: string[]; aboutSelf?: PeerEntry } {
     const news: string[] = [];
+    const dupes: string[] = [];
     let aboutSelf: PeerEntry | undefined;
     for (const line of lines) {
       const s1 = line.indexOf(" ");
@@ -96,19 +116,24 @@ export class Topology {
       const name = line.slice(0, s1);
       const version = Number(line.slice(s1 + 1, s2));
       const have = this.peers.get(name);
-      if (have && have.entry.version >= version) continue;
+      if (have && have.entry.version >= version) {
+        if (have.entry.version === version) dupes.push(line.slice(0, s2));
+        continue;
+      }
       const entry = decodeEntry(line);
       if (name === this.self) {
         aboutSelf = entry;
         continue;
       }
       this.peers.set(name, { entry, line });
+      this.ownRoutes = undefined;
       news.push(line);
     }
-    return { news, aboutSelf };
+    return { news, dupes, aboutSelf };
   }
 
   forget(name: string): boolean {
+    this.ownRoutes = undefined;
     return name !== this.self && this.peers.delete(name);
   }
 
@@ -123,6 +148,7 @@ export class Topology {
    * through (itself when directly connected). Deterministic: BFS, neighbours in name order.
    */
   routes(from = this.self): Map<string, string> {
+    if (from === this.self && this.ownRoutes) return this.ownRoutes;
     const via = new Map<string, string>([[from, from]]);
     let frontier = [from];
     while (frontier.length) {
@@ -130,7 +156,7 @@ export class Topology {
       for (const p of frontier) {
         const e = this.peers.get(p)?.entry;
         if (!e) continue;
-        for (const n of [...e.connections].sort()) {
+        for (const n of e.connections) {
           if (via.has(n) || !this.symmetric(e, n)) continue;
           via.set(n, p === from ? n : via.get(p)!);
           next.push(n);
@@ -138,6 +164,7 @@ export class Topology {
       }
       frontier = next.sort();
     }
+    if (from === this.self) this.ownRoutes = via;
     return via;
   }
 

@@ -17,7 +17,7 @@ describe.skipIf(!canRunHost)("weave lab", () => {
   }, 60_000);
 
   test("up: pods get addresses and ping each other; lab.json describes it", () => {
-    const r = weave("lab", "up", "--name", name, "--pods", "3");
+    const r = weave("lab", "up", "--name", name, "--nodes", "1", "--pods", "3");
     expect(r.code, r.out + r.err).toBe(0);
     expect(r.out).toContain("all 6 pings went through");
     const s = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8"));

@@ -17,7 +17,7 @@ export type TestLab = {
   podNs(): string;
   /** Run a command inside a namespace by name. */
   exec(ns: string, cmd: string[]): { code: number; stdout: string; stderr: string };
-  /** What the node's agent holds: `weave status ipam` lines. */
+  /** What the node's agent holds for pods: `weave status ipam` lines, "10.32.0.5/12 <id> eth0 [ns/pod]". */
   held(): string[];
   /** Host veths on the node (links named vethwepl*), once pending deletions are done. */
   veths(): Promise<string[]>;
@@ -49,7 +49,7 @@ export async function startLab(o: { nodes?: number; pods?: number } = {}): Promi
       return netnsPath(n);
     },
     exec: (ns, cmd) => inNs(ns, cmd),
-    held: () => inNs(node, [WEAVE, "status", "ipam"]).stdout.split("\n").filter(Boolean),
+    held: () => inNs(node, [WEAVE, "status", "ipam"]).stdout.split("\n").filter((l) => /^\d/.test(l) && !l.includes("weave:expose")),
     async veths() {
       // DEL retires a veth into the pending group; the agent deletes the group within ~1 s.
       for (let i = 0; i < 100; i++) {

@@ -1,0 +1,129 @@
+/**
+ * The mesh's TCP transport over Bun's sockets, with the write queue Bun leaves to us:
+ * `write` may take only part of a buffer, and the rest goes out on `drain`.
+ */
+import type { Socket, TCPSocketListener } from "bun";
+import type { Link, Transport } from "../mesh/transport.ts";
+import { splitHostPort } from "../mesh/transport.ts";
+
+type Data = { link?: TcpLink };
+
+class TcpLink implements Link {
+  private queue: Uint8Array[] = [];
+  private dataCb: (b: Uint8Array) => void;
+  private closeCb: () => void = () => {};
+  private early: Uint8Array[] = [];
+  closed = false;
+
+  constructor(private sock: Socket<Data>, readonly remoteAddress: string) {
+    this.dataCb = (b) => void this.early.push(b);
+  }
+
+  send(bytes: Uint8Array): void {
+    if (this.closed) return;
+    if (this.queue.length) {
+      this.queue.push(bytes);
+      return;
+    }
+    const n = this.sock.write(bytes);
+    if (n < bytes.length) this.queue.push(bytes.subarray(Math.max(0, n)));
+  }
+
+  drain(): void {
+    while (this.queue.length) {
+      const head = this.queue[0]!;
+      const n = this.sock.write(head);
+      if (n < head.length) {
+        this.queue[0] = head.subarray(Math.max(0, n));
+        return;
+      }
+      this.queue.shift();
+    }
+  }
+
+  data(b: Uint8Array): void {
+    this.dataCb(b);
+  }
+
+  ended(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeCb();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.end();
+  }
+
+  onData(cb: (b: Uint8Array) => void): void {
+    this.dataCb = cb;
+    for (const b of this.early.splice(0)) cb(b);
+  }
+
+  onClose(cb: () => void): void {
+    this.closeCb = cb;
+  }
+}
+
+const handlers = (onOpen?: (l: TcpLink) => void) => ({
+  open(s: Socket<Data>) {
+    if (!onOpen) return;
+    s.data = { link: new TcpLink(s, `${s.remoteAddress}:${s.remotePort ?? 0}`) };
+    onOpen(s.data.link!);
+  },
+  data(s: Socket<Data>, b: Buffer) {
+    s.data?.link?.data(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+  },
+  drain(s: Socket<Data>) {
+    s.data?.link?.drain();
+  },
+  close(s: Socket<Data>) {
+    s.data?.link?.ended();
+  },
+  error(s: Socket<Data>) {
+    s.data?.link?.ended();
+  },
+});
+
+export function tcpTransport(): Transport {
+  let server: TCPSocketListener<Data> | undefined;
+  const links = new Set<TcpLink>();
+  return {
+    listen(address, onLink) {
+      const [hostname, port] = splitHostPort(address);
+      server = Bun.listen<Data>({
+        hostname,
+        port,
+        socket: handlers((l) => {
+          links.add(l);
+          onLink(l);
+        }),
+      });
+    },
+    async dial(address) {
+      const [hostname, port] = splitHostPort(address);
+      let link: TcpLink | undefined;
+      const sock = await Bun.connect<Data>({
+        hostname,
+        port,
+        data: {},
+        socket: {
+          ...handlers(),
+          connectError(_s: Socket<Data>, e: Error) {
+            void e;
+          },
+        },
+      });
+      link = new TcpLink(sock, address);
+      sock.data = { link };
+      links.add(link);
+      return link;
+    },
+    close() {
+      server?.stop(true);
+      for (const l of links) l.close();
+    },
+  };
+}
