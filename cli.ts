@@ -5,7 +5,6 @@
  * a plugin) it is the CNI plugin, and so it is whenever it runs under the plugin's name
  * (dist/cni/weave-net, /opt/cni/bin/weave-net). Errors end here, in one place, as exit codes.
  */
-import { cac } from "cac";
 import { WeaveError } from "./net/errors.ts";
 import { VERSION } from "./net/version.ts";
 
@@ -13,6 +12,8 @@ async function main(argv: string[]): Promise<number> {
   const asPlugin = /(^|\/)weave-net$/.test(process.argv0);
   if ((process.env.CNI_COMMAND || asPlugin) && argv.length === 0) return (await import("./commands/cni.ts")).run();
 
+  // Loaded here, not at the top: the plugin path above starts faster without it.
+  const { cac } = await import("cac");
   const cli = cac("weave");
   cli
     .command("agent", "Run the weave agent of this node (what the DaemonSet runs)")

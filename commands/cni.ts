@@ -3,14 +3,15 @@
  * Output goes through Bun.write and console.error, not process.stdout/stderr: creating
  * those Node streams costs ~10 ms each, more than the whole ADD.
  */
-import { fstatSync } from "node:fs";
 import { runPlugin } from "../net/cni/plugin.ts";
+import { COMMANDS, type Command } from "../net/cni/config.ts";
 import { AgentClient } from "../net/host/agent-client.ts";
 
 export async function run(): Promise<number> {
-  // A runtime always pipes the config in; a terminal on stdin means a person typed the
-  // command, and waiting for them to type JSON would look like a hang.
-  const stdin = fstatSync(0).isCharacterDevice() ? "" : await Bun.stdin.text();
+  // Only commands that take a configuration read stdin: VERSION ignores it, and without a
+  // valid CNI_COMMAND there is nothing to read it for (nor a hang waiting on a terminal).
+  const cmd = process.env.CNI_COMMAND;
+  const stdin = cmd && cmd !== "VERSION" && COMMANDS.includes(cmd as Command) ? await Bun.stdin.text() : "";
   const out = await runPlugin(process.env, stdin, {
     agent: new AgentClient(),
     pid: process.pid,

@@ -4,8 +4,9 @@
  * on a node change one at a time and concurrent ADDs cannot race.
  *
  * Deleting a veth costs the kernel an RCU grace period (~20 ms here), longer than the
- * whole rest of a DEL. So DEL takes the pod's host interface down (the pod is cut off
- * at once), moves it into PENDING_GROUP and releases the address. Usually the runtime
+ * whole rest of a DEL. So DEL takes the pod's interface down, strips its addresses and
+ * renames it out of the way inside the pod (CNI_IFNAME is free again at once, as the
+ * spec wants), moves the host end into PENDING_GROUP and releases the address. Usually the runtime
  * deletes the pod's namespace next, which destroys the pair for free; whatever is left
  * a second later goes in one request for the whole group (one grace period for every
  * DEL of a burst). An ADD that needs a pending name deletes the group first.
@@ -191,6 +192,20 @@ export class CniExecutor {
     // Cut the pod off before its address can be handed out again.
     const vethName = hostVethName(req.containerId, req.ifname);
     const veth = this.d.host.link(vethName);
+    const ns = this.netns(req);
+    if (ns && veth) {
+      const ctr = this.d.openHost(ns);
+      try {
+        const l = ctr.link(req.ifname);
+        if (l) {
+          ctr.setLink(l.index, { up: false });
+          for (const a of ctr.addrs(l.index)) ctr.delAddr(l.index, a.cidr);
+          ctr.setLink(l.index, { name: `wdel${vethName.slice(8)}` });
+        }
+      } finally {
+        ctr.close();
+      }
+    }
     if (veth && veth.group !== PENDING_GROUP) this.retire(veth.index, vethName);
     const gone = alloc.release(req.containerId, req.ifname);
     if (gone.length) this.d.log(`DEL ${req.containerId}/${req.ifname}: released ${gone.map((e) => withPrefix(e.address, alloc.range)).join(", ")}`);

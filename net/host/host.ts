@@ -20,7 +20,7 @@ export type Link = {
   group: number;
 };
 
-export type LinkChange = { up?: boolean; mtu?: number; master?: number; mac?: string; group?: number };
+export type LinkChange = { up?: boolean; mtu?: number; master?: number; mac?: string; group?: number; name?: string };
 export type Route = { dst: string; gw?: string; dev?: number; table: number; protocol: number; scope: number };
 export type Neighbour = { dev: number; ip: string; mac?: string; state: number };
 export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number };
@@ -158,6 +158,7 @@ class KernelHost implements NetHost {
   setLink(index: number, o: LinkChange): void {
     const attrs: c.Attr[] = [];
     if (o.group !== undefined) attrs.push(c.u32Attr(c.IFLA.GROUP, o.group));
+    if (o.name !== undefined) attrs.push(c.strAttr(c.IFLA.IFNAME, o.name));
     if (o.mtu !== undefined) attrs.push(c.u32Attr(c.IFLA.MTU, o.mtu));
     if (o.master !== undefined) attrs.push(c.u32Attr(c.IFLA.MASTER, o.master));
     if (o.mac !== undefined) attrs.push(c.attr(c.IFLA.ADDRESS, c.macBytes(o.mac)));

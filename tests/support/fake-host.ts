@@ -76,7 +76,7 @@ class FakeHost implements NetHost {
     const p: Link & { peerOf?: string } = { index: j, name: s.peer.name, kind: "veth", mtu: s.mtu, mac: s.peer.mac ?? fakeMac(j), up: false, group: 0 };
     this.n.links.set(s.name, l);
     peerNs.links.set(s.peer.name, p);
-    (l as any).peer = { ns: s.peer.netns ?? this.netns, name: s.peer.name };
+    (l as any).peer = { ns: s.peer.netns ?? this.netns, index: j };
     return { ...l };
   }
   addVxlan(s: VxlanSpec): Link {
@@ -89,30 +89,38 @@ class FakeHost implements NetHost {
   setLink(index: number, o: LinkChange): void {
     this.w.step("setLink");
     const l = this.byIndex(index);
+    // like the kernel: taking a link down flushes the routes through it
+    if (o.up === false) this.n.routes = this.n.routes.filter((r) => r.dev !== index);
     if (o.up !== undefined) l.up = o.up;
     if (o.mtu !== undefined) l.mtu = o.mtu;
     if (o.master !== undefined) l.master = o.master;
     if (o.mac !== undefined) l.mac = o.mac;
     if (o.group !== undefined) l.group = o.group;
+    if (o.name !== undefined && o.name !== l.name) {
+      if (l.up) throw Object.assign(new Error("Device or resource busy"), { errno: 16 });
+      this.n.links.delete(l.name);
+      l.name = o.name;
+      this.n.links.set(l.name, l);
+    }
   }
   setHairpin(): void {
     this.w.step("setHairpin");
   }
   delLink(name: string): boolean {
     this.w.step("delLink");
-    const l = this.n.links.get(name) as (Link & { peer?: { ns: string; name: string } }) | undefined;
+    const l = this.n.links.get(name) as (Link & { peer?: { ns: string; index: number } }) | undefined;
     if (!l) return false;
     this.remove(l);
     return true;
   }
-  private remove(l: Link & { peer?: { ns: string; name: string } }) {
+  private remove(l: Link & { peer?: { ns: string; index: number } }) {
     this.n.links.delete(l.name);
     this.n.addrs = this.n.addrs.filter((a) => a.index !== l.index);
     if (l.peer) {
       const pn = this.w.ns(l.peer.ns);
-      const p = pn.links.get(l.peer.name);
+      const p = [...pn.links.values()].find((x) => x.index === l.peer!.index);
       if (p) {
-        pn.links.delete(l.peer.name);
+        pn.links.delete(p.name);
         pn.addrs = pn.addrs.filter((a) => a.index !== p.index);
         pn.routes = pn.routes.filter((r) => r.dev !== p.index);
       }

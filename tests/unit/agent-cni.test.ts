@@ -138,7 +138,7 @@ describe("ADD", () => {
 
 describe("DEL", () => {
   test("releases the address, retires the veth, and is idempotent", () => {
-    const { agent, host, req, flush } = setup();
+    const { agent, host, req, flush, world } = setup();
     agent.cni.run(req("ADD"));
     const name = hostVethName("c1", "eth0");
     expect(agent.cni.run(req("DEL")).ok).toBe(true);
@@ -146,6 +146,12 @@ describe("DEL", () => {
     const v = host.link(name)!;
     expect(v.up).toBe(false);
     expect(v.group).toBe(PENDING_GROUP);
+    // CNI_IFNAME is free in the pod at once; what is left there is down and unaddressed
+    const pod = world.ns("/ns/p1");
+    expect(pod.links.has("eth0")).toBe(false);
+    const renamed = [...pod.links.values()].find((l) => l.name.startsWith("wdel"))!;
+    expect(renamed.up).toBe(false);
+    expect(pod.addrs.filter((a) => a.index === renamed.index)).toEqual([]);
     expect(agent.cni.run(req("DEL")).ok).toBe(true);
     flush();
     expect(host.link(name)).toBeUndefined();
@@ -164,8 +170,9 @@ describe("DEL", () => {
     const { agent, world, req } = setup();
     agent.cni.run(req("ADD"));
     agent.cni.run(req("DEL"));
-    expect(world.ns("/ns/p1").links.has("eth0")).toBe(true);
-    expect(agent.cni.run(req("ADD")).ok).toBe(true);
+    expect(world.ns("/ns/p1").links.has("eth0")).toBe(false);
+    const again = agent.cni.run(req("ADD"));
+    expect(again.ok, JSON.stringify(again)).toBe(true);
     expect(world.calls).toContain("delLinkGroup");
   });
 });
