@@ -139,12 +139,12 @@ export class Allocator {
   }
 
   /**
-   * A span to give away: the upper half of the longest run of free owned addresses
-   * (at least 1 address), or undefined when nothing is free.
+   * A span to give away: the upper half of the longest run of free addresses within
+   * `within` (default: what we own), at least 1 address; undefined when nothing is free.
    */
-  spanToGive(): Span | undefined {
+  spanToGive(within: Span[] = this.owned): Span | undefined {
     let best: Span | undefined;
-    for (const [s, e] of this.owned) {
+    for (const [s, e] of within) {
       let runStart = -1;
       for (let a = s; a <= e; a++) {
         const free = a < e && !this.used[a - this.range.base];

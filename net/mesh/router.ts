@@ -128,13 +128,19 @@ export class Router {
     this.listeners.push(cb);
   }
 
-  /** Set what our entry says about us: addresses to reach us at, pods and bridge. */
-  setLocal(o: { addresses?: string[]; pods?: number[] }): void {
+  /** Set what our entry says about us: addresses to reach us at, pods and bridge, app state. */
+  setLocal(o: { addresses?: string[]; pods?: number[]; app?: unknown }): void {
     const addresses = o.addresses ?? this.own.addresses;
     const pods = o.pods ?? this.own.pods;
-    if (sameList(addresses, this.own.addresses) && sameList(pods, this.own.pods)) return;
-    this.own = { ...this.own, addresses, pods };
+    const app = "app" in o ? o.app : this.own.app;
+    if (sameList(addresses, this.own.addresses) && sameList(pods, this.own.pods) && JSON.stringify(app) === JSON.stringify(this.own.app)) return;
+    this.own = { ...this.own, addresses, pods, app };
     this.publish();
+  }
+
+  /** Our own entry as it stands (published or about to be). */
+  ownEntry(): PeerEntry {
+    return this.own;
   }
 
   /** Add addresses to keep connected to ("ip" or "ip:port"). */

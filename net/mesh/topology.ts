@@ -26,12 +26,14 @@ export type PeerEntry = {
   connections: string[];
   /** Addresses (as 32-bit numbers) of its pods and its bridge; MACs derive from them. */
   pods: number[];
+  /** What the application gossips about this peer (the agent: its IPAM state); opaque here. */
+  app?: unknown;
 };
 
 type Stored = { entry: PeerEntry; line: string };
 
 export function encodeEntry(e: PeerEntry): string {
-  return `${e.name} ${e.version} ${JSON.stringify({ k: e.nickname, u: e.uid, a: e.addresses, c: e.connections, p: e.pods })}`;
+  return `${e.name} ${e.version} ${JSON.stringify({ k: e.nickname, u: e.uid, a: e.addresses, c: e.connections, p: e.pods, ...(e.app === undefined ? {} : { x: e.app }) })}`;
 }
 
 export class TopologyError extends Error {}
@@ -44,7 +46,7 @@ export function decodeEntry(line: string): PeerEntry {
   const name = line.slice(0, s1);
   const version = Number(line.slice(s1 + 1, s2));
   if (!Number.isSafeInteger(version) || version < 0) throw new TopologyError(`entry ${name} has a bad version`);
-  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown };
+  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown; x?: unknown };
   try {
     o = JSON.parse(line.slice(s2 + 1));
   } catch {
@@ -54,7 +56,7 @@ export function decodeEntry(line: string): PeerEntry {
   if (typeof o !== "object" || o === null || typeof o.k !== "string" || typeof o.u !== "string" || !strs(o.a) || !strs(o.c) || !Array.isArray(o.p) || !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
     throw new TopologyError(`entry ${name} has missing or mistyped fields`);
   }
-  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: (o.c as string[]).sort(), pods: o.p as number[] };
+  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: (o.c as string[]).sort(), pods: o.p as number[], ...(o.x === undefined ? {} : { app: o.x }) };
 }
 
 export class Topology {
