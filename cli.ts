@@ -28,6 +28,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--advertise-address <ip>", "Address peers reach this node at (default: detected)")
     .option("--conn-limit <n>", "Most mesh connections (env CONN_LIMIT; default 200)")
     .option("--no-discovery", "Dial only --peers, not the peers they tell us about")
+    .option("--ipalloc-init <how>", "How the address ring starts (env IPALLOC_INIT): consensus[=N] | seed=<name,...> | observer")
     .action(async (o) => (await import("./commands/agent.ts")).run(o));
   cli
     .command("cni", "Act as the CNI plugin (reads CNI_* env and the config on stdin)")
@@ -48,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
     .command("status [what]", "What the local agent knows: summary, peers, connections or ipam")
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (what, o) => (await import("./commands/status.ts")).run(what, o));
+  cli
+    .command("rmpeer <peer>", "Take over the address space of a peer that is gone for good (name or nickname)")
+    .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
+    .action(async (peer, o) => (await import("./commands/rmpeer.ts")).run(peer, o));
   cli
     .command("report", "The local agent's full report as JSON")
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })

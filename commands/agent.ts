@@ -11,6 +11,8 @@ import { Store } from "../net/host/store.ts";
 import { tcpTransport } from "../net/host/tcp-transport.ts";
 import { applyMasq, masqInPlace, removeMasq } from "../net/host/nft.ts";
 import { realScheduler } from "../net/mesh/transport.ts";
+import { isPeerName } from "../net/mesh/peer-name.ts";
+import type { Init } from "../net/ipam/ring.ts";
 
 export type AgentOptions = {
   dataDir: string;
@@ -24,6 +26,7 @@ export type AgentOptions = {
   advertiseAddress?: string;
   connLimit?: string | number;
   discovery?: boolean;
+  ipallocInit?: string;
 };
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} weave-agent: ${m}\n`);
@@ -70,6 +73,7 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
   if (o.advertiseAddress !== undefined && !isIpv4(o.advertiseAddress)) throw new WeaveError("E_BAD_FLAG", `--advertise-address "${o.advertiseAddress}" is not an IPv4 address`);
   const peers = o.peers !== undefined ? parsePeers("--peers", o.peers) : parsePeers("KUBE_PEERS", env.KUBE_PEERS);
   const port = intSetting("--port", o.port, 1, 65535) ?? 6783;
+  const ipallocInit = parseInit(o.ipallocInit ?? env.IPALLOC_INIT, peers, port);
   return {
     range,
     mtu,
@@ -83,7 +87,30 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
     connLimit: intSetting("--conn-limit / CONN_LIMIT", o.connLimit ?? env.CONN_LIMIT, 0, 100000) ?? 200,
     discovery: o.discovery ?? true,
     noMasqLocal: truthy(env.NO_MASQ_LOCAL, true),
+    ipallocInit,
   };
+}
+
+/** IPALLOC_INIT: consensus[=N] (default, N is informational: the peers are the given ones), seed=<names>, observer. */
+function parseInit(text: string | undefined, peers: string[], port: number): Init | undefined {
+  if (text === undefined || text === "") return undefined;
+  const t = String(text);
+  if (t === "observer") return { kind: "observer" };
+  const seed = /^seed=(.+)$/.exec(t);
+  if (seed) {
+    const names = seed[1]!.split(",").map((n) => n.trim()).filter(Boolean);
+    const bad = names.find((n) => !isPeerName(n));
+    if (bad !== undefined) throw new WeaveError("E_BAD_FLAG", `--ipalloc-init / IPALLOC_INIT seed: "${bad}" is not a peer name (like 0a:1b:2c:3d:4e:5f; see weave status)`);
+    return { kind: "seed", names };
+  }
+  const cons = /^consensus(?:=(\d+))?$/.exec(t);
+  if (cons) {
+    if (cons[1] !== undefined && Number(cons[1]) !== peers.length + 1) {
+      throw new WeaveError("E_BAD_FLAG", `--ipalloc-init / IPALLOC_INIT "${t}" says ${cons[1]} peers, but this node was given ${peers.length} peer(s) plus itself; give every peer's address with --peers / KUBE_PEERS`);
+    }
+    return { kind: "consensus", peers: peers.map((p) => (p.includes(":") ? p : `${p}:${port}`)) };
+  }
+  throw new WeaveError("E_BAD_FLAG", `--ipalloc-init / IPALLOC_INIT "${t}" is not one of consensus[=N], seed=<name,...>, observer`);
 }
 
 export async function run(o: AgentOptions): Promise<number> {
@@ -95,7 +122,7 @@ export async function run(o: AgentOptions): Promise<number> {
   const store = new Store(s.dataDir);
   const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"].filter(existsSync).map((f) => readFileSync(f, "utf8").trim())[0];
   const agent = new Agent(
-    { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal },
+    { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal, ipallocInit: s.ipallocInit },
     { host, openHost, checkNetns: checkNetnsPath, store, log, transport: tcpTransport(), sched: realScheduler, masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq }, machineId },
   );
   const server = Bun.serve({ hostname: s.http.hostname, port: s.http.port, fetch: (req) => handleApi(agent, req) });

@@ -6,7 +6,8 @@
  */
 import type { NetHost } from "../host/host.ts";
 import type { NetnsCheck } from "../host/netns.ts";
-import { Allocator, type AllocStore } from "../ipam/allocator.ts";
+import { Allocator, RangeFullError, type AllocStore, type Span } from "../ipam/allocator.ts";
+import { emptyState, reclaim, step as ringStep, spanSize, type Init, type IpamState, type PeerView } from "../ipam/ring.ts";
 import { formatCidr, ipToNum, macForIp, withPrefix, contains, type Cidr } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
 import { VERSION } from "../version.ts";
@@ -40,6 +41,8 @@ export type AgentConfig = {
   advertise?: string;
   connLimit?: number;
   discovery?: boolean;
+  /** How the ring starts (IPALLOC_INIT); default: consensus of this peer and `peers`. */
+  ipallocInit?: Init;
   noMasqLocal?: boolean;
   /** Extra router settings (tests shorten timers). */
   mesh?: Partial<RouterOptions>;
@@ -75,6 +78,10 @@ export class Agent {
   name = "";
   advertise = "";
   datapathErrors: string[] = [];
+  ipam: IpamState = emptyState();
+  /** Why the ring cannot hand out space yet, or "" when it can. */
+  ipamWaiting = "";
+  ipamConflicts: string[] = [];
   readonly cni: CniExecutor;
   private host: NetHost;
   private store: AgentStore;
@@ -109,7 +116,12 @@ export class Agent {
       );
     }
     this.store.setMeta("range", range);
-    this.allocator = new Allocator(this.cfg.range, this.store);
+    const saved = this.store.getMeta("ipam");
+    this.ipam = saved ? (JSON.parse(saved) as IpamState) : emptyState();
+    this.allocator = new Allocator(this.cfg.range, this.store, this.ipam.owned);
+    // Allocations change how much we have free (gossiped for donors) and may leave us
+    // out of space; a short delay folds a burst of them into one step.
+    this.allocator.onChange(() => this.scheduleIpam(50));
     this.name = this.store.getMeta("peer-name") ?? nameFromSeed(new Bun.CryptoHasher("sha256").update(`${this.deps.machineId ?? randomUid()}\n${this.cfg.dataDir}`).digest("hex"));
     this.store.setMeta("peer-name", this.name);
 
@@ -122,10 +134,8 @@ export class Agent {
       this.mtuSource = d.from;
     } else this.mtuSource = "set by --mtu / WEAVE_MTU";
 
-    const { entry } = this.allocator.allocate(EXPOSE_ID, this.cfg.bridge);
-    this.bridge = { name: this.cfg.bridge, mtu, mac: macForIp(entry.address), cidr: withPrefix(entry.address, this.cfg.range) };
+    this.mtu = mtu;
     this.masqSpec = { range, bridge: this.cfg.bridge, noMasqLocal: this.cfg.noMasqLocal ?? true };
-    this.reconcile();
     this.cni.flushLeftovers();
 
     if (this.deps.transport && this.deps.sched) {
@@ -143,20 +153,114 @@ export class Agent {
         log: (m) => this.log(`mesh: ${m}`),
         connLimit: this.cfg.connLimit,
         discovery: this.cfg.discovery,
+        keep: (e) => {
+          const s = (e.app as { ipam?: IpamState } | undefined)?.ipam;
+          return !!s && (s.owned.length > 0 || s.gifts.length > 0);
+        },
         ...this.cfg.mesh,
       });
-      this.router.onChange(() => this.scheduleDatapath());
+      this.router.onChange(() => {
+        this.scheduleDatapath();
+        this.scheduleIpam();
+      });
       this.router.start();
       this.podsChanged();
       this.router.addTargets(this.cfg.peers ?? []);
-      this.datapath();
     }
-    this.ready = true;
-    this.reason = "ready";
-    this.log(
-      `ready: peer ${this.name} (${this.cfg.nickname})${this.advertise ? ` at ${this.advertise}` : ""}, bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${mtu} (${this.mtuSource}), ` +
-        `range ${range}, ${this.allocator.active - 1} pod addresses held, ${this.cfg.peers?.length ?? 0} peer(s) to dial`,
-    );
+    this.ipamStep();
+    this.log(`peer ${this.name} (${this.cfg.nickname})${this.advertise ? ` at ${this.advertise}` : ""}, range ${range}, MTU ${mtu} (${this.mtuSource}), ${this.cfg.peers?.length ?? 0} peer(s) to dial`);
+  }
+
+  private mtu = 0;
+  private ipamPending = false;
+  private spaceWaiters: (() => void)[] = [];
+
+  private scheduleIpam(delayMs = 0): void {
+    if (this.ipamPending) return;
+    this.ipamPending = true;
+    setTimeout(() => {
+      this.ipamPending = false;
+      if (this.allocator) this.ipamStep();
+    }, delayMs);
+  }
+
+  /** The ring as we see it: every peer's gossiped IPAM state. */
+  private ipamViews(): PeerView[] {
+    const t = this.router?.topology;
+    if (!t) return [];
+    const reach = t.reachable();
+    return t.entries().filter((e) => e.name !== this.name).map((e) => ({ name: e.name, reachable: reach.has(e.name), addresses: e.addresses, state: (e.app as { ipam?: IpamState } | undefined)?.ipam }));
+  }
+
+  private init(): Init {
+    return this.cfg.ipallocInit ?? { kind: "consensus", peers: (this.cfg.peers ?? []).map((p) => (p.includes(":") ? p : `${p}:${splitHostPort(this.cfg.meshListen ?? "0.0.0.0:6783")[1]}`)) };
+  }
+
+  private rangeSpan(): Span {
+    return [this.cfg.range.base, this.cfg.range.base + 2 ** (32 - this.cfg.range.prefix)];
+  }
+
+  /** One step of the ring: take gifts, ask for or give space; persist before gossiping. */
+  ipamStep(): void {
+    const r = ringStep(this.name, this.ipam, this.allocator.free, this.ipamViews(), this.init(), this.rangeSpan(), (owned) => this.allocator.spanToGive(owned));
+    for (const n of r.notes) this.log(`ipam: ${n}`);
+    if (r.conflicts.join() !== this.ipamConflicts.join()) for (const c of r.conflicts) this.log(`ipam: ${c}`);
+    this.ipamConflicts = r.conflicts;
+    if (r.waiting && r.waiting !== this.ipamWaiting) this.log(`ipam: ${r.waiting}`);
+    this.ipamWaiting = r.waiting ?? "";
+    if (r.changed) this.setIpam(r.state);
+    else this.router?.setLocal({ app: { ipam: this.ipam } });
+    if (!this.bridge && this.allocator.free > 0) this.setUpBridge();
+    if (this.allocator.free > 0) for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  private setIpam(state: IpamState): void {
+    this.store.setMeta("ipam", JSON.stringify(state));
+    this.ipam = state;
+    this.allocator.setOwned(state.owned);
+    this.router?.setLocal({ app: { ipam: state } });
+  }
+
+  /** rmpeer: take over the space of a peer that is gone for good. */
+  rmpeer(nameOrNick: string): { name: string; taken: number } {
+    const views = this.ipamViews();
+    const dead = views.find((v) => v.name === nameOrNick || this.router?.topology.get(v.name)?.nickname === nameOrNick);
+    if (!dead) throw new WeaveError("E_NO_PEER", `no peer named "${nameOrNick}" is known`);
+    if (dead.reachable) throw new WeaveError("E_PEER_ALIVE", `peer ${dead.name} is reachable; only a peer that is gone for good can be removed`);
+    const r = reclaim(this.name, this.ipam, dead, views);
+    this.setIpam(r.state);
+    this.router?.topology.forget(dead.name);
+    this.log(`ipam: took over ${spanSize(r.taken)} addresses of removed peer ${dead.name}`);
+    this.scheduleIpam();
+    return { name: dead.name, taken: spanSize(r.taken) };
+  }
+
+  /** Resolves once this peer owns a free address, or after `ms`. */
+  async waitForSpace(ms: number): Promise<boolean> {
+    if (this.allocator.free > 0) return true;
+    this.ipamStep();
+    if (this.allocator.free > 0) return true;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(this.allocator.free > 0), ms);
+      this.spaceWaiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  /** The bridge needs an address from our space, so it waits for the ring to give us some. */
+  private setUpBridge(): void {
+    let address: number;
+    try {
+      address = this.allocator.allocate(EXPOSE_ID, this.cfg.bridge).entry.address;
+    } catch (e) {
+      if (e instanceof RangeFullError) return;
+      throw e;
+    }
+    this.bridge = { name: this.cfg.bridge, mtu: this.mtu, mac: macForIp(address), cidr: withPrefix(address, this.cfg.range) };
+    this.reconcile();
+    this.log(`ready: bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${this.mtu}, ${spanSize(this.ipam.owned)} addresses owned, ${this.allocator.active - 1} pod addresses held`);
   }
 
   stop(): void {
@@ -166,7 +270,12 @@ export class Agent {
 
   /** One pass of keeping the node as it should be; logs whatever it had to change. */
   reconcile(): void {
-    if (!this.bridge) return;
+    if (!this.bridge) {
+      this.ready = false;
+      this.reason = `waiting for address space: ${this.ipamWaiting || "asking peers for some"}`;
+      this.ipamStep();
+      return;
+    }
     try {
       // Pods reach other nodes, the outside world and host ports through the node's
       // routing, as on any Kubernetes node.
@@ -180,7 +289,10 @@ export class Agent {
         this.deps.masq.apply(this.masqSpec);
         this.log(`masquerading ${this.masqSpec.range} to outside the range (nftables table ip weave)`);
       }
-      if (this.router) this.datapath();
+      if (this.router) {
+        this.datapath();
+        this.ipamStep();
+      }
       if (!this.ready && this.allocator) {
         this.ready = true;
         this.reason = "ready";

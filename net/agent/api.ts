@@ -4,9 +4,13 @@
  */
 import { withPrefix } from "../cidr.ts";
 import { RangeFullError } from "../ipam/allocator.ts";
+import { WeaveError } from "../errors.ts";
 import type { Agent } from "./agent.ts";
 import { connectionsText, ipamText, peersText, report, statusText } from "./report.ts";
 import type { CniRequest } from "../cni/wire.ts";
+
+/** How long an allocation waits for address space from peers before giving up. */
+export const SPACE_WAIT_MS = 10_000;
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 const text = (body: string, status = 200) => new Response(body.endsWith("\n") ? body : body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8" } });
@@ -25,6 +29,8 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
       return text("body is not JSON", 400);
     }
     if (!body || typeof body.command !== "string" || typeof body.conf !== "object") return text("body is not a CNI request", 400);
+    // Out of space: wait (bounded) for the ring to give us some before trying.
+    if (body.command === "ADD" && agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
     return Response.json(agent.cni.run(body));
   }
 
@@ -49,6 +55,7 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
       return held.length ? text(held.map((e) => withPrefix(e.address, agent.cfg.range)).join("\n")) : text(`no address held for ${cid}`, 404);
     }
     if (m === "POST") {
+      if (agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
       try {
         const { entry, created } = agent.allocator.allocate(cid, ifname ?? "eth0", url.searchParams.get("pod") ?? undefined);
         if (created) agent.podsChanged();
@@ -63,6 +70,16 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
       return new Response(null, { status: 204 });
     }
     return text(`method ${m} not allowed on ${path}`, 405);
+  }
+  const peer = /^\/peer\/([^/]+)$/.exec(path);
+  if (peer && m === "DELETE") {
+    try {
+      const r = agent.rmpeer(decodeURIComponent(peer[1]!));
+      return text(`took over ${r.taken} addresses of ${r.name}`);
+    } catch (e) {
+      if (e instanceof WeaveError) return text(e.message, e.code === "E_NO_PEER" ? 404 : 409);
+      throw e;
+    }
   }
   return text(`no such path: ${m} ${path}`, 404);
 }

@@ -13,7 +13,7 @@
  */
 import type { NetHost } from "../host/host.ts";
 import type { NetnsCheck } from "../host/netns.ts";
-import type { Allocator } from "../ipam/allocator.ts";
+import { RangeFullError, type Allocator } from "../ipam/allocator.ts";
 import { macForIp, withPrefix } from "../cidr.ts";
 import { CniCode, CniError } from "../cni/errors.ts";
 import type { NetConf } from "../cni/config.ts";
@@ -144,7 +144,14 @@ export class CniExecutor {
       if (ctr.link(req.ifname)) throw new CniError(CniCode.InvalidEnvironment, `CNI_IFNAME "${req.ifname}" already exists in CNI_NETNS "${req.netns}"`);
       const br = this.bridge(req.conf);
       const pod = req.args.K8S_POD_NAMESPACE && req.args.K8S_POD_NAME ? `${req.args.K8S_POD_NAMESPACE}/${req.args.K8S_POD_NAME}` : undefined;
-      const { entry, created } = alloc.allocate(req.containerId, req.ifname, pod);
+      let got;
+      try {
+        got = alloc.allocate(req.containerId, req.ifname, pod);
+      } catch (e) {
+        if (e instanceof RangeFullError) throw new CniError(CniCode.TryAgainLater, `${e.message}; peers were asked for space and have not given any yet, try again later`);
+        throw e;
+      }
+      const { entry, created } = got;
       if (created) undo.push(() => void alloc.release(req.containerId, req.ifname));
       const address = withPrefix(entry.address, alloc.range);
 

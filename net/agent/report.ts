@@ -2,7 +2,9 @@
  * What the agent says about itself: /report as JSON in Weave's shape where it fits,
  * and the text of /status, /status/peers, /status/connections, /status/ipam.
  */
-import { formatCidr, withPrefix } from "../cidr.ts";
+import { formatCidr, numToIp, withPrefix } from "../cidr.ts";
+import { spanSize, type IpamState } from "../ipam/ring.ts";
+import type { Span } from "../ipam/allocator.ts";
 import { PROTOCOL_MAX, PROTOCOL_MIN } from "../mesh/frame.ts";
 import type { Agent } from "./agent.ts";
 
@@ -46,6 +48,16 @@ export function report(a: Agent): Record<string, unknown> {
       RangeNumIPs: a.allocator?.capacity ?? 0,
       ActiveIPs: a.allocator?.active ?? 0,
       DefaultSubnet: range,
+      Ring: a.ipam.ring,
+      Status: a.ipamWaiting || (a.bridge ? "ready" : "waiting for space"),
+      Conflicts: a.ipamConflicts,
+      Spans: a.ipam.owned.map(spanText),
+      Free: a.allocator?.free ?? 0,
+      Asking: a.ipam.want > 0,
+      Entries: (a.router?.topology.entries() ?? []).map((e) => {
+        const st = e.name === a.name ? a.ipam : (e.app as { ipam?: IpamState } | undefined)?.ipam;
+        return { Peer: e.name, Nickname: e.nickname, Size: st ? spanSize(st.owned) : 0, Free: st?.free ?? 0, Asking: !!st?.want, Spans: st?.owned.map(spanText) ?? [] };
+      }),
       Owned: a.allocator ? a.podEntries().map((e) => ({ ContainerID: e.containerId, Ifname: e.ifname, Address: withPrefix(e.address, a.cfg.range), Pod: e.pod ?? null })) : [],
     },
   };
@@ -102,8 +114,25 @@ export function connectionsText(a: Agent): string {
   return r.connections().map((c) => `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${c.state.padEnd(12)} ${c.info}`).join("\n") + "\n";
 }
 
+const spanText = ([s, e]: Span) => (e - s === 1 ? numToIp(s) : `${numToIp(s)}-${numToIp(e - 1)}`);
+
+/** `weave status ipam`: the range, every peer's space and how full it is, what is pending, why not ready. */
 export function ipamText(a: Agent): string {
-  const lines = [`range ${formatCidr(a.cfg.range)}: ${a.allocator.active} of ${a.allocator.capacity} addresses held`];
+  const lines = [`Range: ${formatCidr(a.cfg.range)} (${a.allocator.capacity} addresses)${a.ipam.ring ? `, ring ${a.ipam.ring}` : ""}`];
+  lines.push(`Status: ${a.ipamWaiting ? a.ipamWaiting : a.bridge ? "ready" : "waiting for space"}`);
+  for (const c of a.ipamConflicts) lines.push(`Conflict: ${c}`);
+  const t = a.router?.topology;
+  const reach = t?.reachable();
+  const rows: { who: string; st: IpamState | undefined; self: boolean; reachable: boolean }[] = [{ who: `${a.name}(${a.cfg.nickname})`, st: a.ipam, self: true, reachable: true }];
+  for (const e of t?.entries() ?? []) if (e.name !== a.name) rows.push({ who: `${e.name}(${e.nickname})`, st: (e.app as { ipam?: IpamState } | undefined)?.ipam, self: false, reachable: !!reach?.has(e.name) });
+  lines.push("", `${"PEER".padEnd(34)}${"OWNS".padStart(9)}${"FREE".padStart(9)}  NOTES`);
+  for (const r of rows) {
+    const owns = r.st ? spanSize(r.st.owned) : 0;
+    const notes = [r.self ? "this peer" : r.reachable ? "" : "unreachable", r.st?.want ? "asking for space" : "", r.st?.gifts.length ? `giving ${r.st.gifts.map((g) => `${spanSize([g.span])} to ${g.to}`).join(", ")}` : "", r.st && !r.st.ring ? "not in a ring yet" : ""].filter(Boolean);
+    lines.push(`${r.who.padEnd(34)}${String(owns).padStart(9)}${String(r.st?.free ?? 0).padStart(9)}  ${notes.join("; ")}`);
+    if (r.st?.owned.length) lines.push(`${"".padEnd(36)}${r.st.owned.slice(0, 4).map(spanText).join(", ")}${r.st.owned.length > 4 ? `, ... (${r.st.owned.length} spans)` : ""}`);
+  }
+  lines.push("", "ALLOCATIONS");
   for (const e of a.allocator.list()) lines.push(`${withPrefix(e.address, a.cfg.range).padEnd(18)} ${e.containerId} ${e.ifname}${e.pod ? ` ${e.pod}` : ""}`);
   return lines.join("\n") + "\n";
 }

@@ -39,6 +39,8 @@ export type RouterOptions = {
   publishDelayMs?: number;
   fullGossipMs?: number;
   forgetAfterMs?: number;
+  /** Entries never forgotten, however long unreachable (the agent: peers that own address space). */
+  keep?: (e: PeerEntry) => boolean;
   backoffMs?: { initial: number; max: number };
   versions?: { min: number; max: number };
 };
@@ -93,6 +95,7 @@ export class Router {
       fullGossipMs: 30000,
       forgetAfterMs: 60000,
       backoffMs: { initial: 1000, max: 360000 },
+      keep: () => false,
       versions: { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
       ...opts,
     } as Required<Omit<RouterOptions, "uid">>;
@@ -484,7 +487,7 @@ export class Router {
     const reach = this.topology.reachable();
     const now = this.o.sched.now();
     for (const e of this.topology.entries()) {
-      if (reach.has(e.name)) {
+      if (reach.has(e.name) || this.o.keep(e)) {
         this.unreachableSince.delete(e.name);
         continue;
       }
