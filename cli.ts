@@ -28,6 +28,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--advertise-address <ip>", "Address peers reach this node at (default: detected)")
     .option("--conn-limit <n>", "Most mesh connections (env CONN_LIMIT; default 200)")
     .option("--no-discovery", "Dial only --peers, not the peers they tell us about")
+    .option("--kubeconfig <path>", "Follow this cluster's Node list for peers (automatic inside a pod)")
     .option("--ipalloc-init <how>", "How the address ring starts (env IPALLOC_INIT): consensus[=N] | seed=<name,...> | observer")
     .action(async (o) => (await import("./commands/agent.ts")).run(o));
   cli

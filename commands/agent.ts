@@ -27,6 +27,7 @@ export type AgentOptions = {
   connLimit?: string | number;
   discovery?: boolean;
   ipallocInit?: string;
+  kubeconfig?: string;
 };
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} weave-agent: ${m}\n`);
@@ -88,6 +89,9 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
     discovery: o.discovery ?? true,
     noMasqLocal: truthy(env.NO_MASQ_LOCAL, true),
     ipallocInit,
+    // In a pod, or told where a cluster is: peers come from the Node list too.
+    kube: o.kubeconfig !== undefined || !!env.KUBERNETES_SERVICE_HOST,
+    kubeconfig: o.kubeconfig,
   };
 }
 
@@ -122,18 +126,28 @@ export async function run(o: AgentOptions): Promise<number> {
   const store = new Store(s.dataDir);
   const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"].filter(existsSync).map((f) => readFileSync(f, "utf8").trim())[0];
   const agent = new Agent(
-    { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal, ipallocInit: s.ipallocInit },
+    { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal, ipallocInit: s.ipallocInit, kube: s.kube },
     { host, openHost, checkNetns: checkNetnsPath, store, log, transport: tcpTransport(), sched: realScheduler, masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq }, machineId },
   );
   const server = Bun.serve({ hostname: s.http.hostname, port: s.http.port, fetch: (req) => handleApi(agent, req) });
   log(`API on http://${s.http.hostname}:${s.http.port}, data dir ${s.dataDir}`);
   agent.start();
+  let nodePeers: { stop(): Promise<void> } | undefined;
+  if (s.kube) {
+    // Loaded only in a cluster: the client library is big.
+    const { loadKubeConfig } = await import("../net/k8s/client.ts");
+    const { NodePeers } = await import("../net/k8s/node-peers.ts");
+    const np = new NodePeers({ kubeConfig: loadKubeConfig({ kubeconfig: s.kubeconfig }), nodeName: s.nickname, log, onChange: (addrs) => agent.setPeers(addrs) });
+    np.start();
+    nodePeers = np;
+  }
   const timer = setInterval(() => agent.reconcile(), 5000);
 
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {
       log(`${sig}: stopping (the bridge and pods stay as they are)`);
       clearInterval(timer);
+      void nodePeers?.stop();
       agent.stop();
       server.stop(true);
       store.close();

@@ -43,6 +43,8 @@ export type AgentConfig = {
   discovery?: boolean;
   /** How the ring starts (IPALLOC_INIT); default: consensus of this peer and `peers`. */
   ipallocInit?: Init;
+  /** Peers also come from the Kubernetes Node list (setPeers); wait for it before seeding. */
+  kube?: boolean;
   noMasqLocal?: boolean;
   /** Extra router settings (tests shorten timers). */
   mesh?: Partial<RouterOptions>;
@@ -192,8 +194,29 @@ export class Agent {
     return t.entries().filter((e) => e.name !== this.name).map((e) => ({ name: e.name, reachable: reach.has(e.name), addresses: e.addresses, state: (e.app as { ipam?: IpamState } | undefined)?.ipam }));
   }
 
-  private init(): Init {
-    return this.cfg.ipallocInit ?? { kind: "consensus", peers: (this.cfg.peers ?? []).map((p) => (p.includes(":") ? p : `${p}:${splitHostPort(this.cfg.meshListen ?? "0.0.0.0:6783")[1]}`)) };
+  /** Peers from the Kubernetes Node list, once it has been read. */
+  private kubePeers?: string[];
+
+  /** The Node list changed: dial new nodes, stop dialling deleted ones. */
+  setPeers(addrs: string[]): void {
+    const before = new Set(this.kubePeers ?? []);
+    const now = new Set(addrs);
+    this.router?.removeTargets([...before].filter((a) => !now.has(a) && !(this.cfg.peers ?? []).includes(a)));
+    this.router?.addTargets(addrs.filter((a) => !before.has(a)));
+    if (this.kubePeers === undefined) this.log(`kubernetes: ${addrs.length} other node(s): ${addrs.join(", ") || "none"}`);
+    this.kubePeers = addrs;
+    this.scheduleIpam();
+  }
+
+  private withMeshPort(p: string): string {
+    return p.includes(":") ? p : `${p}:${splitHostPort(this.cfg.meshListen ?? "0.0.0.0:6783")[1]}`;
+  }
+
+  /** How the ring starts; undefined while the Node list that decides it is not read yet. */
+  private init(): Init | undefined {
+    if (this.cfg.ipallocInit) return this.cfg.ipallocInit;
+    const peers = this.cfg.peers?.length ? this.cfg.peers : this.cfg.kube ? this.kubePeers : [];
+    return peers && { kind: "consensus", peers: peers.map((p) => this.withMeshPort(p)) };
   }
 
   private rangeSpan(): Span {
@@ -202,7 +225,12 @@ export class Agent {
 
   /** One step of the ring: take gifts, ask for or give space; persist before gossiping. */
   ipamStep(): void {
-    const r = ringStep(this.name, this.ipam, this.allocator.free, this.ipamViews(), this.init(), this.rangeSpan(), (owned) => this.allocator.spanToGive(owned));
+    const init = this.init();
+    if (!init) {
+      this.ipamWaiting = "waiting for the Kubernetes Node list to know the peers";
+      return;
+    }
+    const r = ringStep(this.name, this.ipam, this.allocator.free, this.ipamViews(), init, this.rangeSpan(), (owned) => this.allocator.spanToGive(owned));
     for (const n of r.notes) this.log(`ipam: ${n}`);
     if (r.conflicts.join() !== this.ipamConflicts.join()) for (const c of r.conflicts) this.log(`ipam: ${c}`);
     this.ipamConflicts = r.conflicts;

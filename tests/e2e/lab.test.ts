@@ -16,19 +16,21 @@ describe.skipIf(!canRunHost)("weave lab", () => {
     if (readLab(name)) await labDown(name, tools);
   }, 60_000);
 
-  test("up: pods get addresses and ping each other; lab.json describes it", () => {
-    const r = weave("lab", "up", "--name", name, "--nodes", "1", "--pods", "3");
+  test("up (defaults: 3 nodes, 2 pods each): the peer table and a complete ping matrix; lab.json describes it", () => {
+    const r = weave("lab", "up", "--name", name);
     expect(r.code, r.out + r.err).toBe(0);
-    expect(r.out).toContain("all 6 pings went through");
+    expect(r.out).toContain("all 30 pings went through");
+    expect(r.out).toMatch(/MESH VIEW OF\s+PEERS REACHABLE\s+CONNECTIONS/);
     const s = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8"));
     expect(s.name).toBe(name);
-    expect(s.nodes).toEqual([{ name: `${name}-n1`, netns: `${name}-n1`, ip: "198.18.0.11", agentPid: expect.any(Number), dataDir: `/run/weave-lab/${name}/n1` }]);
-    expect(s.pods.map((p: { name: string }) => p.name)).toEqual([`${name}-n1-p1`, `${name}-n1-p2`, `${name}-n1-p3`]);
+    expect(s.nodes).toEqual([1, 2, 3].map((i) => ({ name: `${name}-n${i}`, netns: `${name}-n${i}`, ip: `198.18.0.${10 + i}`, agentPid: expect.any(Number), dataDir: `/run/weave-lab/${name}/n${i}` })));
+    expect(s.pods.map((p: { name: string }) => p.name)).toEqual([1, 2, 3].flatMap((i) => [`${name}-n${i}-p1`, `${name}-n${i}-p2`]));
     for (const p of s.pods) {
-      expect(p).toMatchObject({ node: `${name}-n1`, netns: `/var/run/netns/${p.name}`, containerId: expect.stringMatching(/^[0-9a-f]{32}$/) });
-      expect(p.ip).toMatch(/^10\.32\.0\.\d+$/);
+      expect(p).toMatchObject({ netns: `/var/run/netns/${p.name}`, containerId: expect.stringMatching(/^[0-9a-f]{32}$/) });
+      expect(p.ip).toMatch(/^10\.(3[2-9]|4[0-7])\.\d+\.\d+$/);
     }
-    expect(pidAlive(s.nodes[0].agentPid)).toBe(true);
+    expect(new Set(s.pods.map((p: { ip: string }) => p.ip)).size).toBe(6);
+    for (const n of s.nodes) expect(pidAlive(n.agentPid)).toBe(true);
   }, 60_000);
 
   test("up again refuses, naming the lab", () => {
@@ -40,11 +42,27 @@ describe.skipIf(!canRunHost)("weave lab", () => {
   test("status prints the summary; --json the state", () => {
     const r = weave("lab", "status", "--name", name);
     expect(r.code).toBe(0);
-    expect(r.out).toContain(`${name}-n1-p2`);
+    expect(r.out).toContain(`${name}-n3-p2`);
     expect(r.out).toContain("ready");
     const j = JSON.parse(weave("lab", "status", "--name", name, "--json").out);
-    expect(j.pods.length).toBe(3);
+    expect(j.pods.length).toBe(6);
   });
+
+  test("agent stop|start NODE and cut|heal NODE, through the CLI", () => {
+    const before = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8")).nodes[2].agentPid;
+    expect(weave("lab", "agent", "stop", "n3", "--name", name).out).toContain(`agent of ${name}-n3 stopped`);
+    expect(pidAlive(before)).toBe(false);
+    expect(weave("lab", "status", "--name", name).out).toMatch(new RegExp(`${name}-n3\\s+198\\.18\\.0\\.13\\s+stopped`));
+    const started = weave("lab", "agent", "start", `${name}-n3`, "--name", name);
+    expect(started.code, started.err).toBe(0);
+    const after = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8")).nodes[2].agentPid;
+    expect(after).not.toBe(before);
+    expect(pidAlive(after)).toBe(true);
+    expect(weave("lab", "agent", "start", "n3", "--name", name).err).toContain("already running");
+    expect(weave("lab", "cut", "n2", "--name", name).out).toContain("cut off");
+    expect(weave("lab", "heal", "n2", "--name", name).out).toContain("healed");
+    expect(weave("lab", "cut", "n9", "--name", name).err).toContain('has no node "n9"');
+  }, 60_000);
 
   test("bad flags are refused with the flag named", () => {
     expect(weave("lab", "up", "--name", "Bad_Name").err).toContain('--name "Bad_Name"');
@@ -58,7 +76,7 @@ describe.skipIf(!canRunHost)("weave lab", () => {
     expect(r.code, r.err).toBe(0);
     const left = listNamedNetns().filter((n) => n === s.underlay || s.nodes.some((x) => x.netns === n) || s.pods.some((p) => p.name === n));
     expect(left).toEqual([]);
-    expect(pidAlive(s.nodes[0]!.agentPid)).toBe(false);
+    for (const n of s.nodes) expect(pidAlive(n.agentPid)).toBe(false);
     expect(existsSync(`/run/weave-lab/${name}`)).toBe(false);
     expect(weave("lab", "down", "--name", name).err).toContain(`no lab named "${name}"`);
   });
