@@ -45,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--nodes <n>", "Number of nodes", { default: 3 })
     .option("--pods <m>", "Pods per node", { default: 2 })
     .option("--json", "Machine-readable output (status)")
+    .option("--ipalloc-range <cidr>", "Pod address range of the lab's agents (default 10.32.0.0/12)")
     .action(async (action, args, o) => (await import("./commands/lab.ts")).run(action, args, o));
   cli
     .command("status [what]", "What the local agent knows: summary, peers, connections or ipam")

@@ -4,7 +4,7 @@ import { labAgent, labCut, labDown, labUp, meshViews, pingMatrix, pidAlive, read
 import { WeaveError } from "../net/errors.ts";
 import { selfExecutable } from "./self.ts";
 
-type LabOptions = { name: string; nodes: number | string; pods: number | string; json?: boolean };
+type LabOptions = { name: string; nodes: number | string; pods: number | string; json?: boolean; ipallocRange?: string };
 
 function tools(): LabTools {
   const self = selfExecutable();
@@ -52,7 +52,7 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
   switch (action) {
     case "up": {
       need(0, "up [--name N] [--nodes N] [--pods M]");
-      const s = await labUp(o.name, Number(o.nodes), Number(o.pods), t);
+      const s = await labUp(o.name, Number(o.nodes), Number(o.pods), t, { ipallocRange: o.ipallocRange });
       printSummary(s, t);
       printPeers(s, t);
       const ok = printPings(s);

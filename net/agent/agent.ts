@@ -7,7 +7,7 @@
 import type { NetHost } from "../host/host.ts";
 import type { NetnsCheck } from "../host/netns.ts";
 import { Allocator, RangeFullError, type AllocStore, type Span } from "../ipam/allocator.ts";
-import { emptyState, reclaim, step as ringStep, spanSize, type Init, type IpamState, type PeerView } from "../ipam/ring.ts";
+import { emptyState, heirOf, step as ringStep, spanSize, type Init, type IpamState, type PeerView } from "../ipam/ring.ts";
 import { formatCidr, ipToNum, macForIp, withPrefix, contains, type Cidr } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
 import { VERSION } from "../version.ts";
@@ -249,18 +249,20 @@ export class Agent {
     this.router?.setLocal({ app: { ipam: state } });
   }
 
-  /** rmpeer: take over the space of a peer that is gone for good. */
-  rmpeer(nameOrNick: string): { name: string; taken: number } {
+  /**
+   * rmpeer: ask the ring to take over the space of a peer that is gone for good. The
+   * request is gossiped; the heir (heirOf in ring.ts), maybe us, does it exactly once.
+   */
+  rmpeer(nameOrNick: string): { name: string; heir: string; taken?: number } {
     const views = this.ipamViews();
     const dead = views.find((v) => v.name === nameOrNick || this.router?.topology.get(v.name)?.nickname === nameOrNick);
     if (!dead) throw new WeaveError("E_NO_PEER", `no peer named "${nameOrNick}" is known`);
     if (dead.reachable) throw new WeaveError("E_PEER_ALIVE", `peer ${dead.name} is reachable; only a peer that is gone for good can be removed`);
-    const r = reclaim(this.name, this.ipam, dead, views);
-    this.setIpam(r.state);
-    this.router?.topology.forget(dead.name);
-    this.log(`ipam: took over ${spanSize(r.taken)} addresses of removed peer ${dead.name}`);
-    this.scheduleIpam();
-    return { name: dead.name, taken: spanSize(r.taken) };
+    const heir = heirOf(dead.name, this.name, views.filter((v) => v.state?.ring === this.ipam.ring));
+    const before = spanSize(this.ipam.owned);
+    if (!this.ipam.removing?.includes(dead.name) && !this.ipam.reclaimed.includes(dead.name)) this.setIpam({ ...this.ipam, removing: [...(this.ipam.removing ?? []), dead.name] });
+    this.ipamStep();
+    return { name: dead.name, heir, ...(heir === this.name ? { taken: spanSize(this.ipam.owned) - before } : {}) };
   }
 
   /** Resolves once this peer owns a free address, or after `ms`. */

@@ -75,7 +75,7 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
   if (peer && m === "DELETE") {
     try {
       const r = agent.rmpeer(decodeURIComponent(peer[1]!));
-      return text(`took over ${r.taken} addresses of ${r.name}`);
+      return text(r.taken !== undefined ? `took over ${r.taken} addresses of ${r.name}` : `removal of ${r.name} requested; its heir ${r.heir} takes its address space over`);
     } catch (e) {
       if (e instanceof WeaveError) return text(e.message, e.code === "E_NO_PEER" ? 404 : 409);
       throw e;

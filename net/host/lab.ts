@@ -22,7 +22,7 @@ export const LAB_ROOT = "/run/weave-lab";
 
 export type LabNode = { name: string; netns: string; ip: string; agentPid: number; dataDir: string };
 export type LabPod = { name: string; node: string; netns: string; ip: string; containerId: string };
-export type LabState = { name: string; underlay: string; outside?: { netns: string; ip: string }; nodes: LabNode[]; pods: LabPod[] };
+export type LabState = { name: string; underlay: string; outside?: { netns: string; ip: string }; ipallocRange?: string; nodes: LabNode[]; pods: LabPod[] };
 
 export type LabTools = {
   /** argv that runs `weave` (compiled binary, or bun + cli.ts). */
@@ -81,21 +81,23 @@ export function agentReady(tools: LabTools, node: string): boolean {
   return inNs(node, [...tools.weave, "status"]).code === 0;
 }
 
+/** Is `pid` running? A zombie (dead, not yet reaped by its parent) is not. */
 function pidAlive(pid: number): boolean {
+  if (!pid) return false;
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }
 }
 
 /** Start the agent of `node` in its namespace; returns its pid (nsenter execs it). */
-export function startAgent(tools: LabTools, node: LabNode, peers: string[] = []): number {
+export function startAgent(tools: LabTools, node: LabNode, peers: string[] = [], ipallocRange?: string): number {
   mkdirSync(node.dataDir, { recursive: true });
   const logFd = openSync(join(node.dataDir, "agent.log"), "a");
   try {
-    const args = ["agent", "--data-dir", node.dataDir, "--nickname", node.name, ...(peers.length ? ["--peers", peers.join(",")] : [])];
+    const args = ["agent", "--data-dir", node.dataDir, "--nickname", node.name, ...(peers.length ? ["--peers", peers.join(",")] : []), ...(ipallocRange ? ["--ipalloc-range", ipallocRange] : [])];
     const child = spawn("nsenter", [`--net=${netnsPath(node.netns)}`, ...tools.weave, ...args], {
       detached: true,
       stdio: ["ignore", logFd, logFd],
@@ -128,7 +130,7 @@ export async function stopAgent(pid: number): Promise<void> {
   if (pidAlive(pid)) process.kill(pid, "SIGKILL");
 }
 
-export async function labUp(name: string, nodes: number, podsPerNode: number, tools: LabTools): Promise<LabState> {
+export async function labUp(name: string, nodes: number, podsPerNode: number, tools: LabTools, opts: { ipallocRange?: string } = {}): Promise<LabState> {
   if (!/^[a-z][a-z0-9]{0,7}$/.test(name)) throw new WeaveError("E_BAD_FLAG", `--name "${name}" must be 1-8 lowercase letters or digits, starting with a letter`);
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 200) throw new WeaveError("E_BAD_FLAG", `--nodes "${nodes}" must be an integer from 1 to 200`);
   if (!Number.isInteger(podsPerNode) || podsPerNode < 0 || podsPerNode > 100) throw new WeaveError("E_BAD_FLAG", `--pods "${podsPerNode}" must be an integer from 0 to 100`);
@@ -136,7 +138,7 @@ export async function labUp(name: string, nodes: number, podsPerNode: number, to
   if (!existsSync(tools.plugin)) throw new WeaveError("E_NOT_BUILT", `the plugin ${tools.plugin} does not exist; run: bun run build`);
 
   mkdirSync(labDir(name), { recursive: true });
-  const s: LabState = { name, underlay: `${name}-u`, nodes: [], pods: [] };
+  const s: LabState = { name, underlay: `${name}-u`, ...(opts.ipallocRange ? { ipallocRange: opts.ipallocRange } : {}), nodes: [], pods: [] };
   saveLab(s);
   try {
     createNamedNetns(s.underlay);
@@ -166,7 +168,7 @@ export async function labUp(name: string, nodes: number, podsPerNode: number, to
         s.nodes.push(node);
         saveLab(s);
         wire(node.netns, `n${i}`, `${node.ip}/24`);
-        node.agentPid = startAgent(tools, node, ips.filter((ip) => ip !== node.ip));
+        node.agentPid = startAgent(tools, node, ips.filter((ip) => ip !== node.ip), s.ipallocRange);
         saveLab(s);
       }
     } finally {
@@ -277,7 +279,7 @@ export async function labAgent(name: string, action: string, node: string, tools
     await stopAgent(n.agentPid);
   } else if (action === "start") {
     if (pidAlive(n.agentPid)) throw new WeaveError("E_AGENT_RUNNING", `the agent of ${n.name} is already running (pid ${n.agentPid})`);
-    n.agentPid = startAgent(tools, n, s.nodes.filter((x) => x !== n).map((x) => x.ip));
+    n.agentPid = startAgent(tools, n, s.nodes.filter((x) => x !== n).map((x) => x.ip), s.ipallocRange);
     saveLab(s);
     await waitAgentReady(tools, n);
   } else throw new WeaveError("E_USAGE", `unknown agent action "${action}" (stop, start)`);

@@ -19,8 +19,11 @@
  *   configured. A peer that joins later adopts the ring it meets and asks for space.
  * - Out of space, a peer says so (want > 0); the peer with the most free space in the
  *   asker's ring gives it half of its longest free run.
- * - A dead peer's spans go to one heir (rmpeer), recorded as "reclaimed"; a peer that
- *   comes back after being reclaimed drops the spans it lost.
+ * - A dead peer's spans go to one heir, recorded as "reclaimed"; a peer that comes back
+ *   after being reclaimed drops the spans it lost. rmpeer may be run on any peer: it
+ *   records the request, and only the heir acts on it. The heir is the lowest-named
+ *   other peer of the ring that we know of, reachable or not, so two partitions never
+ *   pick two heirs (if the heir is down too, remove it as well: its heir takes both).
  *
  * `step` is pure: given our state and what we see of the others, it returns the next
  * state and what to say about it. The agent persists the state before gossiping it.
@@ -49,6 +52,8 @@ export type IpamState = {
   reclaimed: string[];
   /** We took our share of the seed (once in a ring's life). */
   claimed?: boolean;
+  /** Dead peers whose removal was asked for here (rmpeer), until the heir took them over. */
+  removing?: string[];
 };
 
 export type Init = { kind: "consensus"; peers: string[] } | { kind: "seed"; names: string[] } | { kind: "observer" };
@@ -231,9 +236,36 @@ export function step(self: string, current: IpamState, free: number, views: Peer
     changed = true;
     notes.push(`gave ${span[1] - span[0]} addresses to ${v.name}, which asked for space`);
   }
+  // Removals asked for anywhere in the ring: the heir takes the space over, once.
+  const done = new Set([...s.reclaimed, ...ours.flatMap((v) => v.state!.reclaimed)]);
+  const asked = new Set([...(s.removing ?? []), ...ours.flatMap((v) => v.state!.removing ?? [])]);
+  for (const dead of asked) {
+    if (done.has(dead)) continue;
+    const d = byName.get(dead);
+    if (!d || d.reachable) continue;
+    if (heirOf(dead, self, ours) !== self) continue;
+    const r = reclaim(self, s, d, others.filter((o) => o.name !== dead));
+    Object.assign(s, r.state);
+    myFree += spanSize(r.taken);
+    changed = true;
+    notes.push(`took over ${spanSize(r.taken)} addresses of removed peer ${dead}`);
+  }
+  if (s.removing?.length) {
+    const left = s.removing.filter((d) => !done.has(d) && !s.reclaimed.includes(d));
+    if (left.length !== s.removing.length) {
+      s.removing = left;
+      changed = true;
+    }
+  }
+
   s.free = myFree;
   if (s.free !== current.free) changed = true;
   return { state: s, changed, notes, conflicts };
+}
+
+/** Who takes over `dead`'s space: the lowest-named other member of the ring we know of. */
+export function heirOf(dead: string, self: string, ringPeers: PeerView[]): string {
+  return [self, ...ringPeers.map((v) => v.name)].filter((n) => n !== dead).sort()[0]!;
 }
 
 /**

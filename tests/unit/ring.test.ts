@@ -205,6 +205,31 @@ function simulate(seed: number, peers: number, steps: number) {
   return ps;
 }
 
+describe("removal requests", () => {
+  const view = (name: string, state: IpamState, reachable = true): PeerView => ({ name, reachable, addresses: [], state });
+  test("only the heir (lowest other name in the ring, reachable or not) takes a removed peer's space, once", () => {
+    const a: IpamState = { ...emptyState(), ring: "r", owned: [[0, 30]], claimed: true };
+    const b: IpamState = { ...emptyState(), ring: "r", owned: [[30, 60]], claimed: true, removing: ["z"] };
+    const z: IpamState = { ...emptyState(), ring: "r", owned: [[60, 100]], claimed: true };
+    const noGive = () => undefined;
+    // b asked; b is not the heir (a is): b takes nothing
+    const b1 = step("b", b, 30, [view("a", a), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state;
+    expect(b1.owned).toEqual([[30, 60]]);
+    // a sees the request and takes z's space
+    const a1 = step("a", a, 30, [view("b", b1), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state;
+    expect(a1.owned).toEqual([[0, 30], [60, 100]]);
+    expect(a1.reclaimed).toEqual(["z"]);
+    // once done, nobody takes it again, and b forgets its request
+    expect(step("a", a1, 70, [view("b", b1), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state.owned).toEqual(a1.owned);
+    const b2 = step("b", b1, 30, [view("a", a1), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state;
+    expect(b2.owned).toEqual([[30, 60]]);
+    expect(b2.removing).toEqual([]);
+    // a reachable peer is never taken over
+    const stillThere = step("a", a, 30, [view("b", b1), view("z", z, true)], { kind: "observer" }, RANGE, noGive).state;
+    expect(stillThere.owned).toEqual([[0, 30]]);
+  });
+});
+
 describe("ring property test", () => {
   for (let i = 1; i <= 12; i++) {
     const peers = 3 + ((i * 7) % 18);
