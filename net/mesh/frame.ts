@@ -10,9 +10,11 @@ export const PROTOCOL_MAX = 1;
 export const MAX_FRAME = 16 << 20;
 
 /**
- * Hello: who we are. Gossip: full entry lines. Digest: "name version" lines, everything
- * we know (sent on connect and periodically). Announce: "name version" lines of news.
- * Request: names whose entries we want. Heartbeat: nothing.
+ * Hello: who we are (JSON). Gossip: full entry lines (text). Digest: a key for every
+ * entry we know (sent on connect and periodically); Announce: keys of news. A key is
+ * 14 bytes, the 48-bit peer name and the entry's version as a float64, so that the most
+ * frequent frames are read without making a string. Request: 6-byte names whose entries
+ * we want. Heartbeat: nothing.
  */
 export const FrameType = { Hello: 0x48, Gossip: 0x47, Digest: 0x44, Announce: 0x41, Request: 0x52, Heartbeat: 0x42 } as const;
 
@@ -77,4 +79,38 @@ export class FrameReader {
 export function negotiate(a: { min: number; max: number }, b: { min: number; max: number }): number | undefined {
   const v = Math.min(a.max, b.max);
   return v >= Math.max(a.min, b.min) ? v : undefined;
+}
+
+export const KEY_BYTES = 14;
+
+/** Digest and announce payloads: (name number, version) pairs. */
+export function encodeKeys(keys: { num: number; version: number }[]): Uint8Array {
+  const out = new Uint8Array(keys.length * KEY_BYTES);
+  const dv = new DataView(out.buffer);
+  keys.forEach((k, i) => {
+    dv.setUint16(i * KEY_BYTES, Math.floor(k.num / 2 ** 32));
+    dv.setUint32(i * KEY_BYTES + 2, k.num >>> 0);
+    dv.setFloat64(i * KEY_BYTES + 6, k.version);
+  });
+  return out;
+}
+
+export function encodeNames(nums: number[]): Uint8Array {
+  const out = new Uint8Array(nums.length * 6);
+  const dv = new DataView(out.buffer);
+  nums.forEach((n, i) => {
+    dv.setUint16(i * 6, Math.floor(n / 2 ** 32));
+    dv.setUint32(i * 6 + 2, n >>> 0);
+  });
+  return out;
+}
+
+/** Read 48-bit names at `width`-byte strides; throws ProtocolError on a ragged payload. */
+export function readNum(dv: DataView, off: number): number {
+  return dv.getUint16(off) * 2 ** 32 + dv.getUint32(off + 2);
+}
+
+export function checkStride(payload: Uint8Array, width: number, what: string): DataView {
+  if (payload.length % width !== 0) throw new ProtocolError(`${what} of ${payload.length} bytes is not a multiple of ${width}`);
+  return new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
 }

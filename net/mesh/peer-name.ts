@@ -17,3 +17,12 @@ export function isPeerName(s: string): boolean {
 export function randomUid(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** The 48-bit number of a peer name (exact in a double), for compact wire formats. */
+export function nameToNum(name: string): number {
+  return parseInt(name.replaceAll(":", ""), 16);
+}
+
+export function numToName(n: number): string {
+  return n.toString(16).padStart(12, "0").match(/../g)!.join(":");
+}

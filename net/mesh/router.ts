@@ -12,9 +12,9 @@
  * digest of everything they know and fill each other's gaps. Nothing here touches
  * sockets or timers directly: both come in through `Transport` and `Scheduler`.
  */
-import { encodeFrame, FrameReader, FrameType, negotiate, preamble, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN } from "./frame.ts";
-import { Topology, TopologyError, type PeerEntry } from "./topology.ts";
-import { randomUid } from "./peer-name.ts";
+import { checkStride, encodeFrame, encodeKeys, encodeNames, FrameReader, FrameType, KEY_BYTES, negotiate, preamble, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN, readNum, type Frame } from "./frame.ts";
+import { Topology, TopologyError, type News, type PeerEntry } from "./topology.ts";
+import { nameToNum, randomUid } from "./peer-name.ts";
 import type { Link, Scheduler, Transport } from "./transport.ts";
 
 export type RouterOptions = {
@@ -69,11 +69,13 @@ export class Router {
   private conns = new Set<Connection>();
   private targets = new Map<string, Target>();
   /** Lines waiting to go out, by "name version", with the neighbours known to have them. */
-  private queued = new Map<string, { line: string; holders: Set<Connection> }>();
+  private queued = new Map<number, { line: string; version: number; holders: Set<Connection> }>();
   /** Entries we asked a neighbour for and have not received yet. */
-  private requested = new Map<string, { version: number; at: number }>();
+  private requested = new Map<number, { version: number; at: number }>();
   private flushPending = false;
   private publishPending = false;
+  /** Until our first publication, our entry stays out of digests and full gossip. */
+  private published = false;
   private changePending = false;
   private unreachableSince = new Map<string, number>();
   private timers: (() => void)[] = [];
@@ -81,6 +83,7 @@ export class Router {
   private stopped = false;
   private o: Required<Omit<RouterOptions, "uid">>;
   private self: string;
+  private selfNum: number;
   /** Bytes we sent, for the quiet-traffic benchmark. */
   bytesSent = 0;
 
@@ -91,7 +94,7 @@ export class Router {
       heartbeatMs: 2000,
       deadAfterMs: 7000,
       gossipDelayMs: 20,
-      publishDelayMs: 100,
+      publishDelayMs: 500,
       fullGossipMs: 30000,
       forgetAfterMs: 60000,
       backoffMs: { initial: 1000, max: 360000 },
@@ -101,6 +104,7 @@ export class Router {
     } as Required<Omit<RouterOptions, "uid">>;
     this.uid = opts.uid ?? randomUid();
     this.self = opts.advertise ?? opts.listen;
+    this.selfNum = nameToNum(opts.name);
     this.topology = new Topology(opts.name);
     this.own = { name: opts.name, nickname: opts.nickname, uid: this.uid, version: opts.sched.now(), addresses: [this.self], connections: [], pods: [] };
     this.topology.setOwn(this.own);
@@ -115,7 +119,7 @@ export class Router {
     this.every(this.o.heartbeatMs, () => this.heartbeat());
     this.every(this.o.fullGossipMs, () => this.fullGossip());
     this.every(1000, () => this.connectionMaker());
-    this.every(5000, () => this.forgetUnreachable());
+    this.every(30000, () => this.forgetUnreachable());
     this.connectionMaker();
   }
 
@@ -259,7 +263,7 @@ export class Router {
           return;
         }
       }
-      for (const f of frames) this.handle(c, f.type, f.text());
+      for (const f of frames) this.handle(c, f);
     } catch (e) {
       if (e instanceof ProtocolError || e instanceof TopologyError || e instanceof SyntaxError) {
         const msg = `dropping connection from ${c.peer ? `${c.peer.nickname} (${c.peer.name})` : c.address}: ${(e as Error).message}`;
@@ -273,9 +277,11 @@ export class Router {
     }
   }
 
-  private handle(c: Connection, type: number, text: string): void {
+  private handle(c: Connection, f: Frame): void {
+    const type = f.type;
     switch (type) {
       case FrameType.Hello: {
+        const text = f.text();
         if (c.peer) throw new ProtocolError("second hello");
         const h = JSON.parse(text) as { name?: unknown; nickname?: unknown; uid?: unknown };
         if (typeof h.name !== "string" || typeof h.nickname !== "string" || typeof h.uid !== "string") throw new ProtocolError("malformed hello");
@@ -290,12 +296,9 @@ export class Router {
       }
       case FrameType.Gossip: {
         if (c.state !== "established") throw new ProtocolError("gossip before hello");
-        const { news, dupes, aboutSelf } = this.topology.merge(text.split("\n").filter(Boolean));
-        for (const line of news) {
-          this.requested.delete(line.slice(0, line.indexOf(" ")));
-          this.queue(line, c);
-        }
-        for (const key of dupes) this.queued.get(key)?.holders.add(c);
+        const { news, dupes, aboutSelf } = this.topology.merge(f.text().split("\n").filter(Boolean));
+        for (const n of news) this.queue(n, c);
+        for (const num of dupes) this.queued.get(num)?.holders.add(c);
         if (aboutSelf && aboutSelf.version >= this.own.version) {
           // An earlier incarnation of us is still remembered: outbid it.
           this.own = { ...this.own, version: aboutSelf.version };
@@ -307,32 +310,35 @@ export class Router {
       case FrameType.Digest:
       case FrameType.Announce: {
         if (c.state !== "established") throw new ProtocolError("digest before hello");
-        const want: string[] = [];
-        const theirs = new Map<string, number>();
+        const dv = checkStride(f.payload, KEY_BYTES, "digest");
+        const want: number[] = [];
+        const theirs = type === FrameType.Digest ? new Map<number, number>() : undefined;
         const now = this.o.sched.now();
-        for (const item of text.split("\n")) {
-          if (!item) continue;
-          const sp = item.indexOf(" ");
-          const name = item.slice(0, sp);
-          const version = Number(item.slice(sp + 1));
-          if (sp <= 0 || !Number.isSafeInteger(version)) throw new ProtocolError("malformed digest");
-          theirs.set(name, version);
-          const mine = this.topology.version(name);
-          if (mine === version) this.queued.get(item)?.holders.add(c);
-          if (mine !== undefined && mine >= version) continue;
-          if (name === this.o.name) continue;
-          const asked = this.requested.get(name);
+        for (let off = 0; off < f.payload.length; off += KEY_BYTES) {
+          const num = readNum(dv, off);
+          const version = dv.getFloat64(off + 6);
+          theirs?.set(num, version);
+          const mine = this.topology.versionOf(num);
+          if (mine !== undefined && mine >= version) {
+            if (mine === version) {
+              const q = this.queued.get(num);
+              if (q?.version === version) q.holders.add(c);
+            }
+            continue;
+          }
+          if (num === this.selfNum) continue;
+          const asked = this.requested.get(num);
           if (asked && asked.version >= version && now - asked.at < 2000) continue;
-          this.requested.set(name, { version, at: now });
-          want.push(name);
+          this.requested.set(num, { version, at: now });
+          want.push(num);
         }
-        if (want.length) this.send(c, encodeFrame(FrameType.Request, want.join("\n")));
-        if (type === FrameType.Digest) {
+        if (want.length) this.send(c, encodeFrame(FrameType.Request, encodeNames(want)));
+        if (theirs) {
           // Fill their gaps too: what they lack or have older.
           const lines: string[] = [];
-          for (const e of this.topology.entries()) {
-            const v = theirs.get(e.name);
-            if (v === undefined || v < e.version) lines.push(this.topology.line(e.name)!);
+          for (const k of this.digest()) {
+            const v = theirs.get(k.num);
+            if (v === undefined || v < k.version) lines.push(this.topology.lineOf(k.num)!);
           }
           if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
         }
@@ -340,7 +346,12 @@ export class Router {
       }
       case FrameType.Request: {
         if (c.state !== "established") throw new ProtocolError("request before hello");
-        const lines = text.split("\n").map((n) => this.topology.line(n)).filter((l): l is string => !!l);
+        const dv = checkStride(f.payload, 6, "request");
+        const lines: string[] = [];
+        for (let off = 0; off < f.payload.length; off += 6) {
+          const line = this.topology.lineOf(readNum(dv, off));
+          if (line) lines.push(line);
+        }
         if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
         return;
       }
@@ -378,7 +389,7 @@ export class Router {
       this.own = { ...this.own, connections: [...this.own.connections, name].sort() };
       this.publish();
     }
-    this.send(c, encodeFrame(FrameType.Digest, this.topology.digest().join("\n")));
+    this.send(c, encodeFrame(FrameType.Digest, encodeKeys(this.digest())));
   }
 
   private send(c: Connection, bytes: Uint8Array): void {
@@ -392,8 +403,11 @@ export class Router {
   private publish(): void {
     if (this.publishPending) return;
     this.publishPending = true;
-    this.after(this.o.publishDelayMs, () => {
+    // The first version goes out at once (peers learn of us fast); later ones are
+    // debounced, folding a burst of connection changes into one version.
+    this.after(this.published ? this.o.publishDelayMs : this.o.gossipDelayMs, () => {
       this.publishPending = false;
+      this.published = true;
       this.own = { ...this.own, version: Math.max(this.own.version + 1, this.o.sched.now()) };
       const frame = encodeFrame(FrameType.Gossip, this.topology.setOwn(this.own));
       for (const c of this.conns) if (c.state === "established") this.send(c, frame);
@@ -401,9 +415,15 @@ export class Router {
     });
   }
 
-  private queue(line: string, from: Connection | undefined): void {
-    const key = line.slice(0, line.indexOf(" ", line.indexOf(" ") + 1));
-    this.queued.set(key, { line, holders: new Set(from ? [from] : []) });
+  /** What we know, for digests: our own entry only once we have published it. */
+  private digest(): { num: number; version: number }[] {
+    const all = this.topology.digest();
+    return this.published ? all : all.filter((k) => k.num !== this.selfNum);
+  }
+
+  private queue({ line, num, version }: News, from: Connection): void {
+    this.requested.delete(num);
+    this.queued.set(num, { line, version, holders: new Set([from]) });
     if (this.flushPending) return;
     this.flushPending = true;
     this.after(this.o.gossipDelayMs, () => this.flush());
@@ -418,16 +438,17 @@ export class Router {
       if (c.state !== "established") continue;
       const keys = items.filter(([, q]) => !q.holders.has(c));
       if (!keys.length) continue;
+      const enc = (xs: typeof items) => encodeFrame(FrameType.Announce, encodeKeys(xs.map(([num, q]) => ({ num, version: q.version }))));
       if (keys.length === items.length) {
-        everyone ??= encodeFrame(FrameType.Announce, items.map(([k]) => k).join("\n"));
+        everyone ??= enc(items);
         this.send(c, everyone);
-      } else this.send(c, encodeFrame(FrameType.Announce, keys.map(([k]) => k).join("\n")));
+      } else this.send(c, enc(keys));
     }
   }
 
   private fullGossip(): void {
     const est = [...this.conns].filter((c) => c.state === "established");
-    const payload = encodeFrame(FrameType.Digest, this.topology.digest().join("\n"));
+    const payload = encodeFrame(FrameType.Digest, encodeKeys(this.digest()));
     for (let i = 0; i < 3 && est.length; i++) this.send(est.splice(Math.floor(Math.random() * est.length), 1)[0]!, payload);
   }
 

@@ -15,6 +15,8 @@
  * so every peer computes the same routes from the same topology.
  */
 
+import { isPeerName, nameToNum } from "./peer-name.ts";
+
 export type PeerEntry = {
   name: string;
   nickname: string;
@@ -30,7 +32,9 @@ export type PeerEntry = {
   app?: unknown;
 };
 
-type Stored = { entry: PeerEntry; line: string };
+type Stored = { entry: PeerEntry; line: string; num: number };
+/** A line that was news, with its name as a number and its version. */
+export type News = { line: string; num: number; version: number };
 
 export function encodeEntry(e: PeerEntry): string {
   return `${e.name} ${e.version} ${JSON.stringify({ k: e.nickname, u: e.uid, a: e.addresses, c: e.connections, p: e.pods, ...(e.app === undefined ? {} : { x: e.app }) })}`;
@@ -44,6 +48,7 @@ export function decodeEntry(line: string): PeerEntry {
   const s2 = line.indexOf(" ", s1 + 1);
   if (s1 <= 0 || s2 <= s1) throw new TopologyError("entry line has no name and version");
   const name = line.slice(0, s1);
+  if (!isPeerName(name)) throw new TopologyError(`entry name "${name.slice(0, 40)}" is not a peer name`);
   const version = Number(line.slice(s1 + 1, s2));
   if (!Number.isSafeInteger(version) || version < 0) throw new TopologyError(`entry ${name} has a bad version`);
   let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown; x?: unknown };
@@ -56,11 +61,18 @@ export function decodeEntry(line: string): PeerEntry {
   if (typeof o !== "object" || o === null || typeof o.k !== "string" || typeof o.u !== "string" || !strs(o.a) || !strs(o.c) || !Array.isArray(o.p) || !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
     throw new TopologyError(`entry ${name} has missing or mistyped fields`);
   }
-  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: (o.c as string[]).sort(), pods: o.p as number[], ...(o.x === undefined ? {} : { app: o.x }) };
+  const c = o.c as string[];
+  // Peers send their connections sorted; sort only when one does not.
+  for (let i = 1; i < c.length; i++) if (c[i - 1]! > c[i]!) {
+    c.sort();
+    break;
+  }
+  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: c, pods: o.p as number[], ...(o.x === undefined ? {} : { app: o.x }) };
 }
 
 export class Topology {
   private peers = new Map<string, Stored>();
+  private byNum = new Map<number, Stored>();
   /** Routes from us, cached until the topology changes. */
   private ownRoutes?: Map<string, string>;
 
@@ -82,34 +94,46 @@ export class Topology {
     return [...this.peers.values()].map((s) => s.line);
   }
 
-  /** "name version" of every entry. */
-  digest(): string[] {
-    return [...this.peers.values()].map((s) => `${s.entry.name} ${s.entry.version}`);
+  /** (name number, version) of every entry. */
+  digest(): { num: number; version: number }[] {
+    return [...this.peers.values()].map((s) => ({ num: s.num, version: s.entry.version }));
   }
 
-  version(name: string): number | undefined {
-    return this.peers.get(name)?.entry.version;
+  versionOf(num: number): number | undefined {
+    return this.byNum.get(num)?.entry.version;
+  }
+
+  lineOf(num: number): string | undefined {
+    return this.byNum.get(num)?.line;
   }
 
   line(name: string): string | undefined {
     return this.peers.get(name)?.line;
   }
 
+  private store(entry: PeerEntry, line: string): Stored {
+    const st = { entry, line, num: this.peers.get(entry.name)?.num ?? nameToNum(entry.name) };
+    this.peers.set(entry.name, st);
+    this.byNum.set(st.num, st);
+    this.ownRoutes = undefined;
+    return st;
+  }
+
   /** Set our own entry (callers bump the version). */
   setOwn(e: PeerEntry): string {
     const line = encodeEntry(e);
-    this.peers.set(e.name, { entry: { ...e, connections: [...e.connections].sort() }, line });
-    this.ownRoutes = undefined;
+    this.store({ ...e, connections: [...e.connections].sort() }, line);
     return line;
   }
 
   /**
-   * Merge received lines; returns the ones that were news (to forward) and, separately,
-   * a newer entry about ourselves (a previous incarnation), which the caller must outbid.
+   * Merge received lines; returns the ones that were news (to forward), the names (as
+   * numbers) of lines we already had at that version, and, separately, a newer entry
+   * about ourselves (a previous incarnation), which the caller must outbid.
    */
-  merge(lines: string[]): { news: string[]; dupes: string[]; aboutSelf?: PeerEntry } {
-    const news: string[] = [];
-    const dupes: string[] = [];
+  merge(lines: string[]): { news: News[]; dupes: number[]; aboutSelf?: PeerEntry } {
+    const news: News[] = [];
+    const dupes: number[] = [];
     let aboutSelf: PeerEntry | undefined;
     for (const line of lines) {
       const s1 = line.indexOf(" ");
@@ -119,7 +143,7 @@ export class Topology {
       const version = Number(line.slice(s1 + 1, s2));
       const have = this.peers.get(name);
       if (have && have.entry.version >= version) {
-        if (have.entry.version === version) dupes.push(line.slice(0, s2));
+        if (have.entry.version === version) dupes.push(have.num);
         continue;
       }
       const entry = decodeEntry(line);
@@ -127,16 +151,18 @@ export class Topology {
         aboutSelf = entry;
         continue;
       }
-      this.peers.set(name, { entry, line });
-      this.ownRoutes = undefined;
-      news.push(line);
+      const st = this.store(entry, line);
+      news.push({ line, num: st.num, version });
     }
     return { news, dupes, aboutSelf };
   }
 
   forget(name: string): boolean {
+    const st = this.peers.get(name);
+    if (!st || name === this.self) return false;
     this.ownRoutes = undefined;
-    return name !== this.self && this.peers.delete(name);
+    this.byNum.delete(st.num);
+    return this.peers.delete(name);
   }
 
   /** Is there a connection a-b that both a and b list? */

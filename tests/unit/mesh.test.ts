@@ -54,7 +54,7 @@ describe("topology entries", () => {
     }
   });
   test("merge keeps the higher version and returns only news", () => {
-    const t = new Topology("me");
+    const t = new Topology("02:00:00:00:00:ff");
     expect(t.merge([encodeEntry(e)]).news.length).toBe(1);
     expect(t.merge([encodeEntry(e)]).news).toEqual([]);
     expect(t.merge([encodeEntry({ ...e, version: 4 })]).news).toEqual([]);
@@ -62,13 +62,18 @@ describe("topology entries", () => {
     expect(t.get(e.name)!.nickname).toBe("b");
   });
   test("only symmetric connections make a path", () => {
-    const t = new Topology("a");
+    const [a, b, c] = ["02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"];
+    const t = new Topology(a);
     const mk = (name: string, connections: string[]) => encodeEntry({ name, nickname: name, uid: "u", version: 1, addresses: [], connections, pods: [] });
-    t.setOwn(decodeEntry(mk("a", ["b"])));
-    t.merge([mk("b", ["a", "c"]), mk("c", [])]);
-    expect([...t.reachable()].sort()).toEqual(["a", "b"]);
-    t.merge([mk("c", ["b"]).replace(" 1 ", " 2 ")]);
-    expect(t.routes()).toEqual(new Map([["a", "a"], ["b", "b"], ["c", "b"]]));
+    t.setOwn(decodeEntry(mk(a, [b])));
+    t.merge([mk(b, [a, c]), mk(c, [])]);
+    expect([...t.reachable()].sort()).toEqual([a, b]);
+    t.merge([mk(c, [b]).replace(" 1 ", " 2 ")]);
+    expect(t.routes()).toEqual(new Map([[a, a], [b, b], [c, b]]));
+  });
+
+  test("an entry line whose name is not a peer name is refused", () => {
+    expect(() => new Topology("02:00:00:00:00:0a").merge([encodeEntry({ name: "GET", nickname: "x", uid: "u", version: 1, addresses: [], connections: [], pods: [] })])).toThrow(TopologyError);
   });
 });
 
@@ -147,7 +152,7 @@ describe("mesh routers", () => {
     w.net.kill("10.0.0.3:6783");
     await w.clock.run(3_000);
     for (const r of w.routers.values()) expect(r.topology.reachable().has(dead.name)).toBe(false);
-    await w.clock.run(20_000);
+    await w.clock.run(70_000);
     for (const r of w.routers.values()) expect(r.topology.get(dead.name)).toBeUndefined();
     const back = w.add(3, [0]);
     await w.clock.run(10_000);
