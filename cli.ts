@@ -38,7 +38,31 @@ async function main(argv: string[]): Promise<number> {
     .command("setup-cni", "Install the CNI plugin and write 10-weave.conflist")
     .option("--bin-dir <dir>", "CNI plugin directory", { default: "/opt/cni/bin" })
     .option("--conf-dir <dir>", "CNI config directory", { default: "/etc/cni/net.d" })
+    .option("--force", "Install even beside another network's CNI config")
+    .option("--kubeconfig <path>", "Cluster to record a refusal in, as a Node event (automatic inside a pod)")
+    .option("--node-name <name>", "Node to record a refusal on (env HOSTNAME)")
     .action(async (o) => (await import("./commands/setup-cni.ts")).run(o));
+  cli
+    .command("install", "Put the network on a Kubernetes cluster (RBAC, ConfigMap, DaemonSet) and wait for the agents")
+    .option("--kubeconfig <path>", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    .option("--context <name>", "Kubeconfig context (default: its current-context)")
+    .option("--ipalloc-range <cidr>", "Pod address range (env IPALLOC_RANGE; default 10.32.0.0/12)")
+    .option("--mtu <bytes>", "Overlay MTU (env WEAVE_MTU; default: each node's underlay MTU - 50)")
+    .option("--conn-limit <n>", "Most mesh connections per agent (env CONN_LIMIT; default 200)")
+    .option("--masq-local", "Masquerade traffic to local pods too (NO_MASQ_LOCAL=0; default: keep client addresses)")
+    .option("--extra-args <flags>", "More weave agent flags, as one value: --extra-args='--flag value' (env EXTRA_ARGS)")
+    .option("--image <ref>", "Agent image (env WEAVE_IMAGE; build it from manifests/Dockerfile)")
+    .option("--password-secret <name>", "Encrypt with the password in this Secret (refused: no encryption yet)")
+    .option("--service-cidr <cidr>", "The cluster's service range, to check the pod range against (default: inferred)")
+    .option("--dry-run", "Print the manifests instead; touch nothing")
+    .option("-o, --output <format>", "Print the manifests as yaml or json instead (implies --dry-run)")
+    .option("--timeout <seconds>", "How long to wait for one Ready agent per node (0: do not wait)", { default: 300 })
+    .action(async (o) => (await import("./commands/install.ts")).run(o));
+  cli
+    .command("uninstall", "Delete what weave install made from the cluster, nothing else")
+    .option("--kubeconfig <path>", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    .option("--context <name>", "Kubeconfig context (default: its current-context)")
+    .action(async (o) => (await import("./commands/uninstall.ts")).run(o));
   cli
     .command("lab <action> [...args]", "A cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | cut NODE | heal NODE")
     .option("--name <name>", "Lab name", { default: "lab" })

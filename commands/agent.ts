@@ -117,6 +117,27 @@ function parseInit(text: string | undefined, peers: string[], port: number): Ini
   throw new WeaveError("E_BAD_FLAG", `--ipalloc-init / IPALLOC_INIT "${t}" is not one of consensus[=N], seed=<name,...>, observer`);
 }
 
+/**
+ * Once the agent is ready, set the Node's NetworkUnavailable condition to False; keep
+ * retrying (never crash) while the API server is away.
+ */
+function reportNetworkUp(kc: import("@kubernetes/client-node").KubeConfig, node: string, ready: () => boolean): void {
+  let failing = false;
+  const attempt = async () => {
+    if (!ready()) return void setTimeout(attempt, 1000);
+    try {
+      const { markNetworkAvailable } = await import("../net/k8s/node-status.ts");
+      await markNetworkAvailable(kc, node);
+      log(`kubernetes: node ${node} condition NetworkUnavailable=False (WeaveIsUp)`);
+    } catch (e) {
+      if (!failing) log(`kubernetes: cannot set the NetworkUnavailable condition of node ${node} yet (${(e as Error).message}); retrying`);
+      failing = true;
+      setTimeout(attempt, 5000);
+    }
+  };
+  void attempt();
+}
+
 export async function run(o: AgentOptions): Promise<number> {
   const s = parseAgentOptions(o, process.env);
   if (process.env.WEAVE_PASSWORD) {
@@ -124,7 +145,8 @@ export async function run(o: AgentOptions): Promise<number> {
   }
   const host = openHost();
   const store = new Store(s.dataDir);
-  const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"].filter(existsSync).map((f) => readFileSync(f, "utf8").trim())[0];
+  // An empty machine-id (as in container images) is no id at all.
+  const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"].filter(existsSync).map((f) => readFileSync(f, "utf8").trim()).find(Boolean);
   const agent = new Agent(
     { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal, ipallocInit: s.ipallocInit, kube: s.kube },
     { host, openHost, checkNetns: checkNetnsPath, store, log, transport: tcpTransport(), sched: realScheduler, masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq }, machineId },
@@ -137,9 +159,11 @@ export async function run(o: AgentOptions): Promise<number> {
     // Loaded only in a cluster: the client library is big.
     const { loadKubeConfig } = await import("../net/k8s/client.ts");
     const { NodePeers } = await import("../net/k8s/node-peers.ts");
-    const np = new NodePeers({ kubeConfig: loadKubeConfig({ kubeconfig: s.kubeconfig }), nodeName: s.nickname, log, onChange: (addrs) => agent.setPeers(addrs) });
+    const kc = loadKubeConfig({ kubeconfig: s.kubeconfig });
+    const np = new NodePeers({ kubeConfig: kc, nodeName: s.nickname, log, onChange: (addrs) => agent.setPeers(addrs) });
     np.start();
     nodePeers = np;
+    reportNetworkUp(kc, s.nickname, () => agent.ready);
   }
   const timer = setInterval(() => agent.reconcile(), 5000);
 

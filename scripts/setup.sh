@@ -31,7 +31,7 @@ if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.packa
 fi
 
 # dist/weave and dist/cni/weave-net, rebuilt when any source is newer.
-if [ ! -x dist/weave ] || [ -n "$(find cli.ts commands net scripts package.json -newer dist/weave -print -quit)" ]; then
+if [ ! -x dist/weave ] || [ -n "$(find cli.ts commands net scripts manifests package.json -newer dist/weave -print -quit)" ]; then
   echo "setup: building dist/weave" >&2
   node_modules/.bin/bun run build >/dev/null
 fi

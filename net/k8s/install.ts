@@ -150,7 +150,7 @@ export async function agentProgress(kc: KubeConfig): Promise<AgentProgress> {
   }
   const st = ds.status;
   const desired = st?.desiredNumberScheduled ?? 0;
-  const rolledOut = !!st && (st.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 0) && (st.updatedNumberScheduled ?? 0) >= desired && st.numberReady >= desired;
+  const rolledOut = !!st && (st.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 0) && (st.updatedNumberScheduled ?? 0) >= desired && (st.numberReady ?? 0) >= desired;
   return { nodes: nodes.items.length, ready: nodes.items.length - waiting.length, rolledOut, waiting };
 }
 
@@ -165,7 +165,8 @@ export function podState(p: V1Pod): string {
       const t = c.state?.terminated;
       const last = c.lastState?.terminated;
       const why = (s: { reason?: string; message?: string; exitCode?: number } | undefined) => [s?.reason, s?.exitCode !== undefined ? `exit ${s.exitCode}` : undefined, s?.message?.trim().split("\n").at(-1)].filter(Boolean).join(", ");
-      if (w && w.reason !== "PodInitializing") return `pod ${name}: ${what} ${c.name} ${w.reason ?? "waiting"}${w.message || last ? ` (${w.message ?? why(last)})` : ""}`;
+      // a restart loop's own message ("back-off 20s ...") says less than how the last run ended
+      if (w && w.reason !== "PodInitializing") return `pod ${name}: ${what} ${c.name} ${w.reason ?? "waiting"}${last ? ` (last run: ${why(last)})` : w.message ? ` (${w.message})` : ""}`;
       if (t && t.exitCode !== 0) return `pod ${name}: ${what} ${c.name} failed (${why(t)})`;
       if (what === "container" && c.state?.running && !c.ready) return `pod ${name}: agent running, not ready yet (GET /status answers 503 until it is)`;
     }
