@@ -147,19 +147,21 @@ export async function run(o: AgentOptions): Promise<number> {
   const store = new Store(s.dataDir);
   // An empty machine-id (as in container images) is no id at all.
   const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"].filter(existsSync).map((f) => readFileSync(f, "utf8").trim()).find(Boolean);
+  // In a cluster, taking over a deleted node's space is also claimed in the weave-net
+  // ConfigMap, so two peers can never both do it.
+  const kc = s.kube ? (await import("../net/k8s/client.ts")).loadKubeConfig({ kubeconfig: s.kubeconfig }) : undefined;
+  const reclaimLock = kc ? async (dead: string, heir: string) => (await import("../net/k8s/reclaim-lock.ts")).claimReclaim(kc, dead, heir) : undefined;
   const agent = new Agent(
     { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal, ipallocInit: s.ipallocInit, kube: s.kube },
-    { host, openHost, checkNetns: checkNetnsPath, store, log, transport: tcpTransport(), sched: realScheduler, masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq }, machineId },
+    { host, openHost, checkNetns: checkNetnsPath, store, log, transport: tcpTransport(), sched: realScheduler, masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq }, machineId, reclaimLock },
   );
   const server = Bun.serve({ hostname: s.http.hostname, port: s.http.port, fetch: (req) => handleApi(agent, req) });
   log(`API on http://${s.http.hostname}:${s.http.port}, data dir ${s.dataDir}`);
   agent.start();
   let nodePeers: { stop(): Promise<void> } | undefined;
-  if (s.kube) {
+  if (kc) {
     // Loaded only in a cluster: the client library is big.
-    const { loadKubeConfig } = await import("../net/k8s/client.ts");
     const { NodePeers } = await import("../net/k8s/node-peers.ts");
-    const kc = loadKubeConfig({ kubeconfig: s.kubeconfig });
     const np = new NodePeers({ kubeConfig: kc, nodeName: s.nickname, log, onChange: (addrs) => agent.setPeers(addrs) });
     np.start();
     nodePeers = np;

@@ -7,7 +7,7 @@
 import type { NetHost } from "../host/host.ts";
 import type { NetnsCheck } from "../host/netns.ts";
 import { Allocator, RangeFullError, type AllocStore, type Span } from "../ipam/allocator.ts";
-import { emptyState, heirOf, step as ringStep, spanSize, type Init, type IpamState, type PeerView } from "../ipam/ring.ts";
+import { emptyState, heirOf, pendingRemovals, step as ringStep, spanSize, type Init, type IpamState, type PeerView } from "../ipam/ring.ts";
 import { formatCidr, ipToNum, macForIp, withPrefix, contains, type Cidr } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
 import { VERSION } from "../version.ts";
@@ -63,6 +63,8 @@ export type AgentDeps = {
   masq?: { apply(s: MasqSpec): void; inPlace(s: MasqSpec): boolean; remove(): void };
   /** A seed for the peer name, e.g. /etc/machine-id (combined with the data dir). */
   machineId?: string;
+  /** In a cluster: win the right to take over a removed peer's space (ConfigMap CAS). */
+  reclaimLock?: (dead: string, heir: string) => Promise<boolean>;
 };
 
 /** The id under which the bridge's own address is held (Weave's "expose"). */
@@ -180,10 +182,16 @@ export class Agent {
   private scheduleIpam(delayMs = 0): void {
     if (this.ipamPending) return;
     this.ipamPending = true;
-    setTimeout(() => {
+    this.later(delayMs, () => {
       this.ipamPending = false;
       if (this.allocator) this.ipamStep();
-    }, delayMs);
+    });
+  }
+
+  /** Timers go through the mesh's clock when there is one (tests run it virtually). */
+  private later(ms: number, fn: () => void): void {
+    if (this.deps.sched) this.deps.sched.after(ms, fn);
+    else setTimeout(fn, ms);
   }
 
   /** The ring as we see it: every peer's gossiped IPAM state. */
@@ -197,10 +205,18 @@ export class Agent {
   /** Peers from the Kubernetes Node list, once it has been read. */
   private kubePeers?: string[];
 
+  /** Addresses of Nodes deleted from the cluster: their peers are gone for good. */
+  private deletedNodes = new Set<string>();
+  /** Removals the ConfigMap claim allowed us (dead peer names), and claims under way. */
+  private approved = new Set<string>();
+  private claiming = new Set<string>();
+
   /** The Node list changed: dial new nodes, stop dialling deleted ones. */
   setPeers(addrs: string[]): void {
     const before = new Set(this.kubePeers ?? []);
     const now = new Set(addrs);
+    for (const a of before) if (!now.has(a)) this.deletedNodes.add(a);
+    for (const a of now) this.deletedNodes.delete(a);
     this.router?.removeTargets([...before].filter((a) => !now.has(a) && !(this.cfg.peers ?? []).includes(a)));
     this.router?.addTargets(addrs.filter((a) => !before.has(a)));
     if (this.kubePeers === undefined) this.log(`kubernetes: ${addrs.length} other node(s): ${addrs.join(", ") || "none"}`);
@@ -230,7 +246,10 @@ export class Agent {
       this.ipamWaiting = "waiting for the Kubernetes Node list to know the peers";
       return;
     }
-    const r = ringStep(this.name, this.ipam, this.allocator.free, this.ipamViews(), init, this.rangeSpan(), (owned) => this.allocator.spanToGive(owned));
+    const views = this.ipamViews();
+    this.requestRemovalOfDeletedNodes(views);
+    this.claimRemovals(views);
+    const r = ringStep(this.name, this.ipam, this.allocator.free, views, init, this.rangeSpan(), (owned) => this.allocator.spanToGive(owned), (dead) => !this.deps.reclaimLock || this.approved.has(dead));
     for (const n of r.notes) this.log(`ipam: ${n}`);
     if (r.conflicts.join() !== this.ipamConflicts.join()) for (const c of r.conflicts) this.log(`ipam: ${c}`);
     this.ipamConflicts = r.conflicts;
@@ -240,6 +259,39 @@ export class Agent {
     else this.router?.setLocal({ app: { ipam: this.ipam } });
     if (!this.bridge && this.allocator.free > 0) this.setUpBridge();
     if (this.allocator.free > 0) for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  /** A peer whose Node was deleted, and that is unreachable, is removed automatically. */
+  private requestRemovalOfDeletedNodes(views: PeerView[]): void {
+    if (!this.deletedNodes.size) return;
+    const gone = views.filter((v) => !v.reachable && v.state?.owned.length && v.addresses.some((a) => this.deletedNodes.has(splitHostPort(a)[0])));
+    const add = gone.map((v) => v.name).filter((n) => !this.ipam.removing?.includes(n) && !this.ipam.reclaimed.includes(n));
+    if (!add.length) return;
+    this.log(`ipam: Node of peer(s) ${add.join(", ")} deleted from the cluster: asking the ring to take over their space`);
+    this.setIpam({ ...this.ipam, removing: [...(this.ipam.removing ?? []), ...add] });
+  }
+
+  /** Where we are the heir, win the cluster-wide claim before taking anything. */
+  private claimRemovals(views: PeerView[]): void {
+    const lock = this.deps.reclaimLock;
+    if (!lock) return;
+    for (const dead of pendingRemovals(this.name, this.ipam, views)) {
+      if (this.approved.has(dead) || this.claiming.has(dead)) continue;
+      this.claiming.add(dead);
+      lock(dead, this.name).then(
+        (won) => {
+          this.claiming.delete(dead);
+          if (won) this.approved.add(dead);
+          else this.log(`ipam: another peer holds the claim on ${dead}'s space; leaving it to that peer`);
+          this.scheduleIpam();
+        },
+        (e) => {
+          this.claiming.delete(dead);
+          this.log(`ipam: cannot claim ${dead}'s space in the weave-net ConfigMap yet (${(e as Error).message}); will retry`);
+          this.later(5000, () => this.scheduleIpam());
+        },
+      );
+    }
   }
 
   private setIpam(state: IpamState): void {
@@ -271,11 +323,13 @@ export class Agent {
     this.ipamStep();
     if (this.allocator.free > 0) return true;
     return new Promise((resolve) => {
-      const t = setTimeout(() => resolve(this.allocator.free > 0), ms);
-      this.spaceWaiters.push(() => {
-        clearTimeout(t);
-        resolve(true);
-      });
+      let settled = false;
+      const done = (v: boolean) => {
+        if (!settled) resolve(v);
+        settled = true;
+      };
+      this.later(ms, () => done(this.allocator.free > 0));
+      this.spaceWaiters.push(() => done(true));
     });
   }
 

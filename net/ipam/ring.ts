@@ -119,7 +119,17 @@ const sameList = (a?: string[], b?: string[]) => !!a && !!b && a.length === b.le
  * we own; `spanToGive(owned)` picks a span of `owned` to give away (it knows the
  * allocations).
  */
-export function step(self: string, current: IpamState, free: number, views: PeerView[], init: Init, range: Span, spanToGive: (owned: Span[]) => Span | undefined): StepResult {
+export function step(
+  self: string,
+  current: IpamState,
+  free: number,
+  views: PeerView[],
+  init: Init,
+  range: Span,
+  spanToGive: (owned: Span[]) => Span | undefined,
+  /** In a cluster, the heir also needs the ConfigMap claim (k8s/reclaim-lock.ts). */
+  mayReclaim: (dead: string) => boolean = () => true,
+): StepResult {
   const s: IpamState = { ...current, owned: normalize(current.owned), gifts: [...current.gifts], acks: [...current.acks], reclaimed: [...current.reclaimed] };
   const notes: string[] = [];
   const conflicts: string[] = [];
@@ -243,7 +253,7 @@ export function step(self: string, current: IpamState, free: number, views: Peer
     if (done.has(dead)) continue;
     const d = byName.get(dead);
     if (!d || d.reachable) continue;
-    if (heirOf(dead, self, ours) !== self) continue;
+    if (heirOf(dead, self, ours) !== self || !mayReclaim(dead)) continue;
     const r = reclaim(self, s, d, others.filter((o) => o.name !== dead));
     Object.assign(s, r.state);
     myFree += spanSize(r.taken);
@@ -261,6 +271,14 @@ export function step(self: string, current: IpamState, free: number, views: Peer
   s.free = myFree;
   if (s.free !== current.free) changed = true;
   return { state: s, changed, notes, conflicts };
+}
+
+/** Removals asked for that `self` is the heir of and nobody has done yet. */
+export function pendingRemovals(self: string, s: IpamState, views: PeerView[]): string[] {
+  const ours = views.filter((v) => v.name !== self && v.state?.ring === s.ring);
+  const done = new Set([...s.reclaimed, ...ours.flatMap((v) => v.state!.reclaimed)]);
+  const asked = new Set([...(s.removing ?? []), ...ours.flatMap((v) => v.state!.removing ?? [])]);
+  return [...asked].filter((d) => !done.has(d) && views.some((v) => v.name === d && !v.reachable) && heirOf(d, self, ours) === self);
 }
 
 /** Who takes over `dead`'s space: the lowest-named other member of the ring we know of. */
