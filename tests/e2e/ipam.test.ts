@@ -4,6 +4,7 @@
  * removed for good whose space is taken over and reused. Never an address twice.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { eventually } from "../support/wait.ts";
 import { canRunHost, PLUGIN, PLUGIN_DIR, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
 import { inNs, labAgent, labCut, labDown, labUp, readLab, stopAgent, waitMesh, type LabState } from "../../net/host/lab.ts";
@@ -39,14 +40,6 @@ function expectNoDuplicates(s: LabState): string[] {
   return all;
 }
 
-async function eventually(fn: () => boolean, ms = 20000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return true;
-    await Bun.sleep(100);
-  }
-  return fn();
-}
 
 describe.skipIf(!canRunHost)("distributed IPAM on a 3-node lab", () => {
   const name = uniqueName("i");

@@ -5,6 +5,7 @@
  * pods reach the world outside, masqueraded to their node's address.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { eventually } from "../support/wait.ts";
 import { canRunHost, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
 import { inNs, labAgent, labCut, labDown, labUp, meshViews, pingMatrix, readLab, waitMesh, type LabState } from "../../net/host/lab.ts";
@@ -12,15 +13,6 @@ import { netnsPath } from "../../net/host/netns.ts";
 
 const ping = (from: string, ip: string, extra: string[] = []) => inNs(from, ["ping", "-c", "1", "-W", "2", ...extra, ip]).code === 0;
 
-/** Poll `fn` until it is true or `ms` pass; returns the last value. */
-async function eventually(fn: () => boolean, ms = 20000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return true;
-    await Bun.sleep(100);
-  }
-  return fn();
-}
 
 function fdbDsts(s: LabState, node: string): string[] {
   const out = inNs(node, ["bridge", "fdb", "show", "dev", "vxlan-6784"]).stdout;
