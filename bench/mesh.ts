@@ -10,7 +10,7 @@
  *
  * Prints a table, then one JSON line:
  *   {"peers":N,"allKnowAllSeconds":a,"joinSeconds":b,"quietBytesPerPeerPerSecond":c}
- * Every socket is on 127.0.0.1; ports from --base-port (default 40000) up.
+ * Every socket is on 127.0.0.1; ports from --base-port (default 21000, below the ephemeral range) up.
  */
 import { Router } from "../net/mesh/router.ts";
 import { realScheduler } from "../net/mesh/transport.ts";
@@ -30,8 +30,8 @@ function arg(name: string, dflt: number): number {
 
 const N = arg("peers", 100);
 const DEGREE = arg("degree", 3);
-const QUIET = arg("quiet-seconds", 20);
-const BASE = arg("base-port", 40000);
+const QUIET = arg("quiet-seconds", 35); // spans one round of the 30 s digests
+const BASE = arg("base-port", 21000); // below the ephemeral range, which dials use
 const TIMEOUT = arg("timeout", 120);
 const json = process.argv.includes("--json");
 
