@@ -6,8 +6,9 @@
  */
 import type { NetHost } from "../host/host.ts";
 import type { NetnsCheck } from "../host/netns.ts";
-import { Allocator, RangeFullError, type AllocStore, type Span } from "../ipam/allocator.ts";
-import { emptyState, heirOf, pendingRemovals, step as ringStep, spanSize, type Init, type IpamState, type PeerView } from "../ipam/ring.ts";
+import { Allocator, RangeFullError, type AllocStore } from "../ipam/allocator.ts";
+import { spanSize, type Init, type IpamState } from "../ipam/ring.ts";
+import { IpamKeeper } from "./ipam-keeper.ts";
 import { formatCidr, ipToNum, macForIp, withPrefix, contains, type Cidr } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
 import { VERSION } from "../version.ts";
@@ -82,10 +83,7 @@ export class Agent {
   name = "";
   advertise = "";
   datapathErrors: string[] = [];
-  ipam: IpamState = emptyState();
-  /** Why the ring cannot hand out space yet, or "" when it can. */
-  ipamWaiting = "";
-  ipamConflicts: string[] = [];
+  ipamKeeper!: IpamKeeper;
   readonly cni: CniExecutor;
   private host: NetHost;
   private store: AgentStore;
@@ -120,14 +118,29 @@ export class Agent {
       );
     }
     this.store.setMeta("range", range);
-    const saved = this.store.getMeta("ipam");
-    this.ipam = saved ? (JSON.parse(saved) as IpamState) : emptyState();
-    this.allocator = new Allocator(this.cfg.range, this.store, this.ipam.owned);
-    // Allocations change how much we have free (gossiped for donors) and may leave us
-    // out of space; a short delay folds a burst of them into one step.
-    this.allocator.onChange(() => this.scheduleIpam(50));
     this.name = this.store.getMeta("peer-name") ?? nameFromSeed(new Bun.CryptoHasher("sha256").update(`${this.deps.machineId ?? randomUid()}\n${this.cfg.dataDir}`).digest("hex"));
     this.store.setMeta("peer-name", this.name);
+    this.allocator = new Allocator(this.cfg.range, this.store, []);
+    this.ipamKeeper = new IpamKeeper({
+      name: this.name,
+      range: this.cfg.range,
+      peers: this.cfg.peers ?? [],
+      kube: this.cfg.kube ?? false,
+      init: this.cfg.ipallocInit,
+      meshPort: splitHostPort(this.cfg.meshListen ?? "0.0.0.0:6783")[1],
+      store: this.store,
+      allocator: this.allocator,
+      router: () => this.router,
+      log: this.log,
+      later: (ms, fn) => this.later(ms, fn),
+      reclaimLock: this.deps.reclaimLock,
+      onSpace: () => {
+        if (!this.bridge) this.setUpBridge();
+      },
+    });
+    // Allocations change how much we have free (gossiped for donors) and may leave us
+    // out of space; a short delay folds a burst of them into one step.
+    this.allocator.onChange(() => this.ipamKeeper.schedule(50));
 
     const links = this.host.links();
     const routes = this.host.routes();
@@ -157,36 +170,22 @@ export class Agent {
         log: (m) => this.log(`mesh: ${m}`),
         connLimit: this.cfg.connLimit,
         discovery: this.cfg.discovery,
-        keep: (e) => {
-          const s = (e.app as { ipam?: IpamState } | undefined)?.ipam;
-          return !!s && (s.owned.length > 0 || s.gifts.length > 0);
-        },
+        keep: IpamKeeper.keep,
         ...this.cfg.mesh,
       });
       this.router.onChange(() => {
         this.scheduleDatapath();
-        this.scheduleIpam();
+        this.ipamKeeper.schedule();
       });
       this.router.start();
       this.podsChanged();
       this.router.addTargets(this.cfg.peers ?? []);
     }
-    this.ipamStep();
+    this.ipamKeeper.step();
     this.log(`peer ${this.name} (${this.cfg.nickname})${this.advertise ? ` at ${this.advertise}` : ""}, range ${range}, MTU ${mtu} (${this.mtuSource}), ${this.cfg.peers?.length ?? 0} peer(s) to dial`);
   }
 
   private mtu = 0;
-  private ipamPending = false;
-  private spaceWaiters: (() => void)[] = [];
-
-  private scheduleIpam(delayMs = 0): void {
-    if (this.ipamPending) return;
-    this.ipamPending = true;
-    this.later(delayMs, () => {
-      this.ipamPending = false;
-      if (this.allocator) this.ipamStep();
-    });
-  }
 
   /** Timers go through the mesh's clock when there is one (tests run it virtually). */
   private later(ms: number, fn: () => void): void {
@@ -194,143 +193,27 @@ export class Agent {
     else setTimeout(fn, ms);
   }
 
-  /** The ring as we see it: every peer's gossiped IPAM state. */
-  private ipamViews(): PeerView[] {
-    const t = this.router?.topology;
-    if (!t) return [];
-    const reach = t.reachable();
-    return t.entries().filter((e) => e.name !== this.name).map((e) => ({ name: e.name, reachable: reach.has(e.name), addresses: e.addresses, state: (e.app as { ipam?: IpamState } | undefined)?.ipam }));
+  get ipam(): IpamState {
+    return this.ipamKeeper.state;
+  }
+  get ipamWaiting(): string {
+    return this.ipamKeeper.waiting;
+  }
+  get ipamConflicts(): string[] {
+    return this.ipamKeeper.conflicts;
   }
 
-  /** Peers from the Kubernetes Node list, once it has been read. */
-  private kubePeers?: string[];
-
-  /** Addresses of Nodes deleted from the cluster: their peers are gone for good. */
-  private deletedNodes = new Set<string>();
-  /** Removals the ConfigMap claim allowed us (dead peer names), and claims under way. */
-  private approved = new Set<string>();
-  private claiming = new Set<string>();
-
-  /** The Node list changed: dial new nodes, stop dialling deleted ones. */
+  /** The Node list changed (in a cluster). */
   setPeers(addrs: string[]): void {
-    const before = new Set(this.kubePeers ?? []);
-    const now = new Set(addrs);
-    for (const a of before) if (!now.has(a)) this.deletedNodes.add(a);
-    for (const a of now) this.deletedNodes.delete(a);
-    this.router?.removeTargets([...before].filter((a) => !now.has(a) && !(this.cfg.peers ?? []).includes(a)));
-    this.router?.addTargets(addrs.filter((a) => !before.has(a)));
-    if (this.kubePeers === undefined) this.log(`kubernetes: ${addrs.length} other node(s): ${addrs.join(", ") || "none"}`);
-    this.kubePeers = addrs;
-    this.scheduleIpam();
+    this.ipamKeeper.setPeers(addrs);
   }
 
-  private withMeshPort(p: string): string {
-    return p.includes(":") ? p : `${p}:${splitHostPort(this.cfg.meshListen ?? "0.0.0.0:6783")[1]}`;
+  rmpeer(nameOrNick: string) {
+    return this.ipamKeeper.rmpeer(nameOrNick);
   }
 
-  /** How the ring starts; undefined while the Node list that decides it is not read yet. */
-  private init(): Init | undefined {
-    if (this.cfg.ipallocInit) return this.cfg.ipallocInit;
-    const peers = this.cfg.peers?.length ? this.cfg.peers : this.cfg.kube ? this.kubePeers : [];
-    return peers && { kind: "consensus", peers: peers.map((p) => this.withMeshPort(p)) };
-  }
-
-  private rangeSpan(): Span {
-    return [this.cfg.range.base, this.cfg.range.base + 2 ** (32 - this.cfg.range.prefix)];
-  }
-
-  /** One step of the ring: take gifts, ask for or give space; persist before gossiping. */
-  ipamStep(): void {
-    const init = this.init();
-    if (!init) {
-      this.ipamWaiting = "waiting for the Kubernetes Node list to know the peers";
-      return;
-    }
-    const views = this.ipamViews();
-    this.requestRemovalOfDeletedNodes(views);
-    this.claimRemovals(views);
-    const r = ringStep(this.name, this.ipam, this.allocator.free, views, init, this.rangeSpan(), (owned) => this.allocator.spanToGive(owned), (dead) => !this.deps.reclaimLock || this.approved.has(dead));
-    for (const n of r.notes) this.log(`ipam: ${n}`);
-    if (r.conflicts.join() !== this.ipamConflicts.join()) for (const c of r.conflicts) this.log(`ipam: ${c}`);
-    this.ipamConflicts = r.conflicts;
-    if (r.waiting && r.waiting !== this.ipamWaiting) this.log(`ipam: ${r.waiting}`);
-    this.ipamWaiting = r.waiting ?? "";
-    if (r.changed) this.setIpam(r.state);
-    else this.router?.setLocal({ app: { ipam: this.ipam } });
-    if (!this.bridge && this.allocator.free > 0) this.setUpBridge();
-    if (this.allocator.free > 0) for (const w of this.spaceWaiters.splice(0)) w();
-  }
-
-  /** A peer whose Node was deleted, and that is unreachable, is removed automatically. */
-  private requestRemovalOfDeletedNodes(views: PeerView[]): void {
-    if (!this.deletedNodes.size) return;
-    const gone = views.filter((v) => !v.reachable && v.state?.owned.length && v.addresses.some((a) => this.deletedNodes.has(splitHostPort(a)[0])));
-    const add = gone.map((v) => v.name).filter((n) => !this.ipam.removing?.includes(n) && !this.ipam.reclaimed.includes(n));
-    if (!add.length) return;
-    this.log(`ipam: Node of peer(s) ${add.join(", ")} deleted from the cluster: asking the ring to take over their space`);
-    this.setIpam({ ...this.ipam, removing: [...(this.ipam.removing ?? []), ...add] });
-  }
-
-  /** Where we are the heir, win the cluster-wide claim before taking anything. */
-  private claimRemovals(views: PeerView[]): void {
-    const lock = this.deps.reclaimLock;
-    if (!lock) return;
-    for (const dead of pendingRemovals(this.name, this.ipam, views)) {
-      if (this.approved.has(dead) || this.claiming.has(dead)) continue;
-      this.claiming.add(dead);
-      lock(dead, this.name).then(
-        (won) => {
-          this.claiming.delete(dead);
-          if (won) this.approved.add(dead);
-          else this.log(`ipam: another peer holds the claim on ${dead}'s space; leaving it to that peer`);
-          this.scheduleIpam();
-        },
-        (e) => {
-          this.claiming.delete(dead);
-          this.log(`ipam: cannot claim ${dead}'s space in the weave-net ConfigMap yet (${(e as Error).message}); will retry`);
-          this.later(5000, () => this.scheduleIpam());
-        },
-      );
-    }
-  }
-
-  private setIpam(state: IpamState): void {
-    this.store.setMeta("ipam", JSON.stringify(state));
-    this.ipam = state;
-    this.allocator.setOwned(state.owned);
-    this.router?.setLocal({ app: { ipam: state } });
-  }
-
-  /**
-   * rmpeer: ask the ring to take over the space of a peer that is gone for good. The
-   * request is gossiped; the heir (heirOf in ring.ts), maybe us, does it exactly once.
-   */
-  rmpeer(nameOrNick: string): { name: string; heir: string; taken?: number } {
-    const views = this.ipamViews();
-    const dead = views.find((v) => v.name === nameOrNick || this.router?.topology.get(v.name)?.nickname === nameOrNick);
-    if (!dead) throw new WeaveError("E_NO_PEER", `no peer named "${nameOrNick}" is known`);
-    if (dead.reachable) throw new WeaveError("E_PEER_ALIVE", `peer ${dead.name} is reachable; only a peer that is gone for good can be removed`);
-    const heir = heirOf(dead.name, this.name, views.filter((v) => v.state?.ring === this.ipam.ring));
-    const before = spanSize(this.ipam.owned);
-    if (!this.ipam.removing?.includes(dead.name) && !this.ipam.reclaimed.includes(dead.name)) this.setIpam({ ...this.ipam, removing: [...(this.ipam.removing ?? []), dead.name] });
-    this.ipamStep();
-    return { name: dead.name, heir, ...(heir === this.name ? { taken: spanSize(this.ipam.owned) - before } : {}) };
-  }
-
-  /** Resolves once this peer owns a free address, or after `ms`. */
-  async waitForSpace(ms: number): Promise<boolean> {
-    if (this.allocator.free > 0) return true;
-    this.ipamStep();
-    if (this.allocator.free > 0) return true;
-    return new Promise((resolve) => {
-      let settled = false;
-      const done = (v: boolean) => {
-        if (!settled) resolve(v);
-        settled = true;
-      };
-      this.later(ms, () => done(this.allocator.free > 0));
-      this.spaceWaiters.push(() => done(true));
-    });
+  waitForSpace(ms: number): Promise<boolean> {
+    return this.ipamKeeper.waitForSpace(ms);
   }
 
   /** The bridge needs an address from our space, so it waits for the ring to give us some. */
@@ -357,7 +240,7 @@ export class Agent {
     if (!this.bridge) {
       this.ready = false;
       this.reason = `waiting for address space: ${this.ipamWaiting || "asking peers for some"}`;
-      this.ipamStep();
+      this.ipamKeeper.step();
       return;
     }
     try {
@@ -375,7 +258,7 @@ export class Agent {
       }
       if (this.router) {
         this.datapath();
-        this.ipamStep();
+        this.ipamKeeper.step();
       }
       if (!this.ready && this.allocator) {
         this.ready = true;
