@@ -83,6 +83,14 @@ async function main(argv: string[]): Promise<number> {
     .command("report", "The local agent's full report as JSON")
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (o) => (await import("./commands/status.ts")).report(o));
+  cli
+    .command("doctor", "The troubleshooting checklist: find what is wrong and say how to fix it (cluster, --node or --lab)")
+    .option("--lab [name]", "Check the lab of this name (default: lab) from the root namespace")
+    .option("--node", "Check this node only, through the local agent and the kernel")
+    .option("--kubeconfig <path>", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    .option("--context <name>", "Kubeconfig context (default: its current-context)")
+    .option("-o, --output <format>", "Print every check as json")
+    .action(async (o) => (await import("./commands/doctor.ts")).run(o));
   cli.help();
   cli.version(VERSION);
 

@@ -15,12 +15,20 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, write
 import { join } from "node:path";
 import { openHost } from "./host.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "./netns.ts";
-import { pluginConfig, weaveConflist } from "../cni/conflist.ts";
+import { CONFLIST_FILE, pluginConfig, weaveConflist } from "../cni/conflist.ts";
 import { WeaveError } from "../errors.ts";
 
 export const LAB_ROOT = "/run/weave-lab";
 
-export type LabNode = { name: string; netns: string; ip: string; agentPid: number; dataDir: string };
+export type LabNode = {
+  name: string;
+  netns: string;
+  ip: string;
+  agentPid: number;
+  dataDir: string;
+  /** The node's CNI conf dir (what its kubelet would read), holding weave's conflist; absent in labs made before it existed. */
+  cniConfDir?: string;
+};
 export type LabPod = { name: string; node: string; netns: string; ip: string; containerId: string };
 export type LabState = { name: string; underlay: string; outside?: { netns: string; ip: string }; ipallocRange?: string; nodes: LabNode[]; pods: LabPod[] };
 
@@ -79,6 +87,17 @@ export function runPlugin(tools: LabTools, node: string, command: string, pod: {
 
 export function agentReady(tools: LabTools, node: string): boolean {
   return inNs(node, [...tools.weave, "status"]).code === 0;
+}
+
+/**
+ * Give a lab node its own CNI conf dir, `<dataDir>/net.d`, with weave's conflist as
+ * setup-cni writes it on a real node, so `weave doctor --lab` can check it. Returns it.
+ */
+export function writeLabCniConf(node: LabNode): string {
+  const dir = join(node.dataDir, "net.d");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, CONFLIST_FILE), JSON.stringify(weaveConflist(), null, 2) + "\n");
+  return dir;
 }
 
 /** Is `pid` running? A zombie (dead, not yet reaped by its parent) is not. */
@@ -164,6 +183,7 @@ export async function labUp(name: string, nodes: number, podsPerNode: number, to
       const ips = Array.from({ length: nodes }, (_, k) => nodeIp(k + 1));
       for (let i = 1; i <= nodes; i++) {
         const node: LabNode = { name: `${name}-n${i}`, netns: `${name}-n${i}`, ip: nodeIp(i), agentPid: 0, dataDir: join(labDir(name), `n${i}`) };
+        node.cniConfDir = writeLabCniConf(node);
         createNamedNetns(node.netns);
         s.nodes.push(node);
         saveLab(s);

@@ -23,7 +23,7 @@ describe.skipIf(!canRunHost)("weave lab", () => {
     expect(r.out).toMatch(/MESH VIEW OF\s+PEERS REACHABLE\s+CONNECTIONS/);
     const s = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8"));
     expect(s.name).toBe(name);
-    expect(s.nodes).toEqual([1, 2, 3].map((i) => ({ name: `${name}-n${i}`, netns: `${name}-n${i}`, ip: `198.18.0.${10 + i}`, agentPid: expect.any(Number), dataDir: `/run/weave-lab/${name}/n${i}` })));
+    expect(s.nodes).toEqual([1, 2, 3].map((i) => ({ name: `${name}-n${i}`, netns: `${name}-n${i}`, ip: `198.18.0.${10 + i}`, agentPid: expect.any(Number), dataDir: `/run/weave-lab/${name}/n${i}`, cniConfDir: `/run/weave-lab/${name}/n${i}/net.d` })));
     expect(s.pods.map((p: { name: string }) => p.name)).toEqual([1, 2, 3].flatMap((i) => [`${name}-n${i}-p1`, `${name}-n${i}-p2`]));
     for (const p of s.pods) {
       expect(p).toMatchObject({ netns: `/var/run/netns/${p.name}`, containerId: expect.stringMatching(/^[0-9a-f]{32}$/) });

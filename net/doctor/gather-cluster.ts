@@ -1,0 +1,55 @@
+/**
+ * Cluster mode: reads the DaemonSet, the ConfigMap, nodes, agent pods, every pod and
+ * the `kubernetes` Service (one look, in parallel), then evaluates the cluster checks.
+ * An API server that cannot be reached or refuses is an E_API error: doctor could not
+ * run (exit 2). Tested against tests/support/k8s-server.ts, which runs no kubelet and
+ * has no exec API (see checks-cluster.ts for what that leaves unprobed).
+ */
+import { ApiException, AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { WeaveError } from "../errors.ts";
+import { describeError } from "../k8s/node-peers.ts";
+import { NAME, NAMESPACE } from "../../manifests/objects.ts";
+import { evaluateCluster, type ClusterFacts } from "./checks-cluster.ts";
+import { sortResults } from "./evaluate.ts";
+import type { CheckResult } from "./types.ts";
+
+const absent = (e: unknown) => {
+  if (e instanceof ApiException && e.code === 404) return undefined;
+  throw e;
+};
+
+export async function gatherCluster(kc: KubeConfig, now = Date.now()): Promise<ClusterFacts> {
+  const server = kc.getCurrentCluster()?.server ?? "?";
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  try {
+    const [daemonSet, configMap, nodes, agentPods, pods, kubernetesService] = await Promise.all([
+      apps.readNamespacedDaemonSet({ name: NAME, namespace: NAMESPACE }).catch(absent),
+      core.readNamespacedConfigMap({ name: NAME, namespace: NAMESPACE }).catch(absent),
+      core.listNode(),
+      core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `name=${NAME}` }),
+      core.listPodForAllNamespaces(),
+      core.readNamespacedService({ name: "kubernetes", namespace: "default" }).catch(absent),
+    ]);
+    return {
+      server,
+      ...(daemonSet ? { daemonSet } : {}),
+      ...(configMap ? { configMap } : {}),
+      nodes: nodes.items,
+      agentPods: agentPods.items,
+      pods: pods.items,
+      ...(kubernetesService ? { kubernetesService } : {}),
+      now,
+    };
+  } catch (e) {
+    throw new WeaveError("E_API", `cannot read the cluster at ${server}: ${describeError(e)}`, { cause: e });
+  }
+}
+
+export async function doctorCluster(kc: KubeConfig, io: { progress(line: string): void; now?: number }): Promise<{ target: string; checks: CheckResult[] }> {
+  const server = kc.getCurrentCluster()?.server ?? "?";
+  io.progress(`cluster ${kc.getCurrentContext()} at ${server}: reading the DaemonSet, nodes and pods`);
+  const facts = await gatherCluster(kc, io.now);
+  io.progress(`  ${facts.nodes.length} node(s), ${facts.agentPods.length} agent pod(s), ${facts.pods.length} pod(s)`);
+  return { target: kc.getCurrentContext(), checks: sortResults(evaluateCluster(facts)) };
+}
