@@ -19,8 +19,19 @@ class TcpLink implements Link {
     this.dataCb = (b) => void this.early.push(b);
   }
 
+  /** Frames sent in one turn of the event loop go out in one write. */
+  private corked: Uint8Array[] = [];
+
   send(bytes: Uint8Array): void {
     if (this.closed) return;
+    this.corked.push(bytes);
+    if (this.corked.length === 1) queueMicrotask(() => this.uncork());
+  }
+
+  private uncork(): void {
+    if (this.closed || !this.corked.length) return;
+    const bytes = this.corked.length === 1 ? this.corked[0]! : Buffer.concat(this.corked);
+    this.corked = [];
     if (this.queue.length) {
       this.queue.push(bytes);
       return;

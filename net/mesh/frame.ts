@@ -45,35 +45,44 @@ export class FrameReader {
   /** The peer's protocol version range, once its preamble has arrived. */
   versions?: { min: number; max: number };
 
+  /**
+   * Frames complete in `chunk` (plus what was left over). Payloads may be views into
+   * `chunk`: read them before the next push. Only an incomplete tail is copied.
+   */
   push(chunk: Uint8Array): Frame[] {
-    const joined = new Uint8Array(this.buf.length + chunk.length);
-    joined.set(this.buf);
-    joined.set(chunk, this.buf.length);
-    this.buf = joined;
+    let buf = chunk;
+    if (this.buf.length) {
+      buf = new Uint8Array(this.buf.length + chunk.length);
+      buf.set(this.buf);
+      buf.set(chunk, this.buf.length);
+    }
     const out: Frame[] = [];
     if (!this.gotPreamble) {
-      if (this.buf.length < 8) {
-        if (!PREAMBLE_MAGIC.startsWith(dec.decode(this.buf.subarray(0, Math.min(6, this.buf.length))))) throw new ProtocolError("not a weave peer (bad preamble)");
+      if (buf.length < 8) {
+        if (!PREAMBLE_MAGIC.startsWith(dec.decode(buf.subarray(0, Math.min(6, buf.length))))) throw new ProtocolError("not a weave peer (bad preamble)");
+        this.buf = buf.slice();
         return out;
       }
-      if (dec.decode(this.buf.subarray(0, 6)) !== PREAMBLE_MAGIC) throw new ProtocolError("not a weave peer (bad preamble)");
-      this.versions = { min: this.buf[6]!, max: this.buf[7]! };
+      if (dec.decode(buf.subarray(0, 6)) !== PREAMBLE_MAGIC) throw new ProtocolError("not a weave peer (bad preamble)");
+      this.versions = { min: buf[6]!, max: buf[7]! };
       this.gotPreamble = true;
-      this.buf = this.buf.subarray(8);
+      buf = buf.subarray(8);
     }
     let off = 0;
-    while (this.buf.length - off >= 4) {
-      const len = new DataView(this.buf.buffer, this.buf.byteOffset + off).getUint32(0);
+    while (buf.length - off >= 4) {
+      const len = ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
       if (len < 1 || len > MAX_FRAME) throw new ProtocolError(`frame of ${len} bytes is outside 1..${MAX_FRAME}`);
-      if (this.buf.length - off < 4 + len) break;
-      const payload = this.buf.slice(off + 5, off + 4 + len);
-      out.push({ type: this.buf[off + 4]!, payload, text: () => dec.decode(payload) });
+      if (buf.length - off < 4 + len) break;
+      const payload = buf.subarray(off + 5, off + 4 + len);
+      out.push({ type: buf[off + 4]!, payload, text: () => dec.decode(payload) });
       off += 4 + len;
     }
-    this.buf = this.buf.slice(off);
+    this.buf = off === buf.length ? EMPTY : buf.slice(off);
     return out;
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** The highest version both ranges share, or undefined. */
 export function negotiate(a: { min: number; max: number }, b: { min: number; max: number }): number | undefined {

@@ -69,10 +69,11 @@ export class Router {
   private conns = new Set<Connection>();
   private targets = new Map<string, Target>();
   /** Lines waiting to go out, by "name version", with the neighbours known to have them. */
-  private queued = new Map<number, { line: string; version: number; holders: Set<Connection> }>();
+  private queued = new Map<number, { line: string; version: number; holders: Connection[] }>();
   /** Entries we asked a neighbour for and have not received yet. */
   private requested = new Map<number, { version: number; at: number }>();
   private flushPending = false;
+  private lastFlush = -Infinity;
   private publishPending = false;
   /** Until our first publication, our entry stays out of digests and full gossip. */
   private published = false;
@@ -93,7 +94,7 @@ export class Router {
       discovery: true,
       heartbeatMs: 2000,
       deadAfterMs: 7000,
-      gossipDelayMs: 20,
+      gossipDelayMs: 50,
       publishDelayMs: 500,
       fullGossipMs: 30000,
       forgetAfterMs: 60000,
@@ -298,7 +299,7 @@ export class Router {
         if (c.state !== "established") throw new ProtocolError("gossip before hello");
         const { news, dupes, aboutSelf } = this.topology.merge(f.text().split("\n").filter(Boolean));
         for (const n of news) this.queue(n, c);
-        for (const num of dupes) this.queued.get(num)?.holders.add(c);
+        for (const num of dupes) this.queued.get(num)?.holders.push(c);
         if (aboutSelf && aboutSelf.version >= this.own.version) {
           // An earlier incarnation of us is still remembered: outbid it.
           this.own = { ...this.own, version: aboutSelf.version };
@@ -322,7 +323,7 @@ export class Router {
           if (mine !== undefined && mine >= version) {
             if (mine === version) {
               const q = this.queued.get(num);
-              if (q?.version === version) q.holders.add(c);
+              if (q?.version === version) q.holders.push(c);
             }
             continue;
           }
@@ -423,20 +424,25 @@ export class Router {
 
   private queue({ line, num, version }: News, from: Connection): void {
     this.requested.delete(num);
-    this.queued.set(num, { line, version, holders: new Set([from]) });
+    this.queued.set(num, { line, version, holders: [from] });
     if (this.flushPending) return;
     this.flushPending = true;
-    this.after(this.o.gossipDelayMs, () => this.flush());
+    // News after a quiet spell goes out at once (a join crosses the mesh without waiting
+    // at every hop); in a burst, a delay folds many lines into one frame and lets
+    // neighbours that already have a line say so before we announce it to them.
+    const quiet = this.o.sched.now() - this.lastFlush > 4 * this.o.gossipDelayMs;
+    this.after(quiet ? 0 : this.o.gossipDelayMs, () => this.flush());
   }
 
   private flush(): void {
     this.flushPending = false;
+    this.lastFlush = this.o.sched.now();
     const items = [...this.queued];
     this.queued.clear();
     let everyone: Uint8Array | undefined;
     for (const c of this.conns) {
       if (c.state !== "established") continue;
-      const keys = items.filter(([, q]) => !q.holders.has(c));
+      const keys = items.filter(([, q]) => !q.holders.includes(c));
       if (!keys.length) continue;
       const enc = (xs: typeof items) => encodeFrame(FrameType.Announce, encodeKeys(xs.map(([num, q]) => ({ num, version: q.version }))));
       if (keys.length === items.length) {
