@@ -2,18 +2,14 @@
  * The mesh router of one peer: connections to other peers, the handshake, topology
  * gossip, heartbeats, and the connection maker that keeps dialling its targets.
  *
- * Gossip is push-pull. Our own entry, when it changes, is pushed whole to every
- * neighbour (debounced). Anything else a merge finds new is announced, a moment later,
- * as "name version" to every neighbour not known to have it; a neighbour that lacks it
- * asks for it, and gets the whole line. So each version of each entry crosses the
- * network once per peer, plus a 30-byte announcement per connection, and merges only
- * ever report news, so a change spreads once and the network is quiet again. On
- * connect, and every `fullGossipMs` with a few random neighbours, both sides send a
- * digest of everything they know and fill each other's gaps. Nothing here touches
+ * The gossip exchange itself (push, announce, request, digest) is in gossip.ts; here
+ * are the connections it runs over and our own entry, which we push whole whenever it
+ * changes (the first version at once, later ones debounced).
  * sockets or timers directly: both come in through `Transport` and `Scheduler`.
  */
-import { checkStride, encodeFrame, encodeKeys, encodeNames, FrameReader, FrameType, KEY_BYTES, negotiate, preamble, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN, readNum, type Frame } from "./frame.ts";
-import { Topology, TopologyError, type News, type PeerEntry } from "./topology.ts";
+import { encodeFrame, FrameReader, FrameType, negotiate, preamble, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN, type Frame } from "./frame.ts";
+import { Topology, TopologyError, type PeerEntry } from "./topology.ts";
+import { Gossip } from "./gossip.ts";
 import { nameToNum, randomUid } from "./peer-name.ts";
 import type { Link, Scheduler, Transport } from "./transport.ts";
 
@@ -68,12 +64,7 @@ export class Router {
   private own: PeerEntry;
   private conns = new Set<Connection>();
   private targets = new Map<string, Target>();
-  /** Lines waiting to go out, by "name version", with the neighbours known to have them. */
-  private queued = new Map<number, { line: string; version: number; holders: Connection[] }>();
-  /** Entries we asked a neighbour for and have not received yet. */
-  private requested = new Map<number, { version: number; at: number }>();
-  private flushPending = false;
-  private lastFlush = -Infinity;
+  private gossip: Gossip<Connection>;
   private publishPending = false;
   /** Until our first publication, our entry stays out of digests and full gossip. */
   private published = false;
@@ -109,6 +100,23 @@ export class Router {
     this.topology = new Topology(opts.name);
     this.own = { name: opts.name, nickname: opts.nickname, uid: this.uid, version: opts.sched.now(), addresses: [this.self], connections: [], pods: [] };
     this.topology.setOwn(this.own);
+    this.gossip = new Gossip<Connection>({
+      topology: this.topology,
+      selfNum: this.selfNum,
+      sched: opts.sched,
+      delayMs: this.o.gossipDelayMs,
+      send: (c, frame) => this.send(c, frame),
+      established: () => [...this.conns].filter((c) => c.state === "established"),
+      published: () => this.published,
+      changed: () => this.changed(),
+      aboutSelf: (e) => {
+        if (e.version < this.own.version) return;
+        // An earlier incarnation of us is still remembered: outbid it.
+        this.own = { ...this.own, version: e.version };
+        this.publish();
+      },
+      after: (ms, fn) => this.after(ms, fn),
+    });
   }
 
   get name(): string {
@@ -295,74 +303,13 @@ export class Router {
         this.established_(c);
         return;
       }
-      case FrameType.Gossip: {
-        if (c.state !== "established") throw new ProtocolError("gossip before hello");
-        const { news, dupes, aboutSelf } = this.topology.merge(f.text().split("\n").filter(Boolean));
-        for (const n of news) this.queue(n, c);
-        for (const num of dupes) this.queued.get(num)?.holders.push(c);
-        if (aboutSelf && aboutSelf.version >= this.own.version) {
-          // An earlier incarnation of us is still remembered: outbid it.
-          this.own = { ...this.own, version: aboutSelf.version };
-          this.publish();
-        }
-        if (news.length) this.changed();
-        return;
-      }
-      case FrameType.Digest:
-      case FrameType.Announce: {
-        if (c.state !== "established") throw new ProtocolError("digest before hello");
-        const dv = checkStride(f.payload, KEY_BYTES, "digest");
-        const want: number[] = [];
-        const theirs = type === FrameType.Digest ? new Map<number, number>() : undefined;
-        const now = this.o.sched.now();
-        for (let off = 0; off < f.payload.length; off += KEY_BYTES) {
-          const num = readNum(dv, off);
-          const version = dv.getFloat64(off + 6);
-          theirs?.set(num, version);
-          const mine = this.topology.versionOf(num);
-          if (mine !== undefined && mine >= version) {
-            if (mine === version) {
-              const q = this.queued.get(num);
-              if (q?.version === version) q.holders.push(c);
-            }
-            continue;
-          }
-          if (num === this.selfNum) continue;
-          const asked = this.requested.get(num);
-          if (asked && asked.version >= version && now - asked.at < 2000) continue;
-          this.requested.set(num, { version, at: now });
-          want.push(num);
-        }
-        if (want.length) this.send(c, encodeFrame(FrameType.Request, encodeNames(want)));
-        if (theirs) {
-          // Fill their gaps too: what they lack or have older.
-          const lines: string[] = [];
-          for (const k of this.digest()) {
-            const v = theirs.get(k.num);
-            if (v === undefined || v < k.version) lines.push(this.topology.lineOf(k.num)!);
-          }
-          if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
-        }
-        return;
-      }
-      case FrameType.Request: {
-        if (c.state !== "established") throw new ProtocolError("request before hello");
-        const dv = checkStride(f.payload, 6, "request");
-        const lines: string[] = [];
-        for (let off = 0; off < f.payload.length; off += 6) {
-          const line = this.topology.lineOf(readNum(dv, off));
-          if (line) lines.push(line);
-        }
-        if (lines.length) this.send(c, encodeFrame(FrameType.Gossip, lines.join("\n")));
-        return;
-      }
       case FrameType.Heartbeat:
         return;
       default:
-        throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
+        if (c.state !== "established") throw new ProtocolError(`frame 0x${type.toString(16)} before hello`);
+        this.gossip.handle(c, f);
     }
   }
-
   private established_(c: Connection): void {
     const name = c.peer!.name;
     const dup = [...this.conns].find((o) => o !== c && o.state === "established" && o.peer!.name === name);
@@ -390,7 +337,7 @@ export class Router {
       this.own = { ...this.own, connections: [...this.own.connections, name].sort() };
       this.publish();
     }
-    this.send(c, encodeFrame(FrameType.Digest, encodeKeys(this.digest())));
+    this.send(c, this.gossip.digestFrame());
   }
 
   private send(c: Connection, bytes: Uint8Array): void {
@@ -416,45 +363,9 @@ export class Router {
     });
   }
 
-  /** What we know, for digests: our own entry only once we have published it. */
-  private digest(): { num: number; version: number }[] {
-    const all = this.topology.digest();
-    return this.published ? all : all.filter((k) => k.num !== this.selfNum);
-  }
-
-  private queue({ line, num, version }: News, from: Connection): void {
-    this.requested.delete(num);
-    this.queued.set(num, { line, version, holders: [from] });
-    if (this.flushPending) return;
-    this.flushPending = true;
-    // News after a quiet spell goes out at once (a join crosses the mesh without waiting
-    // at every hop); in a burst, a delay folds many lines into one frame and lets
-    // neighbours that already have a line say so before we announce it to them.
-    const quiet = this.o.sched.now() - this.lastFlush > 4 * this.o.gossipDelayMs;
-    this.after(quiet ? 0 : this.o.gossipDelayMs, () => this.flush());
-  }
-
-  private flush(): void {
-    this.flushPending = false;
-    this.lastFlush = this.o.sched.now();
-    const items = [...this.queued];
-    this.queued.clear();
-    let everyone: Uint8Array | undefined;
-    for (const c of this.conns) {
-      if (c.state !== "established") continue;
-      const keys = items.filter(([, q]) => !q.holders.includes(c));
-      if (!keys.length) continue;
-      const enc = (xs: typeof items) => encodeFrame(FrameType.Announce, encodeKeys(xs.map(([num, q]) => ({ num, version: q.version }))));
-      if (keys.length === items.length) {
-        everyone ??= enc(items);
-        this.send(c, everyone);
-      } else this.send(c, enc(keys));
-    }
-  }
-
   private fullGossip(): void {
     const est = [...this.conns].filter((c) => c.state === "established");
-    const payload = encodeFrame(FrameType.Digest, encodeKeys(this.digest()));
+    const payload = this.gossip.digestFrame();
     for (let i = 0; i < 3 && est.length; i++) this.send(est.splice(Math.floor(Math.random() * est.length), 1)[0]!, payload);
   }
 
