@@ -133,11 +133,6 @@ export class Allocator {
     return gone;
   }
 
-  /** Is `address` held by an attachment? */
-  isUsed(address: number): boolean {
-    return this.used[address - this.range.base] === 1;
-  }
-
   /**
    * A span to give away: the upper half of the longest run of free addresses within
    * `within` (default: what we own), at least 1 address; undefined when nothing is free.

@@ -22,7 +22,3 @@ export function randomUid(): string {
 export function nameToNum(name: string): number {
   return parseInt(name.replaceAll(":", ""), 16);
 }
-
-export function numToName(n: number): string {
-  return n.toString(16).padStart(12, "0").match(/../g)!.join(":");
-}

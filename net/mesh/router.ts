@@ -154,11 +154,6 @@ export class Router {
     this.publish();
   }
 
-  /** Our own entry as it stands (published or about to be). */
-  ownEntry(): PeerEntry {
-    return this.own;
-  }
-
   /** Add addresses to keep connected to ("ip" or "ip:port"). */
   addTargets(addrs: string[]): void {
     for (const a of addrs) {

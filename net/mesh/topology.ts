@@ -90,10 +90,6 @@ export class Topology {
     return [...this.peers.values()].map((s) => s.entry);
   }
 
-  lines(): string[] {
-    return [...this.peers.values()].map((s) => s.line);
-  }
-
   /** (name number, version) of every entry. */
   digest(): { num: number; version: number }[] {
     return [...this.peers.values()].map((s) => ({ num: s.num, version: s.entry.version }));
