@@ -90,6 +90,9 @@ async function main(argv: string[]): Promise<number> {
     .option("--kubeconfig <path>", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
     .option("--context <name>", "Kubeconfig context (default: its current-context)")
     .option("-o, --output <format>", "Print every check as json")
+    .option("--no-probes", "Cluster mode: do not start probe pods (one per node) to ping, reach the kubernetes Service and resolve DNS")
+    .option("--probe-image <ref>", "Cluster mode: image of the probe pods (needs ping, nc, nslookup)", { default: "busybox:1.36" })
+    .option("--probe-namespace <ns>", "Cluster mode: namespace of the probe pods", { default: "kube-system" })
     .action(async (o) => (await import("./commands/doctor.ts")).run(o));
   cli.help();
   cli.version(VERSION);

@@ -15,7 +15,7 @@ import { evaluate, summarize } from "../net/doctor/evaluate.ts";
 import { table } from "../net/doctor/format.ts";
 import type { CheckResult } from "../net/doctor/types.ts";
 
-export type DoctorOptions = { lab?: string | boolean; node?: boolean; kubeconfig?: string; context?: string; output?: string };
+export type DoctorOptions = { lab?: string | boolean; node?: boolean; kubeconfig?: string; context?: string; output?: string; probes?: boolean; probeImage?: string; probeNamespace?: string };
 
 /** Where output goes (tests pass their own). */
 export type DoctorIO = { out(text: string): void; err(text: string): void; color?: boolean; width?: number };
@@ -54,7 +54,9 @@ async function results(o: DoctorOptions, progress: (l: string) => void): Promise
   } catch (e) {
     throw cannotRun(`${(e as Error).message}; or check the lab (--lab) or this node (--node) instead`);
   }
-  const r = await doctorCluster(kc, { progress });
+  // cac turns --no-probes into probes: false; probing is the default.
+  const probes = o.probes === false ? undefined : { image: o.probeImage, namespace: o.probeNamespace, progress };
+  const r = await doctorCluster(kc, { progress, probes });
   return { mode: "cluster", target: r.target, checks: r.checks };
 }
 

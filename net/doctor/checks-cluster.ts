@@ -13,6 +13,7 @@ import { contains, formatCidr, ipToNum, isIpv4, maskOf, overlaps, parseCidr, typ
 import { INFERRED_SERVICE_PREFIX, podState } from "../k8s/install.ts";
 import { list, plural, result } from "./result.ts";
 import type { CheckResult } from "./types.ts";
+import { checkProbes, type ProbeFacts } from "./probe-pods.ts"; // in-pod probes (probe-pods.ts)
 
 export const DEFAULT_RANGE = "10.32.0.0/12";
 /** A pod its kubelet took on this long ago and still without an address is stuck. */
@@ -27,6 +28,8 @@ export type ClusterFacts = {
   pods: V1Pod[];
   kubernetesService?: V1Service;
   now: number;
+  /** What the in-pod probes saw (probe-pods.ts), when they ran; undefined: not run. */
+  probes?: ProbeFacts;
 };
 
 const NS = "kube-system";
@@ -146,6 +149,7 @@ export function checkClusterRange(f: ClusterFacts): CheckResult[] {
 
 /** What cannot be checked through the API alone, said as a warning (see the file's note). */
 export function checkInPodProbes(f: ClusterFacts): CheckResult[] {
+  if (f.probes) return checkProbes(f.probes); // they ran: their checks replace the warning
   return [result(
     "in-pod-probes",
     "warn",

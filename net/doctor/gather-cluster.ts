@@ -12,6 +12,7 @@ import { NAME, NAMESPACE } from "../../manifests/objects.ts";
 import { evaluateCluster, type ClusterFacts } from "./checks-cluster.ts";
 import { sortResults } from "./evaluate.ts";
 import type { CheckResult } from "./types.ts";
+import { runProbes, type ProbeOptions } from "./probe-pods.ts"; // in-pod probes
 
 const absent = (e: unknown) => {
   if (e instanceof ApiException && e.code === 404) return undefined;
@@ -46,10 +47,12 @@ export async function gatherCluster(kc: KubeConfig, now = Date.now()): Promise<C
   }
 }
 
-export async function doctorCluster(kc: KubeConfig, io: { progress(line: string): void; now?: number }): Promise<{ target: string; checks: CheckResult[] }> {
+/** `io.probes`: run the in-pod probes (probe-pods.ts) with these options; without it they are reported as not run. */
+export async function doctorCluster(kc: KubeConfig, io: { progress(line: string): void; now?: number; probes?: ProbeOptions }): Promise<{ target: string; checks: CheckResult[] }> {
   const server = kc.getCurrentCluster()?.server ?? "?";
   io.progress(`cluster ${kc.getCurrentContext()} at ${server}: reading the DaemonSet, nodes and pods`);
   const facts = await gatherCluster(kc, io.now);
   io.progress(`  ${facts.nodes.length} node(s), ${facts.agentPods.length} agent pod(s), ${facts.pods.length} pod(s)`);
+  if (io.probes) facts.probes = await runProbes(kc, facts.nodes, facts.kubernetesService, { progress: io.progress, ...io.probes });
   return { target: kc.getCurrentContext(), checks: sortResults(evaluateCluster(facts)) };
 }

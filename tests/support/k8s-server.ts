@@ -532,7 +532,21 @@ export interface ApiServer {
 export interface ApiServerOptions {
   /** Namespaces that exist at start (default: default, kube-system, kube-public, kube-node-lease). */
   namespaces?: string[];
+  /** Websocket endpoints (e.g. pods/exec, tests/support/k8s-exec.ts); without it, none. */
+  websocket?: WebSocketRoute;
 }
+
+// ---- websocket endpoints (added for the doctor's in-pod probes) ----
+/**
+ * A websocket endpoint a test plugs in: `route` looks at an upgrade request and returns
+ * the socket's data and the subprotocol to answer with, or undefined to answer it as a
+ * plain request; `handler` then serves the socket (Bun's websocket handlers).
+ */
+export interface WebSocketRoute {
+  route(req: Request, url: URL, store: Store): { data: unknown; protocol?: string } | undefined;
+  handler: import("bun").WebSocketHandler<any>;
+}
+// ---- end websocket endpoints ----
 
 /** Starts the stand-in on 127.0.0.1 and an ephemeral port. */
 export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
@@ -546,12 +560,16 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   const serve = () => {
     server = Bun.serve({
       hostname: "127.0.0.1", port, idleTimeout: 0,
-      fetch: (req) => {
+      fetch: (req, srv) => {
         const url = new URL(req.url);
         requests.push({ method: req.method, path: url.pathname, query: url.search, contentType: req.headers.get("content-type") });
+        // websocket endpoints (added for the doctor's in-pod probes)
+        const ws = opts.websocket && req.headers.get("upgrade")?.toLowerCase() === "websocket" ? opts.websocket.route(req, url, store) : undefined;
+        if (ws && srv.upgrade(req, { data: ws.data, headers: ws.protocol ? { "Sec-WebSocket-Protocol": ws.protocol } : {} })) return undefined;
         return handler.handle(req, url);
       },
-    });
+      ...(opts.websocket ? { websocket: opts.websocket.handler } : {}),
+    } as Parameters<typeof Bun.serve>[0]);
     port = server.port!;
   };
   serve();
