@@ -1,0 +1,605 @@
+/**
+ * IPAM benchmark, two parts:
+ *   (a) throughput of the agent's address API on one node: N `POST /ip/<id>` with a
+ *       bounded number in flight, every address checked unique, then N `DELETE /ip/<id>`;
+ *   (b) join latency: a third agent started into a running 2-node lab, timed from
+ *       spawning it to its first successful `POST /ip/<id>`; repeated, fresh lab each time.
+ *
+ *   bun bench/ipam.ts [--allocs N] [--concurrency C] [--joins J] [--poll MS] [--skip-alloc] [--skip-join]
+ *                     [--logs DIR] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]
+ *
+ * Prints a table and, always as the last stdout line, one JSON line (only that with
+ * --json). Exit: 0 done; 1 aborted (a failed request, a duplicate address, a join that
+ * never got an address, or another error); 2 usage or missing prerequisite; 3 done, but a
+ * leak or cleanup check failed; 130 interrupted. docs/benchmarks.md ("IPAM") has the
+ * numbers.
+ *
+ * (a) A lab with one node and no pods (labUp, name "bi" + 5 characters + "a"). The load
+ * generator is a small Bun script (written to the temp dir) run inside the node's
+ * namespace, `nsenter --net=/var/run/netns/<node> bun <script>`, so its fetch reaches the
+ * agent at 127.0.0.1:6784 as the plugin's does. It runs C workers, each issuing its next
+ * request when the previous one answered, until N are done: first 200 untimed warm-up
+ * allocations and releases (other ids), then the timed POST phase (every answer must be
+ * 201 with an address in the range), then the timed DELETE phase (every answer 204).
+ * Rate = N / (last answer - first request) of the phase; the rate of each tenth of a phase
+ * is reported too. Afterwards the agent must hold no address for any of the ids
+ * (`weave status ipam`). `bun` is the Bun that runs this benchmark (process.execPath).
+ *
+ * (b) For each join: a fresh 2-node lab with no pods (labUp, "bi" + 5 + one of 0-9, b-k),
+ * then node 3 made the way labUp makes nodes: namespace <lab>-n3, a veth from the
+ * underlay bridge to its eth0 198.18.0.13/24 (MTU 1500), added to lab.json (so labDown
+ * and `weave lab down` remove it), and the agent started with lab.ts's startAgent
+ * (`weave agent --data-dir <lab dir>/n3 --nickname <lab>-n3 --peers 198.18.0.11,198.18.0.12`).
+ * A poller (a Bun script inside <lab>-n3, started and ready before the agent) POSTs
+ * /ip/<probe id> every --poll ms until one answers 201; join time = that answer's
+ * arrival - the moment just before the agent was spawned (both read from
+ * performance.timeOrigin + performance.now(), wall-clock milliseconds, comparable across
+ * the two processes). It also notes when the agent first answered at all (any status).
+ *
+ * Before each timed part (the POST/DELETE run, each join) the run waits until the machine's
+ * CPUs were >= 90 % idle over 3 s (--quiet; the machine is shared), for at most 120 s.
+ *
+ * Cleanup is always done (finally, also on SIGINT/SIGTERM): the helper processes by pid,
+ * each lab by labDown (agents by pid, namespaces by name; node 3 included), the temp dir.
+ */
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { labDir, labDown, labUp, readLab, startAgent, type LabNode, type LabState, type LabTools } from "../net/host/lab.ts";
+import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
+import { tools } from "../tests/support/lab.ts";
+
+const PATH = process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin";
+const ALLOC_TARGET = 10_000; // allocations per second
+const JOIN_TARGET_MS = 1000;
+const JOIN_SUFFIXES = "0123456789bcdefghijk"; // (a) uses "a"
+
+type Opts = { allocs: number; concurrency: number; joins: number; pollMs: number; alloc: boolean; join: boolean; json: boolean; logs?: string; quiet: number; quietSeconds: number; quietMax: number };
+
+function usage(): string {
+  return (
+    "usage: bun bench/ipam.ts [--allocs N] [--concurrency C] [--joins J] [--poll MS] [--skip-alloc] [--skip-join] [--logs DIR] [--quiet PCT] [--json]\n" +
+    "  --allocs N       allocations (then releases) through the API (default 20000)\n" +
+    "  --concurrency C  requests in flight (default 32)\n" +
+    `  --joins J        joins to time, each into a fresh 2-node lab (default 5, at most ${JOIN_SUFFIXES.length})\n` +
+    "  --poll MS        the join poller's pause between attempts (default 5)\n" +
+    "  --skip-alloc     skip part (a); --skip-join skips part (b)\n" +
+    "  --logs DIR       copy the agents' logs of each join lab into DIR 3 s after the join (untimed)\n" +
+    "  --quiet PCT      before each timed part wait until the CPUs were at least PCT % idle over\n" +
+    "                   --quiet-seconds S (default 90 over 3 s; 0 = no wait), at most --quiet-max S (120)\n" +
+    "  --json           print only the JSON result line"
+  );
+}
+
+function fail(msg: string): never {
+  process.stderr.write(`bench/ipam: ${msg}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Opts {
+  const o: Opts = { allocs: 20000, concurrency: 32, joins: 5, pollMs: 5, alloc: true, join: true, json: false, quiet: 90, quietSeconds: 3, quietMax: 120 };
+  const num = (flag: string, v: string | undefined, min: number, max: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) fail(`${flag} "${v}" must be an integer from ${min} to ${max}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
+    const val = () => inline ?? argv[++i];
+    if (flag === "--json") o.json = true;
+    else if (flag === "--skip-alloc") o.alloc = false;
+    else if (flag === "--skip-join") o.join = false;
+    else if (flag === "--allocs") o.allocs = num(flag, val(), 1, 500000);
+    else if (flag === "--concurrency") o.concurrency = num(flag, val(), 1, 1024);
+    else if (flag === "--joins") o.joins = num(flag, val(), 1, JOIN_SUFFIXES.length);
+    else if (flag === "--poll") o.pollMs = num(flag, val(), 1, 1000);
+    else if (flag === "--logs") {
+      const v = val();
+      if (!v) fail("--logs needs a directory");
+      o.logs = resolve(v);
+    } else if (flag === "--quiet") o.quiet = num(flag, val(), 0, 100);
+    else if (flag === "--quiet-seconds") o.quietSeconds = num(flag, val(), 1, 60);
+    else if (flag === "--quiet-max") o.quietMax = num(flag, val(), 0, 3600);
+    else if (flag === "-h" || flag === "--help") {
+      console.log(usage());
+      process.exit(0);
+    } else fail(`unknown argument "${a}"\n${usage()}`);
+  }
+  if (!o.alloc && !o.join) fail("nothing to do (--skip-alloc and --skip-join)");
+  return o;
+}
+
+class BenchError extends Error {}
+
+// ---------------------------------------------------------------------------------------
+// Helper processes, tracked by pid.
+
+const running = new Set<number>();
+
+function killTracked(): void {
+  for (const pid of running) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+let interrupted = "";
+const onSignal = (sig: string) => () => {
+  if (interrupted) return;
+  interrupted = sig;
+  process.stderr.write(`\nbench/ipam: ${sig}, stopping and cleaning up...\n`);
+  killTracked();
+};
+process.on("SIGINT", onSignal("SIGINT"));
+process.on("SIGTERM", onSignal("SIGTERM"));
+
+async function checkpoint(): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
+}
+
+/** Start `bun <script> <args>` inside namespace `ns`; stdout is read line by line. */
+function startHelper(ns: string, script: string, args: string[]) {
+  const p = Bun.spawn(["nsenter", `--net=${netnsPath(ns)}`, process.execPath, script, ...args], { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  running.add(p.pid);
+  const lines: string[] = [];
+  let waiters: (() => void)[] = [];
+  const stderr = new Response(p.stderr).text();
+  const reader = (async () => {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of p.stdout as unknown as AsyncIterable<Uint8Array>) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        for (const w of waiters.splice(0)) w();
+      }
+    }
+    if (buf) lines.push(buf);
+    for (const w of waiters.splice(0)) w();
+  })();
+  const done = Promise.all([reader, p.exited]).finally(() => running.delete(p.pid));
+  return {
+    pid: p.pid,
+    /** The next stdout line, or undefined once the helper has exited. */
+    async line(): Promise<string | undefined> {
+      for (;;) {
+        if (lines.length) return lines.shift();
+        if (!running.has(p.pid)) return undefined;
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          done.then(() => r());
+        });
+      }
+    },
+    async finish(): Promise<{ code: number; stderr: string }> {
+      await done;
+      return { code: p.exitCode ?? -1, stderr: await stderr };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Quiet gate: the machine is shared (2 CPUs); a timed part starts only after the CPUs were
+// mostly idle for a few seconds, so another job's burst is less likely to fall in it.
+
+function cpuTimes(): { idle: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user nice system idle iowait irq softirq steal
+  return { idle: f[3]! + f[4]!, total };
+}
+
+async function waitQuiet(o: Opts, log: (m: string) => void): Promise<{ quiet: boolean; idlePct: number }> {
+  if (o.quiet <= 0) return { quiet: true, idlePct: NaN };
+  const t0 = performance.now();
+  const hist: { t: number; c: { idle: number; total: number } }[] = [{ t: t0, c: cpuTimes() }];
+  let said = false;
+  for (;;) {
+    await Bun.sleep(250);
+    await checkpoint();
+    const now = performance.now();
+    hist.push({ t: now, c: cpuTimes() });
+    while (hist.length > 2 && now - hist[1]!.t >= o.quietSeconds * 1000) hist.shift();
+    const a = hist[0]!;
+    const b = hist[hist.length - 1]!;
+    const idlePct = b.c.total > a.c.total ? ((b.c.idle - a.c.idle) / (b.c.total - a.c.total)) * 100 : 100;
+    if (now - a.t >= o.quietSeconds * 1000 - 1 && idlePct >= o.quiet) return { quiet: true, idlePct };
+    if (now - t0 >= o.quietMax * 1000) {
+      log(`the machine was not ${o.quiet} % idle within ${o.quietMax} s (${idlePct.toFixed(0)} %): measuring anyway`);
+      return { quiet: false, idlePct };
+    }
+    if (!said && now - t0 > 5000) {
+      log(`waiting for the machine to be ${o.quiet} % idle over ${o.quietSeconds} s (now ${idlePct.toFixed(0)} %)...`);
+      said = true;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The helper scripts (run inside a node namespace).
+
+const LOADGEN = `
+const [n, conc, prefix] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4]];
+const base = "http://127.0.0.1:6784/ip/";
+async function phase(method, ids, ok) {
+  const answers = new Array(ids.length);
+  const bad = [];
+  let next = 0, done = 0;
+  const t0 = performance.now();
+  const marks = []; // ms since t0 at each tenth of the requests answered
+  const step = Math.max(1, Math.floor(ids.length / 10));
+  async function worker() {
+    for (;;) {
+      const i = next++;
+      if (i >= ids.length) return;
+      try {
+        const r = await fetch(base + ids[i], { method });
+        const body = (await r.text()).trim();
+        if (r.status !== ok) bad.push(method + " " + ids[i] + ": " + r.status + " " + body.slice(0, 200));
+        answers[i] = body;
+      } catch (e) {
+        bad.push(method + " " + ids[i] + ": " + (e && (e.code || e.message)));
+      }
+      if (++done % step === 0) marks.push(performance.now() - t0);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(conc, ids.length) }, worker));
+  return { ms: performance.now() - t0, answers, bad, marks, step };
+}
+const warm = Array.from({ length: Math.min(200, n) }, (_, i) => prefix + "w" + i);
+const w1 = await phase("POST", warm, 201);
+const w2 = await phase("DELETE", warm, 204);
+if (w1.bad.length || w2.bad.length) {
+  console.log(JSON.stringify({ error: "warm-up failed", bad: [...w1.bad, ...w2.bad].slice(0, 10) }));
+  process.exit(1);
+}
+const ids = Array.from({ length: n }, (_, i) => prefix + i);
+const a = await phase("POST", ids, 201);
+if (a.bad.length) {
+  console.log(JSON.stringify({ error: "allocation failed", failed: a.bad.length, bad: a.bad.slice(0, 10), allocMs: a.ms }));
+  process.exit(1);
+}
+const d = await phase("DELETE", ids, 204);
+console.log(JSON.stringify({ allocMs: a.ms, releaseMs: d.ms, allocMarks: a.marks, releaseMarks: d.marks, step: a.step, addresses: a.answers, releaseFailed: d.bad.length, bad: d.bad.slice(0, 10) }));
+`;
+
+const POLLER = `
+const [id, pollMs, timeoutMs] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const now = () => performance.timeOrigin + performance.now();
+const url = "http://127.0.0.1:6784/ip/" + id;
+const statuses = {};
+const phases = []; // each change of (status, answer): when it was first seen
+let firstAnswer = null, attempts = 0, prev = "";
+console.log("ready");
+const deadline = now() + timeoutMs;
+for (;;) {
+  attempts++;
+  let status = "refused";
+  let body = "";
+  try {
+    const r = await fetch(url, { method: "POST" });
+    body = (await r.text()).trim();
+    status = String(r.status);
+    if (firstAnswer === null) firstAnswer = now();
+  } catch (e) {
+    status = (e && e.code) || "error";
+  }
+  statuses[status] = (statuses[status] || 0) + 1;
+  const key = status + " " + (status === "201" ? "" : body.slice(0, 160));
+  if (key !== prev) phases.push({ at: now(), what: key.trim() });
+  prev = key;
+  if (status === "201") {
+    console.log(JSON.stringify({ at: now(), firstAnswer, attempts, statuses, phases, address: body }));
+    process.exit(0);
+  }
+  if (now() > deadline) {
+    console.log(JSON.stringify({ error: "timeout", firstAnswer, attempts, statuses, phases, last: status + " " + body.slice(0, 200) }));
+    process.exit(1);
+  }
+  await Bun.sleep(pollMs);
+}
+`;
+
+// ---------------------------------------------------------------------------------------
+
+const r1 = (x: number) => Math.round(x * 10) / 10;
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function ipToInt(ip: string): number {
+  return ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+}
+
+function inRange(cidr: string, range: string): boolean {
+  const [ip, len] = cidr.split("/");
+  const [rip, rlen] = range.split("/");
+  if (len !== rlen || !/^\d+\.\d+\.\d+\.\d+$/.test(ip ?? "")) return false;
+  const mask = Number(rlen) === 0 ? 0 : (0xffffffff << (32 - Number(rlen))) >>> 0;
+  return ((ipToInt(ip!) & mask) >>> 0) === ((ipToInt(rip!) & mask) >>> 0);
+}
+
+/** Rates (per second) of each tenth of a phase, from the times at which each tenth was done. */
+function slices(marks: number[], step: number): number[] {
+  return marks.map((t, i) => (step / (t - (i ? marks[i - 1]! : 0))) * 1000);
+}
+
+function saveLabState(s: LabState): void {
+  const f = join(labDir(s.name), "lab.json");
+  writeFileSync(f + ".tmp", JSON.stringify(s, null, 2) + "\n");
+  renameSync(f + ".tmp", f);
+}
+
+function sh(argv: string[]): void {
+  const r = Bun.spawnSync(argv, { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new BenchError(`\`${argv.join(" ")}\` exited ${r.exitCode}: ${r.stderr.toString().trim()}`);
+}
+
+function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+type AllocResult = { n: number; concurrency: number; allocMs: number; releaseMs: number; allocPerS: number; releasePerS: number; unique: number; first: string; last: string; heldAfter: number; quiet: boolean; allocSlices: number[]; releaseSlices: number[] };
+type JoinResult = { lab: string; ms: number; firstAnswerMs: number | null; attempts: number; statuses: Record<string, number>; phases: { ms: number; what: string }[]; address: string; quiet: boolean };
+
+async function partAlloc(o: Opts, name: string, tmp: string, labTools: LabTools, labs: string[], log: (m: string) => void): Promise<AllocResult> {
+  const lab = `${name}a`;
+  log(`(a) lab ${lab}: 1 node...`);
+  labs.push(lab);
+  const s = await labUp(lab, 1, 0, labTools);
+  const node = s.nodes[0]!;
+  await checkpoint();
+  const script = join(tmp, "loadgen.js");
+  writeFileSync(script, LOADGEN);
+  const prefix = `bench-ipam-${name}-`;
+  const q = await waitQuiet(o, log);
+  log(`(a) ${o.allocs} POST /ip then ${o.allocs} DELETE /ip, ${o.concurrency} in flight, from inside ${node.netns}...`);
+  const h = startHelper(node.netns, script, [String(o.allocs), String(o.concurrency), prefix]);
+  const outLine = await h.line();
+  const fin = await h.finish();
+  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
+  let res: any;
+  try {
+    res = JSON.parse(outLine ?? "");
+  } catch {
+    throw new BenchError(`the load generator (nsenter --net=${netnsPath(node.netns)} bun ${script}) exited ${fin.code} without a result:\n${(outLine ?? "") + fin.stderr.trim().slice(0, 800)}`);
+  }
+  if (res.error) throw new BenchError(`load generator: ${res.error}${res.failed ? ` (${res.failed} of ${o.allocs})` : ""}:\n  ${res.bad.join("\n  ")}`);
+  if (res.releaseFailed) throw new BenchError(`load generator: ${res.releaseFailed} DELETE(s) failed:\n  ${res.bad.join("\n  ")}`);
+  const addrs = res.addresses as string[];
+  const range = "10.32.0.0/12";
+  const outside = addrs.filter((a) => !inRange(a, range));
+  if (outside.length) throw new BenchError(`${outside.length} allocation(s) not in ${range}, e.g. ${outside.slice(0, 5).join(" ")}`);
+  const seen = new Map<string, number>();
+  const dups: string[] = [];
+  addrs.forEach((a, i) => {
+    if (seen.has(a)) dups.push(`${a} for ids ${prefix}${seen.get(a)} and ${prefix}${i}`);
+    else seen.set(a, i);
+  });
+  if (dups.length) throw new BenchError(`${dups.length} duplicate address(es) among ${addrs.length} allocations:\n  ${dups.slice(0, 10).join("\n  ")}`);
+  // Untimed: nothing of ours is held any more.
+  const list = Bun.spawnSync(["nsenter", `--net=${netnsPath(node.netns)}`, ...labTools.weave, "status", "ipam"], { env: { PATH }, stdout: "pipe", stderr: "pipe" });
+  const held = list.stdout.toString().split("\n").filter((l) => l.includes(prefix)).length;
+  return {
+    n: o.allocs,
+    concurrency: o.concurrency,
+    allocMs: res.allocMs,
+    releaseMs: res.releaseMs,
+    allocPerS: (o.allocs / res.allocMs) * 1000,
+    releasePerS: (o.allocs / res.releaseMs) * 1000,
+    unique: seen.size,
+    first: addrs[0]!,
+    last: addrs[addrs.length - 1]!,
+    heldAfter: held,
+    quiet: q.quiet,
+    allocSlices: slices(res.allocMarks, res.step),
+    releaseSlices: slices(res.releaseMarks, res.step),
+  };
+}
+
+async function oneJoin(o: Opts, lab: string, tmp: string, labTools: LabTools, labs: string[], log: (m: string) => void): Promise<JoinResult> {
+  labs.push(lab);
+  const s = await labUp(lab, 2, 0, labTools);
+  await checkpoint();
+  const peers = s.nodes.map((n) => n.ip);
+  // Node 3, made as labUp makes nodes, recorded in lab.json before anything exists.
+  const node: LabNode = { name: `${lab}-n3`, netns: `${lab}-n3`, ip: "198.18.0.13", agentPid: 0, dataDir: join(labDir(lab), "n3") };
+  s.nodes.push(node);
+  saveLabState(s);
+  createNamedNetns(node.netns);
+  sh(["ip", "-n", s.underlay, "link", "add", "n3", "mtu", "1500", "type", "veth", "peer", "name", "eth0", "mtu", "1500", "netns", netnsPath(node.netns)]);
+  sh(["ip", "-n", s.underlay, "link", "set", "n3", "master", "br0", "up"]);
+  sh(["ip", "-n", node.netns, "link", "set", "eth0", "up"]);
+  sh(["ip", "-n", node.netns, "addr", "add", `${node.ip}/24`, "dev", "eth0"]);
+
+  const script = join(tmp, "poller.js");
+  if (!existsSync(script)) writeFileSync(script, POLLER);
+  const q = await waitQuiet(o, log);
+  const poller = startHelper(node.netns, script, [`bench-join-${lab}`, String(o.pollMs), "30000"]);
+  const ready = await poller.line();
+  if (ready !== "ready") {
+    const f = await poller.finish();
+    throw new BenchError(`the join poller did not start (exit ${f.code}): ${ready ?? ""} ${f.stderr.trim()}`);
+  }
+  await Bun.sleep(20); // its first attempts (refused) are under way
+  const t0 = nowMs();
+  node.agentPid = startAgent(labTools, node, peers);
+  saveLabState(s);
+  const line = await poller.line();
+  const fin = await poller.finish();
+  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
+  let r: any;
+  try {
+    r = JSON.parse(line ?? "");
+  } catch {
+    throw new BenchError(`the join poller exited ${fin.code} without a result: ${line ?? ""} ${fin.stderr.trim()}`);
+  }
+  if (r.error) {
+    const agentLog = existsSync(join(node.dataDir, "agent.log")) ? readFileSync(join(node.dataDir, "agent.log"), "utf8").trim().split("\n").slice(-15).join("\n") : "(no agent.log)";
+    throw new BenchError(
+      `node 3 of lab ${lab} got no address within 30 s: POST http://127.0.0.1:6784/ip/bench-join-${lab} inside ${node.netns}, ${r.attempts} attempts, answers ${JSON.stringify(r.statuses)}, last: ${r.last}\n` +
+        `agent: ${[...labTools.weave, "agent", "--data-dir", node.dataDir, "--nickname", node.name, "--peers", peers.join(",")].join(" ")}\nlast lines of its log:\n${agentLog}`,
+    );
+  }
+  if (o.logs) {
+    await Bun.sleep(3000); // what the agents do just after the join is part of the story
+    mkdirSync(o.logs, { recursive: true });
+    for (const n of s.nodes) {
+      const f = join(n.dataDir, "agent.log");
+      if (existsSync(f)) copyFileSync(f, join(o.logs, `${n.name}.log`));
+    }
+  }
+  return {
+    lab,
+    ms: r.at - t0,
+    firstAnswerMs: r.firstAnswer === null ? null : r.firstAnswer - t0,
+    attempts: r.attempts,
+    statuses: r.statuses,
+    phases: (r.phases as { at: number; what: string }[]).map((p) => ({ ms: p.at - t0, what: p.what })),
+    address: r.address,
+    quiet: q.quiet,
+  };
+}
+
+async function main(): Promise<number> {
+  const o = parseArgs(process.argv.slice(2));
+  const log = (msg: string) => {
+    if (!o.json) process.stderr.write(msg + "\n");
+  };
+  if (process.getuid?.() !== 0) fail("needs root (network namespaces)");
+  for (const f of [tools.weave[0]!, tools.plugin]) if (!existsSync(f)) fail(`${f} does not exist; run: bun run build`);
+
+  const name = "bi" + ((process.pid * 36 + Math.floor(Math.random() * 36)) % 36 ** 5).toString(36).padStart(5, "0");
+  const tmp = mkdtempSync(join(tmpdir(), `bench-ipam-${name}-`));
+  const weaveBin = join(tmp, "weave");
+  const pluginBin = join(tmp, "cni", "weave-net");
+  try {
+    mkdirSync(join(tmp, "cni"));
+    for (const [from, to] of [[resolve(tools.weave[0]!), weaveBin], [resolve(tools.plugin), pluginBin]] as const) {
+      try {
+        linkSync(from, to);
+      } catch {
+        copyFileSync(from, to);
+      }
+    }
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    fail(`cannot snapshot the binaries into ${tmp}: ${(e as Error).message}`);
+  }
+  // dist/weave's modification time names the build measured (both binaries come from one build).
+  const build = statSync(weaveBin).mtime.toISOString();
+  const labTools: LabTools = { weave: [weaveBin], plugin: pluginBin, log };
+  const labs: string[] = [];
+  let alloc: AllocResult | undefined;
+  const joins: JoinResult[] = [];
+  const problems: string[] = [];
+
+  try {
+    if (o.alloc) {
+      alloc = await partAlloc(o, name, tmp, labTools, labs, log);
+      if (alloc.heldAfter) problems.push(`after every DELETE the agent still holds ${alloc.heldAfter} address(es) of the benchmark's ids`);
+      log(`(a) ${alloc.allocPerS.toFixed(0)} allocations/s, ${alloc.releasePerS.toFixed(0)} releases/s, ${alloc.unique} unique addresses`);
+      problems.push(...(await downLab(`${name}a`, labTools, labs)));
+      await checkpoint();
+    }
+    if (o.join) {
+      for (let k = 0; k < o.joins; k++) {
+        const lab = name + JOIN_SUFFIXES[k]!;
+        log(`(b) join ${k + 1}/${o.joins}: lab ${lab}, 2 nodes, then node 3...`);
+        const j = await oneJoin(o, lab, tmp, labTools, labs, log);
+        joins.push(j);
+        log(`(b) join ${k + 1}: first address ${j.address} after ${j.ms.toFixed(1)} ms (agent answered first after ${j.firstAnswerMs?.toFixed(1) ?? "-"} ms; answers ${JSON.stringify(j.statuses)})`);
+        for (const p of j.phases) log(`      +${p.ms.toFixed(1).padStart(7)} ms  ${p.what}`);
+        problems.push(...(await downLab(lab, labTools, labs)));
+        await checkpoint();
+      }
+    }
+  } catch (e) {
+    process.stderr.write(`bench/ipam: ABORTED: ${e instanceof BenchError ? e.message : ((e as Error)?.stack ?? e)}\n`);
+    const cp = await cleanup(labs, tmp, labTools);
+    for (const p of cp) process.stderr.write(`bench/ipam: WARNING (cleanup): ${p}\n`);
+    return interrupted ? 130 : 1;
+  }
+  problems.push(...(await cleanup(labs, tmp, labTools)));
+  if (interrupted) return 130;
+
+  const joinMs = joins.map((j) => j.ms);
+  const out = {
+    bench: "ipam",
+    build,
+    alloc: alloc
+      ? { n: alloc.n, concurrency: alloc.concurrency, allocPerS: Math.round(alloc.allocPerS), releasePerS: Math.round(alloc.releasePerS), allocMs: r1(alloc.allocMs), releaseMs: r1(alloc.releaseMs), unique: alloc.unique, targetMet: alloc.allocPerS >= ALLOC_TARGET, quiet: alloc.quiet, allocPerSByTenth: alloc.allocSlices.map(Math.round), releasePerSByTenth: alloc.releaseSlices.map(Math.round) }
+      : null,
+    join: joins.length
+      ? { n: joins.length, medianMs: r1(median(joinMs)), minMs: r1(Math.min(...joinMs)), maxMs: r1(Math.max(...joinMs)), samplesMs: joinMs.map(r1), firstAnswerMs: joins.map((j) => (j.firstAnswerMs === null ? null : r1(j.firstAnswerMs))), targetMet: median(joinMs) <= JOIN_TARGET_MS, busyJoins: joins.filter((j) => !j.quiet).length }
+      : null,
+  };
+  if (!o.json) {
+    const lines = ["", `build: dist/weave modified ${build}`];
+    if (alloc) {
+      lines.push(
+        `(a) address API on one node: ${alloc.n} ids, ${alloc.concurrency} requests in flight, from inside the node namespace`,
+        `    POST /ip/<id>    ${alloc.allocPerS.toFixed(0).padStart(8)} /s   (${alloc.allocMs.toFixed(0)} ms for ${alloc.n}; target >= ${ALLOC_TARGET}/s: ${out.alloc!.targetMet ? "met" : "NOT met"})`,
+        `    DELETE /ip/<id>  ${alloc.releasePerS.toFixed(0).padStart(8)} /s   (${alloc.releaseMs.toFixed(0)} ms for ${alloc.n})`,
+        `    ${alloc.unique} unique addresses (first ${alloc.first}, last ${alloc.last}); held after the releases: ${alloc.heldAfter}`,
+        `    rate in each tenth of the run (/s): POST   ${alloc.allocSlices.map((x) => x.toFixed(0)).join(" ")}`,
+        `                                        DELETE ${alloc.releaseSlices.map((x) => x.toFixed(0)).join(" ")}`,
+        "",
+      );
+    }
+    if (joins.length) {
+      lines.push(`(b) join: spawn of node 3's agent -> its first 201 from POST /ip (2 live nodes; poll every ${o.pollMs} ms)`);
+      lines.push(`    ${"join".padEnd(6)}${"first address".padStart(14)}${"first answer".padStart(14)}${"attempts".padStart(10)}  answers`);
+      joins.forEach((j, i) => lines.push(`    ${String(i + 1).padEnd(6)}${(j.ms.toFixed(1) + " ms").padStart(14)}${((j.firstAnswerMs?.toFixed(1) ?? "-") + " ms").padStart(14)}${String(j.attempts).padStart(10)}  ${Object.entries(j.statuses).map(([k, v]) => `${k}x${v}`).join(" ")}`));
+      lines.push(`    median ${median(joinMs).toFixed(1)} ms (min ${Math.min(...joinMs).toFixed(1)}, max ${Math.max(...joinMs).toFixed(1)}); target <= ${JOIN_TARGET_MS} ms: ${out.join!.targetMet ? "met" : "NOT met"}`, "");
+    }
+    process.stdout.write(lines.join("\n"));
+  }
+  for (const p of problems) process.stderr.write(`bench/ipam: WARNING: ${p}\n`);
+  process.stdout.write(JSON.stringify(out) + "\n");
+  return problems.length ? 3 : 0;
+}
+
+async function downLab(lab: string, t: LabTools, labs: string[]): Promise<string[]> {
+  const i = labs.indexOf(lab);
+  if (i >= 0) labs.splice(i, 1);
+  if (!readLab(lab)) return [];
+  try {
+    return await labDown(lab, t);
+  } catch (e) {
+    return [`lab down ${lab}: ${(e as Error).message}`];
+  }
+}
+
+async function cleanup(labs: string[], tmp: string, t: LabTools): Promise<string[]> {
+  const problems: string[] = [];
+  killTracked();
+  for (let i = 0; i < 50 && running.size; i++) await Bun.sleep(20);
+  for (const pid of running) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+  for (const lab of [...labs]) problems.push(...(await downLab(lab, t, labs)));
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+  } catch (e) {
+    problems.push(`remove ${tmp}: ${(e as Error).message}`);
+  }
+  t.log(`cleaned up: labs, helpers, ${tmp}`);
+  return problems;
+}
+
+process.exitCode = await main();
