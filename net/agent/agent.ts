@@ -75,7 +75,15 @@ const ours = (bridge: string) => (l: { name: string }) => l.name === bridge || l
 
 export class Agent {
   ready = false;
-  reason = "starting";
+  private failure = "";
+
+  /** Why the agent is not ready (or "ready"). */
+  get reason(): string {
+    if (this.ready) return "ready";
+    if (this.failure) return this.failure;
+    if (this.allocator && !this.bridge) return `waiting for address space: ${this.ipamWaiting || "asking peers for some"}`;
+    return "starting";
+  }
   allocator!: Allocator;
   bridge?: BridgeSpec;
   mtuSource = "";
@@ -239,7 +247,6 @@ export class Agent {
   reconcile(): void {
     if (!this.bridge) {
       this.ready = false;
-      this.reason = `waiting for address space: ${this.ipamWaiting || "asking peers for some"}`;
       this.ipamKeeper.step();
       return;
     }
@@ -262,18 +269,28 @@ export class Agent {
       }
       if (!this.ready && this.allocator) {
         this.ready = true;
-        this.reason = "ready";
+        this.failure = "";
       }
     } catch (e) {
       this.ready = false;
-      this.reason = `cannot set up the node: ${(e as Error).message}`;
-      this.log(this.reason);
+      this.failure = `cannot set up the node: ${(e as Error).message}`;
+      this.log(this.failure);
     }
   }
 
-  /** Our pods (and the bridge address) go into our mesh entry. */
+  private podsPending = false;
+
+  /**
+   * Our pods (and the bridge address) go into our mesh entry. Folded over a short delay,
+   * so a burst of allocations costs one list, not one per allocation.
+   */
   podsChanged(): void {
-    this.router?.setLocal({ pods: this.allocator.list().map((e) => e.address).sort((a, b) => a - b) });
+    if (!this.router || this.podsPending) return;
+    this.podsPending = true;
+    this.later(20, () => {
+      this.podsPending = false;
+      this.router?.setLocal({ pods: this.allocator.list().map((e) => e.address).sort((a, b) => a - b) });
+    });
   }
 
   private scheduleDatapath(): void {

@@ -33,6 +33,14 @@ export type IpamKeeperDeps = {
 
 const ipamOf = (e: PeerEntry) => (e.app as { ipam?: IpamState } | undefined)?.ipam;
 
+/**
+ * Someone is waiting on it: asking for space, giving or taking it, seeding, removals.
+ * A change of the free count alone (every allocation) is not urgent.
+ */
+function urgent(a: IpamState, b: IpamState): boolean {
+  return JSON.stringify({ ...a, free: 0 }) !== JSON.stringify({ ...b, free: 0 });
+}
+
 export class IpamKeeper {
   state: IpamState;
   /** Why the ring cannot hand out space yet, or "" when it can. */
@@ -102,7 +110,7 @@ export class IpamKeeper {
     this.conflicts = r.conflicts;
     if (r.waiting && r.waiting !== this.waiting) this.d.log(`ipam: ${r.waiting}`);
     this.waiting = r.waiting ?? "";
-    if (r.changed) this.set(r.state);
+    if (r.changed) this.set(r.state, urgent(this.state, r.state));
     else this.d.router()?.setLocal({ app: { ipam: this.state } });
     if (alloc.free > 0) {
       this.d.onSpace();
@@ -110,11 +118,11 @@ export class IpamKeeper {
     }
   }
 
-  private set(state: IpamState): void {
+  private set(state: IpamState, urgent = true): void {
     this.d.store.setMeta("ipam", JSON.stringify(state));
     this.state = state;
     this.d.allocator.setOwned(state.owned);
-    this.d.router()?.setLocal({ app: { ipam: state } });
+    this.d.router()?.setLocal({ app: { ipam: state } }, urgent);
   }
 
   /** The Node list changed: dial new nodes, stop dialling deleted ones, remember deletions. */

@@ -32,6 +32,8 @@ const key = (cid: string, ifname: string) => `${cid}\u0000${ifname}`;
 
 export class Allocator {
   private byKey = new Map<string, Entry>();
+  /** Attachments by container id, for release and lookup by container. */
+  private byContainer = new Map<string, Set<Entry>>();
   /** 1 = allocated (or network/broadcast address), by offset in the range. */
   private used: Uint8Array;
   /** 1 = owned by this peer, by offset. */
@@ -49,7 +51,7 @@ export class Allocator {
     this.used[this.used.length - 1] = 1; // broadcast address
     for (const e of store.load()) {
       if (!contains(range, e.address)) continue;
-      this.byKey.set(key(e.containerId, e.ifname), e);
+      this.index(e);
       this.used[e.address - range.base] = 1;
     }
     this.setOwned(owned);
@@ -109,7 +111,7 @@ export class Allocator {
         this.store.put(entry);
         this.used[off] = 1;
         this.ownedCount--;
-        this.byKey.set(key(containerId, ifname), entry);
+        this.index(entry);
         this.cursor = (off + 1) % n;
         this.changed();
         return { entry, created: true };
@@ -125,6 +127,9 @@ export class Allocator {
     for (const e of gone) {
       this.store.remove(e);
       this.byKey.delete(key(e.containerId, e.ifname));
+      const set = this.byContainer.get(e.containerId)!;
+      set.delete(e);
+      if (!set.size) this.byContainer.delete(e.containerId);
       const off = e.address - this.range.base;
       this.used[off] = 0;
       if (this.mine[off]) this.ownedCount++;
@@ -156,7 +161,14 @@ export class Allocator {
   }
 
   lookup(containerId: string): Entry[] {
-    return this.list().filter((e) => e.containerId === containerId);
+    return [...(this.byContainer.get(containerId) ?? [])];
+  }
+
+  private index(e: Entry): void {
+    this.byKey.set(key(e.containerId, e.ifname), e);
+    let set = this.byContainer.get(e.containerId);
+    if (!set) this.byContainer.set(e.containerId, (set = new Set()));
+    set.add(e);
   }
 
   list(): Entry[] {

@@ -234,8 +234,13 @@ export function step(
 
   // Give to askers when we are the best donor we can see.
   for (const v of ours.filter((o) => o.reachable && o.state!.want > 0).sort((a, b) => a.name.localeCompare(b.name))) {
+    // Someone (maybe us) already gave to this asker and it has not taken it yet: its
+    // "want" is stale, do not give twice.
     if (s.gifts.some((g) => g.to === v.name)) continue;
-    const donors = [{ name: self, free: myFree }, ...ours.filter((o) => o.reachable && o.name !== v.name).map((o) => ({ name: o.name, free: o.state!.free }))];
+    if (ours.some((o) => o.state!.gifts.some((g) => g.to === v.name && !v.state!.acks.includes(giftKey(o.name, g))))) continue;
+    // Rank on what everyone has gossiped (our published free, not our live count), so
+    // all peers with the same view pick the same donor and only one gives.
+    const donors = [{ name: self, free: current.free }, ...ours.filter((o) => o.reachable && o.name !== v.name).map((o) => ({ name: o.name, free: o.state!.free }))];
     donors.sort((a, b) => b.free - a.free || a.name.localeCompare(b.name));
     if (donors[0]!.name !== self || myFree < 1) continue;
     const span = spanToGive(s.owned);

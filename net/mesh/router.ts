@@ -66,6 +66,7 @@ export class Router {
   private targets = new Map<string, Target>();
   private gossip: Gossip<Connection>;
   private publishPending = false;
+  private publishDue = 0;
   /** Until our first publication, our entry stays out of digests and full gossip. */
   private published = false;
   private changePending = false;
@@ -144,14 +145,17 @@ export class Router {
     this.listeners.push(cb);
   }
 
-  /** Set what our entry says about us: addresses to reach us at, pods and bridge, app state. */
-  setLocal(o: { addresses?: string[]; pods?: number[]; app?: unknown }): void {
+  /**
+   * Set what our entry says about us: addresses to reach us at, pods and bridge, app
+   * state. `urgent` publishes within the gossip delay instead of the debounce.
+   */
+  setLocal(o: { addresses?: string[]; pods?: number[]; app?: unknown }, urgent = false): void {
     const addresses = o.addresses ?? this.own.addresses;
     const pods = o.pods ?? this.own.pods;
     const app = "app" in o ? o.app : this.own.app;
     if (sameList(addresses, this.own.addresses) && sameList(pods, this.own.pods) && JSON.stringify(app) === JSON.stringify(this.own.app)) return;
     this.own = { ...this.own, addresses, pods, app };
-    this.publish();
+    this.publish(urgent);
   }
 
   /** Add addresses to keep connected to ("ip" or "ip:port"). */
@@ -343,12 +347,18 @@ export class Router {
 
   // --- gossip ------------------------------------------------------------------
 
-  private publish(): void {
-    if (this.publishPending) return;
+  /**
+   * Publish our entry: the first version at once (peers learn of us fast), an urgent
+   * change (the application's: address space asked for or given) within the gossip
+   * delay, anything else debounced, folding a burst of connection changes into one.
+   */
+  private publish(urgent = false): void {
+    const due = this.o.sched.now() + (!this.published || urgent ? this.o.gossipDelayMs : this.o.publishDelayMs);
+    if (this.publishPending && this.publishDue <= due) return;
     this.publishPending = true;
-    // The first version goes out at once (peers learn of us fast); later ones are
-    // debounced, folding a burst of connection changes into one version.
-    this.after(this.published ? this.o.publishDelayMs : this.o.gossipDelayMs, () => {
+    this.publishDue = due;
+    this.after(due - this.o.sched.now(), () => {
+      if (!this.publishPending || this.o.sched.now() < this.publishDue) return;
       this.publishPending = false;
       this.published = true;
       this.own = { ...this.own, version: Math.max(this.own.version + 1, this.o.sched.now()) };
@@ -378,7 +388,7 @@ export class Router {
   private changed(): void {
     if (this.changePending) return;
     this.changePending = true;
-    this.after(this.o.gossipDelayMs * 5, () => {
+    this.after(this.o.gossipDelayMs, () => {
       this.changePending = false;
       for (const l of this.listeners) l();
     });

@@ -242,10 +242,9 @@ describe("HTTP API", () => {
     const { agent } = setup();
     expect((await call(agent, "GET", "/status")).status).toBe(200);
     agent.ready = false;
-    agent.reason = "starting";
     const r = await call(agent, "GET", "/status");
     expect(r.status).toBe(503);
-    expect(r.text).toContain("starting");
+    expect(r.text).toContain("Status: starting");
   });
 
   test("/ip: allocate (201, then 200), look up, list, release", async () => {

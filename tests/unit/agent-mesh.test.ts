@@ -72,6 +72,8 @@ describe("agents over an in-memory network", () => {
     await c.clock.run(5000);
     expect(late.ready).toBe(true);
     expect(spanSize(late.ipam.owned)).toBeGreaterThan(0);
+    // exactly one donor gave: both rank donors on what was gossiped, and agree
+    expect(late.ipam.acks).toHaveLength(1);
     const total = c.agents.reduce((n, a) => n + spanSize(a.ipam.owned), 0);
     expect(total).toBe(256);
   });
