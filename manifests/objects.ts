@@ -8,7 +8,7 @@ import { stringify } from "yaml";
 import { VERSION } from "../net/version.ts";
 import { daemonSet } from "./daemonset.ts";
 import { clusterRole, clusterRoleBinding, meta, role, roleBinding, serviceAccount } from "./rbac.ts";
-import { NAME, PASSWORD_KEY, type ManifestSettings } from "./settings.ts";
+import { PASSWORD_KEY, type ManifestSettings } from "./settings.ts";
 
 export * from "./settings.ts";
 export { LABELS } from "./rbac.ts";
