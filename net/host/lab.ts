@@ -233,7 +233,8 @@ export async function labDown(name: string, tools: LabTools): Promise<string[]> 
   };
   for (const pod of s.pods) {
     await attempt(`CNI DEL ${pod.name}`, () => {
-      if (!s.nodes.find((n) => n.name === pod.node)?.agentPid) return;
+      // With its agent stopped there is no one to release to; the node goes entirely.
+      if (!pidAlive(s.nodes.find((n) => n.name === pod.node)?.agentPid ?? 0)) return;
       const r = runPlugin(tools, pod.node, "DEL", pod);
       if (r.code !== 0) throw new Error(r.stdout.trim() || r.stderr.trim());
     });
