@@ -76,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (what, o) => (await import("./commands/status.ts")).run(what, o));
   cli
-    .command("rmpeer <peer>", "Take over the address space of a peer that is gone for good (name or nickname)")
+    .command("rmpeer <peer>", "Hand the address space of a peer gone for good (name or nickname) to the ring: its heir takes it over")
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (peer, o) => (await import("./commands/rmpeer.ts")).run(peer, o));
   cli
