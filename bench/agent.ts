@@ -28,13 +28,9 @@
  * Cleanup is always done (finally, also on SIGINT/SIGTERM): the lab by labDown (which
  * stops the agents by pid and deletes the namespaces by name), the temp dir.
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { labDown, labUp, readLab, type LabState } from "../net/host/lab.ts";
-import { tools } from "../tests/support/lab.ts";
-
-const PATH = process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin";
+import { existsSync, readFileSync } from "node:fs";
+import { labUp, type LabState } from "../net/host/lab.ts";
+import { abort, BenchError, checkpoint, downLab, failer, handleSignals, interrupted, labName, parseFlags, PATH, printResult, r2, r3, removeTmp, requireBuild, requireRoot, snapshotBinaries, stderrLog, warn } from "./lib.ts";
 const RSS_TARGET_KB = 40 * 1024; // 40 MB (MiB), VmRSS
 const CPU_TARGET_PCT = 1; // % of one core
 
@@ -51,50 +47,23 @@ function usage(): string {
   );
 }
 
-function fail(msg: string): never {
-  process.stderr.write(`bench/agent: ${msg}\n`);
-  process.exit(2);
-}
+const fail: (msg: string) => never = failer("agent");
 
 function parseArgs(argv: string[]): Opts {
   const o: Opts = { duration: 60, settle: 5, nodes: 5, pods: 2, json: false };
-  const num = (flag: string, v: string | undefined, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) fail(`${flag} "${v}" must be an integer from ${min} to ${max}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i];
-    if (flag === "--json") o.json = true;
-    else if (flag === "--duration") o.duration = num(flag, val(), 1, 3600);
-    else if (flag === "--settle") o.settle = num(flag, val(), 0, 600);
-    else if (flag === "--nodes") o.nodes = num(flag, val(), 1, 50);
-    else if (flag === "--pods") o.pods = num(flag, val(), 0, 20);
-    else if (flag === "-h" || flag === "--help") {
-      console.log(usage());
-      process.exit(0);
-    } else fail(`unknown argument "${a}"\n${usage()}`);
-  }
+  parseFlags(argv, fail, usage(), (f) => {
+    if (f.flag === "--json") o.json = true;
+    else if (f.flag === "--duration") o.duration = f.int(1, 3600);
+    else if (f.flag === "--settle") o.settle = f.int(0, 600);
+    else if (f.flag === "--nodes") o.nodes = f.int(1, 50);
+    else if (f.flag === "--pods") o.pods = f.int(0, 20);
+    else return false;
+    return true;
+  });
   return o;
 }
 
-class BenchError extends Error {}
-
-let interrupted = "";
-const onSignal = (sig: string) => () => {
-  if (interrupted) return;
-  interrupted = sig;
-  process.stderr.write(`\nbench/agent: ${sig}, stopping and cleaning up...\n`);
-};
-process.on("SIGINT", onSignal("SIGINT"));
-process.on("SIGTERM", onSignal("SIGTERM"));
-
-async function checkpoint(): Promise<void> {
-  await new Promise((r) => setImmediate(r));
-  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
-}
+handleSignals("agent");
 
 /** Sleep until `until` (performance.now() ms), in slices, so a signal stops it soon. */
 async function sleepUntil(until: number): Promise<void> {
@@ -159,14 +128,7 @@ function alive(pid: number): boolean {
 
 // ---------------------------------------------------------------------------------------
 
-const r2 = (x: number) => Math.round(x * 100) / 100;
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const mib = (kb: number) => (kb / 1024).toFixed(1);
-
-function labName(): string {
-  const n = (process.pid * 1296 + Math.floor(Math.random() * 1296)) % 36 ** 6;
-  return "ba" + n.toString(36).padStart(6, "0");
-}
 
 type AgentResult = {
   node: string;
@@ -185,31 +147,12 @@ type AgentResult = {
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
-  const log = (msg: string) => {
-    if (!o.json) process.stderr.write(msg + "\n");
-  };
-  if (process.getuid?.() !== 0) fail("needs root (network namespaces)");
-  for (const f of [tools.weave[0]!, tools.plugin]) if (!existsSync(f)) fail(`${f} does not exist; run: bun run build`);
+  const log = stderrLog(o.json);
+  requireRoot(fail);
+  requireBuild(fail);
 
-  const name = labName();
-  const tmp = mkdtempSync(join(tmpdir(), `bench-agent-${name}-`));
-  const weaveBin = join(tmp, "weave");
-  const pluginBin = join(tmp, "cni", "weave-net");
-  try {
-    mkdirSync(join(tmp, "cni"));
-    for (const [from, to] of [[resolve(tools.weave[0]!), weaveBin], [resolve(tools.plugin), pluginBin]] as const) {
-      try {
-        linkSync(from, to);
-      } catch {
-        copyFileSync(from, to);
-      }
-    }
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    fail(`cannot snapshot the binaries into ${tmp}: ${(e as Error).message}`);
-  }
-  // dist/weave's modification time names the build measured (both binaries come from one build).
-  const build = statSync(weaveBin).mtime.toISOString();
+  const name = labName("ba");
+  const { tmp, weaveBin, pluginBin, build } = snapshotBinaries("agent", name, fail);
   const labTools = { weave: [weaveBin], plugin: pluginBin, log };
   const tck = clkTck();
   let labMade = false;
@@ -275,13 +218,10 @@ async function main(): Promise<number> {
       });
     }
   } catch (e) {
-    process.stderr.write(`bench/agent: ABORTED: ${e instanceof BenchError ? e.message : ((e as Error)?.stack ?? e)}\n`);
-    const cp = await cleanup(name, labMade, tmp, labTools);
-    for (const p of cp) process.stderr.write(`bench/agent: WARNING (cleanup): ${p}\n`);
-    return interrupted ? 130 : 1;
+    return abort("agent", e, () => cleanup(name, labMade, tmp, labTools));
   }
   const cleanupProblems = await cleanup(name, labMade, tmp, labTools);
-  if (interrupted) return 130;
+  if (interrupted()) return 130;
 
   const worstRss = Math.max(...results.map((r) => r.rssMaxKb));
   const worstCpu = Math.max(...results.map((r) => r.cpuPct));
@@ -343,25 +283,15 @@ async function main(): Promise<number> {
     ];
     process.stdout.write(lines.join("\n"));
   }
-  for (const p of cleanupProblems) process.stderr.write(`bench/agent: WARNING: ${p}\n`);
-  process.stdout.write(JSON.stringify(out) + "\n");
+  warn("agent", cleanupProblems);
+  printResult(out);
   return cleanupProblems.length ? 3 : 0;
 }
 
 async function cleanup(name: string, labMade: boolean, tmp: string, t: { weave: string[]; plugin: string; log(m: string): void }): Promise<string[]> {
   const problems: string[] = [];
-  if (labMade && readLab(name)) {
-    try {
-      problems.push(...(await labDown(name, t)));
-    } catch (e) {
-      problems.push(`lab down ${name}: ${(e as Error).message}`);
-    }
-  }
-  try {
-    rmSync(tmp, { recursive: true, force: true });
-  } catch (e) {
-    problems.push(`remove ${tmp}: ${(e as Error).message}`);
-  }
+  if (labMade) await downLab(name, t, problems);
+  removeTmp(tmp, problems);
   t.log(`cleaned up: lab ${name}, ${tmp}`);
   return problems;
 }

@@ -33,59 +33,55 @@
  * lab by labDown, the temp dir. Traffic: none; the reference's 10.88.0.0/16 and our pod
  * addresses are only ever configured inside the namespaces this run made.
  */
-import { copyFileSync, existsSync, writeFileSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, writeFileSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { inNs, labDown, labUp, readLab, type LabTools } from "../net/host/lab.ts";
-import { createNamedNetns, deleteNamedNetns, netnsPath } from "../net/host/netns.ts";
+import { inNs, labUp, type LabTools } from "../net/host/lab.ts";
+import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import { tools } from "../tests/support/lab.ts";
+import { abort, BenchError, checkpoint, deleteNamespaces, downLab, failer, handleSignals, interrupted, labName, median, parseFlags, PATH, printResult, r2, r3, removeTmp, requireRoot, snapshotBinaries, stderrLog, warn } from "./lib.ts";
 
 const REF_DIR = "/usr/lib/cni";
 const REF_PLUGIN = join(REF_DIR, "bridge");
 const TIME = "/usr/bin/time";
-const PATH = process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin";
+const USAGE_LINE = "usage: bun bench/cni.ts [--pods N] [--json] [--plugin PATH] [--raw FILE]";
 
 type Opts = { pods: number; json: boolean; smoke: boolean; plugin: string; raw?: string };
 
 function parseArgs(argv: string[]): Opts {
   const o: Opts = { pods: 100, json: false, smoke: false, plugin: resolve(tools.plugin) };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "--json") o.json = true;
-    else if (a === "--pods" || a.startsWith("--pods=")) {
-      const v = a.includes("=") ? a.slice(7) : argv[++i];
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 1000) fail(`--pods "${v}" must be an integer from 1 to 1000`);
-      o.pods = n;
-    } else if (a === "--plugin" || a.startsWith("--plugin=")) {
-      const v = a.includes("=") ? a.slice(9) : argv[++i];
-      if (!v) fail("--plugin needs a path");
-      o.plugin = resolve(v);
-    } else if (a === "--raw" || a.startsWith("--raw=")) {
-      const v = a.includes("=") ? a.slice(6) : argv[++i];
-      if (!v) fail("--raw needs a file name");
-      o.raw = resolve(v);
-    } else if (a === "-h" || a === "--help") {
-      console.log(
-        "usage: bun bench/cni.ts [--pods N] [--json] [--plugin PATH] [--raw FILE]\n" +
-          "  --pods N       pods to ADD and DEL with each plugin (default 100; below 100 is a smoke run)\n" +
-          "  --json         print only the JSON result line\n" +
-          "  --plugin PATH  our plugin binary (default dist/cni/weave-net; the agent is always dist/weave)\n" +
-          "  --raw FILE     also write every sample (ms since start, duration) as JSON to FILE",
-      );
-      process.exit(0);
-    } else fail(`unknown argument "${a}" (usage: bun bench/cni.ts [--pods N] [--json] [--plugin PATH] [--raw FILE])`);
-  }
+  const usage =
+    USAGE_LINE +
+    "\n" +
+    "  --pods N       pods to ADD and DEL with each plugin (default 100; below 100 is a smoke run)\n" +
+    "  --json         print only the JSON result line\n" +
+    "  --plugin PATH  our plugin binary (default dist/cni/weave-net; the agent is always dist/weave)\n" +
+    "  --raw FILE     also write every sample (ms since start, duration) as JSON to FILE";
+  const path = (f: { value(): string | undefined }, what: string) => {
+    const v = f.value();
+    if (!v) fail(`${what} needs a ${what === "--plugin" ? "path" : "file name"}`);
+    return resolve(v);
+  };
+  parseFlags(
+    argv,
+    fail,
+    usage,
+    (f) => {
+      // Only the flags that take a value may be written --flag=value.
+      if (f.inline !== undefined && !["--pods", "--plugin", "--raw"].includes(f.flag)) f.unknown();
+      if (f.flag === "--json") o.json = true;
+      else if (f.flag === "--pods") o.pods = f.int(1, 1000);
+      else if (f.flag === "--plugin") o.plugin = path(f, "--plugin");
+      else if (f.flag === "--raw") o.raw = path(f, "--raw");
+      else return false;
+      return true;
+    },
+    (a) => `unknown argument "${a}" (${USAGE_LINE})`,
+  );
   o.smoke = o.pods < 100;
   return o;
 }
 
-function fail(msg: string): never {
-  process.stderr.write(`bench/cni: ${msg}\n`);
-  process.exit(2);
-}
-
-class BenchError extends Error {}
+const fail: (msg: string) => never = failer("cni");
 
 // ---------------------------------------------------------------------------------------
 // One plugin invocation, timed.
@@ -152,12 +148,6 @@ function checkDel(p: Plugin, pod: string, c: Call): void {
 // ---------------------------------------------------------------------------------------
 // Statistics.
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 /** Nearest-rank percentile: the smallest sample with at least q of the samples at or below it. */
 function pct(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -165,8 +155,6 @@ function pct(xs: number[], q: number): number {
 }
 
 const mb = (kb: number | null) => (kb === null ? "n/a" : (kb / 1024).toFixed(1));
-const r2 = (x: number) => Math.round(x * 100) / 100;
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 type Series = { add: number[]; del: number[]; rssKb: number[]; addAt: number[]; delAt: number[] };
 type Summary = { addMedianMs: number; addP99Ms: number; delMedianMs: number; delP99Ms: number; addMinMs: number; addMaxMs: number; delMinMs: number; delMaxMs: number; peakRssKb: number | null };
@@ -188,26 +176,7 @@ function summarize(s: Series): Summary {
 // ---------------------------------------------------------------------------------------
 // The run.
 
-let interrupted = "";
-const onSignal = (sig: string) => () => {
-  if (interrupted) return;
-  interrupted = sig;
-  process.stderr.write(`\nbench/cni: ${sig}, stopping and cleaning up...\n`);
-};
-process.on("SIGINT", onSignal("SIGINT"));
-process.on("SIGTERM", onSignal("SIGTERM"));
-
-/** Let pending signal handlers run (the loop is synchronous otherwise); stop if one did. */
-async function checkpoint(): Promise<void> {
-  await new Promise((r) => setImmediate(r));
-  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
-}
-
-function labName(): string {
-  // "bc" + 6 base36 chars: pid-based, plus randomness so a reused pid never collides.
-  const n = (process.pid * 1296 + Math.floor(Math.random() * 1296)) % 36 ** 6;
-  return "bc" + n.toString(36).padStart(6, "0");
-}
+handleSignals("cni");
 
 function containerId(): string {
   return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
@@ -215,36 +184,17 @@ function containerId(): string {
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
-  const log = (msg: string) => {
-    if (!o.json) process.stderr.write(msg + "\n");
-  };
-  if (process.getuid?.() !== 0) fail("needs root (network namespaces)");
+  const log = stderrLog(o.json);
+  requireRoot(fail);
   if (!existsSync(o.plugin)) fail(`${o.plugin} does not exist; run: bun run build`);
   if (!existsSync(REF_PLUGIN) || !existsSync(join(REF_DIR, "host-local"))) {
     fail(`${REF_PLUGIN} or host-local is missing; install Debian's containernetworking-plugins`);
   }
   if (o.smoke) log(`smoke run with ${o.pods} pod(s) (a real run uses at least 100)`);
 
-  const name = labName();
-  const tmp = mkdtempSync(join(tmpdir(), `bench-cni-${name}-`));
-  // Run hard links of the binaries from the temp dir: a rebuild of dist/ during the run
-  // (rm + write) then cannot swap or remove them under the benchmark.
-  const ourDir = join(tmp, "cni");
-  const ourPath = join(ourDir, "weave-net");
-  const weaveBin = join(tmp, "weave");
-  try {
-    mkdirSync(ourDir);
-    for (const [from, to] of [[o.plugin, ourPath], [resolve(tools.weave[0]!), weaveBin]] as const) {
-      try {
-        linkSync(from, to);
-      } catch {
-        copyFileSync(from, to);
-      }
-    }
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    fail(`cannot snapshot the binaries into ${tmp}: ${(e as Error).message}`);
-  }
+  const name = labName("bc");
+  // Run hard links of the binaries from the temp dir (see snapshotBinaries).
+  const { tmp, pluginDir: ourDir, pluginBin: ourPath, weaveBin } = snapshotBinaries("cni", name, fail, o.plugin);
   const labTools = { ...tools, weave: [weaveBin], plugin: ourPath, log };
   const ours: Plugin = { label: "ours", path: ourPath, cniPath: ourDir, ifname: "eth0", conf: { cniVersion: "1.0.0", name: "weave", type: "weave-net" } };
   const ref: Plugin = {
@@ -361,17 +311,10 @@ async function main(): Promise<number> {
     const left = inNs(node, ["ip", "-o", "link", "show"]).stdout.split("\n").filter((l) => /^\d+: (vethwepl[0-9a-f]+|veth[0-9a-f]{8})@/.test(l));
     if (left.length) problems.push(`${left.length} host veth(s) left in ${node} 1.5 s after the last DEL:\n  ${left.slice(0, 5).map((l) => l.slice(0, 120)).join("\n  ")}`);
   } catch (e) {
-    if (e instanceof BenchError) {
-      process.stderr.write(`bench/cni: ABORTED: ${e.message}\n`);
-    } else {
-      process.stderr.write(`bench/cni: ABORTED: ${(e as Error)?.stack ?? e}\n`);
-    }
-    const cp = await cleanup(name, labMade, made, tmp, labTools);
-    for (const p of cp) process.stderr.write(`bench/cni: WARNING (cleanup): ${p}\n`);
-    return interrupted ? 130 : 1;
+    return abort("cni", e, () => cleanup(name, labMade, made, tmp, labTools));
   }
   const cleanupProblems = await cleanup(name, labMade, made, tmp, labTools);
-  if (interrupted) return 130;
+  if (interrupted()) return 130;
 
   const so = summarize(series.ours);
   const sr = summarize(series.reference);
@@ -415,33 +358,17 @@ async function main(): Promise<number> {
     process.stdout.write(lines.join("\n"));
   }
   const allProblems = [...problems, ...cleanupProblems];
-  for (const p of allProblems) process.stderr.write(`bench/cni: WARNING: ${p}\n`);
-  process.stdout.write(JSON.stringify(out) + "\n");
+  warn("cni", allProblems);
+  printResult(out);
   return allProblems.length ? 3 : 0;
 }
 
 async function cleanup(name: string, labMade: boolean, made: string[], tmp: string, t: LabTools): Promise<string[]> {
   const problems: string[] = [];
   // Pod namespaces first: that also destroys any veth pair still in them.
-  for (const n of made.reverse()) {
-    try {
-      deleteNamedNetns(n);
-    } catch (e) {
-      problems.push(`delete namespace ${n}: ${(e as Error).message}`);
-    }
-  }
-  if (labMade && readLab(name)) {
-    try {
-      problems.push(...(await labDown(name, t)));
-    } catch (e) {
-      problems.push(`lab down ${name}: ${(e as Error).message}`);
-    }
-  }
-  try {
-    rmSync(tmp, { recursive: true, force: true });
-  } catch (e) {
-    problems.push(`remove ${tmp}: ${(e as Error).message}`);
-  }
+  deleteNamespaces(made, problems);
+  if (labMade) await downLab(name, t, problems);
+  removeTmp(tmp, problems);
   t.log(`cleaned up: ${made.length} pod namespace(s), lab ${name}, ${tmp}`);
   return problems;
 }

@@ -38,14 +38,12 @@
  * Cleanup is always done (finally, also on SIGINT/SIGTERM): iperf3 processes by pid, the
  * raw pair's namespaces by name, the lab by labDown, the temp dir.
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { labDown, labUp, readLab, type LabState } from "../net/host/lab.ts";
-import { createNamedNetns, deleteNamedNetns, netnsPath } from "../net/host/netns.ts";
-import { tools } from "../tests/support/lab.ts";
-
-const PATH = process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin";
+import { labUp, type LabState } from "../net/host/lab.ts";
+import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
+import {
+  abort, BenchError, checkpoint, deleteNamespaces, downLab, endTracked, failer, handleSignals, interrupted, labName, median, parseFlags, PATH, printResult, QUIET_DEFAULTS,
+  quietFlag, r2, r3, removeTmp, requireBuild, requireRoot, running, snapshotBinaries, stderrLog, throwIfInterrupted, waitQuiet, warn,
+} from "./lib.ts";
 const POD_MTU = 1450;
 const PING_SIZE = POD_MTU - 28; // 1422: IPv4 20 + ICMP 8
 const PORT = 5201;
@@ -71,46 +69,26 @@ function usage(): string {
   );
 }
 
-function fail(msg: string): never {
-  process.stderr.write(`bench/datapath: ${msg}\n`);
-  process.exit(2);
-}
+const fail: (msg: string) => never = failer("datapath");
 
 function parseArgs(argv: string[]): Opts {
-  const o: Opts = { rounds: 3, time: 10, omit: 1, offloadOff: true, diagnose: false, json: false, quiet: 90, quietSeconds: 3, quietMax: 120 };
-  const num = (flag: string, v: string | undefined, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) fail(`${flag} "${v}" must be an integer from ${min} to ${max}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i];
-    if (flag === "--json") o.json = true;
-    else if (flag === "--no-offload-off") o.offloadOff = false;
-    else if (flag === "--diagnose") o.diagnose = true;
-    else if (flag === "--rounds") o.rounds = num(flag, val(), 1, 100);
-    else if (flag === "--time") o.time = num(flag, val(), 1, 600);
-    else if (flag === "--omit") o.omit = num(flag, val(), 0, 60);
-    else if (flag === "--quiet") o.quiet = num(flag, val(), 0, 100);
-    else if (flag === "--quiet-seconds") o.quietSeconds = num(flag, val(), 1, 60);
-    else if (flag === "--quiet-max") o.quietMax = num(flag, val(), 0, 3600);
-    else if (flag === "-h" || flag === "--help") {
-      console.log(usage());
-      process.exit(0);
-    } else fail(`unknown argument "${a}"\n${usage()}`);
-  }
+  const o: Opts = { rounds: 3, time: 10, omit: 1, offloadOff: true, diagnose: false, json: false, ...QUIET_DEFAULTS };
+  parseFlags(argv, fail, usage(), (f) => {
+    if (f.flag === "--json") o.json = true;
+    else if (f.flag === "--no-offload-off") o.offloadOff = false;
+    else if (f.flag === "--diagnose") o.diagnose = true;
+    else if (f.flag === "--rounds") o.rounds = f.int(1, 100);
+    else if (f.flag === "--time") o.time = f.int(1, 600);
+    else if (f.flag === "--omit") o.omit = f.int(0, 60);
+    else return quietFlag(f, o);
+    return true;
+  });
   return o;
 }
 
-class BenchError extends Error {}
-
 // ---------------------------------------------------------------------------------------
-// Processes: every one we start is tracked by pid until it exits, so cleanup (and a
-// signal) can end exactly those.
-
-const running = new Set<number>();
+// Processes: every one we start is tracked by pid (lib.ts's `running`) until it exits, so
+// cleanup (and a signal) can end exactly those.
 
 function nsArgv(ns: string, cmd: string[]): string[] {
   return ["nsenter", `--net=${netnsPath(ns)}`, ...cmd];
@@ -136,67 +114,7 @@ async function spawnTracked(argv: string[]): Promise<{ code: number; stdout: str
   }
 }
 
-function killTracked(): void {
-  for (const pid of running) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      /* gone already */
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Signals.
-
-let interrupted = "";
-const onSignal = (sig: string) => () => {
-  if (interrupted) return;
-  interrupted = sig;
-  process.stderr.write(`\nbench/datapath: ${sig}, stopping and cleaning up...\n`);
-  killTracked();
-};
-process.on("SIGINT", onSignal("SIGINT"));
-process.on("SIGTERM", onSignal("SIGTERM"));
-
-async function checkpoint(): Promise<void> {
-  await new Promise((r) => setImmediate(r));
-  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
-}
-
-// ---------------------------------------------------------------------------------------
-// Quiet gate: the machine is shared (2 CPUs); a measurement starts only after the CPUs
-// were mostly idle for a few seconds, so another job's burst is less likely to fall in it.
-
-function cpuTimes(): { idle: number; total: number } {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is inside user already)
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { idle: f[3]! + f[4]!, total };
-}
-
-/** Wait until the CPUs were >= pct % idle over the last `seconds`; false if `maxS` passed first. */
-async function waitQuiet(pct: number, seconds: number, maxS: number, log: (m: string) => void): Promise<{ quiet: boolean; idlePct: number; waitedS: number }> {
-  const t0 = performance.now();
-  const hist: { t: number; c: { idle: number; total: number } }[] = [{ t: t0, c: cpuTimes() }];
-  let said = false;
-  for (;;) {
-    await Bun.sleep(250);
-    await checkpoint();
-    const now = performance.now();
-    hist.push({ t: now, c: cpuTimes() });
-    while (hist.length > 2 && now - hist[1]!.t >= seconds * 1000) hist.shift();
-    const a = hist[0]!;
-    const b = hist[hist.length - 1]!;
-    const idlePct = b.c.total > a.c.total ? ((b.c.idle - a.c.idle) / (b.c.total - a.c.total)) * 100 : 100;
-    if (now - a.t >= seconds * 1000 - 1 && idlePct >= pct) return { quiet: true, idlePct, waitedS: (now - t0) / 1000 };
-    if (now - t0 >= maxS * 1000) return { quiet: false, idlePct, waitedS: (now - t0) / 1000 };
-    if (!said && now - t0 > 5000) {
-      log(`waiting for the machine to be ${pct} % idle over ${seconds} s (now ${idlePct.toFixed(0)} %)...`);
-      said = true;
-    }
-  }
-}
+handleSignals("datapath");
 
 // ---------------------------------------------------------------------------------------
 // The raw VXLAN pair.
@@ -282,7 +200,7 @@ async function iperf(pair: Pair, o: Opts): Promise<{ gbps: number; retransmits: 
   try {
     await waitListening(pair.to, PORT, server.pid);
     const c = await spawnTracked(nsArgv(pair.from, ["iperf3", "-c", pair.toIp, "-p", String(PORT), "-t", String(o.time), "-O", String(o.omit), "-J"]));
-    if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
+    throwIfInterrupted();
     let j: any;
     try {
       j = JSON.parse(c.stdout);
@@ -333,22 +251,6 @@ function dfPing(from: string, toIp: string, size: number): PingResult {
   return { from, to: toIp, size, ok: r.code === 0, output: (r.stdout + r.stderr).trim() };
 }
 
-// ---------------------------------------------------------------------------------------
-// Statistics.
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-const r2 = (x: number) => Math.round(x * 100) / 100;
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
-
-function labName(): string {
-  const n = (process.pid * 1296 + Math.floor(Math.random() * 1296)) % 36 ** 6;
-  return "bd" + n.toString(36).padStart(6, "0");
-}
-
 function vxlanLine(ns: string, dev: string): string {
   const d = inNsSh(ns, ["ip", "-d", "link", "show", dev], { allowFail: true }).stdout;
   return (/vxlan id .*/.exec(d)?.[0] ?? "?").trim();
@@ -356,35 +258,16 @@ function vxlanLine(ns: string, dev: string): string {
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
-  const log = (msg: string) => {
-    if (!o.json) process.stderr.write(msg + "\n");
-  };
-  if (process.getuid?.() !== 0) fail("needs root (network namespaces)");
+  const log = stderrLog(o.json);
+  requireRoot(fail);
   for (const [bin, pkg] of [["iperf3", "iperf3"], ["ethtool", "ethtool"], ["ping", "iputils-ping"], ["ss", "iproute2"]] as const) {
     if (!Bun.which(bin, { PATH })) fail(`${bin} is missing; install it: apt-get install -y ${pkg}`);
   }
-  for (const f of [tools.weave[0]!, tools.plugin]) if (!existsSync(f)) fail(`${f} does not exist; run: bun run build`);
+  requireBuild(fail);
 
-  const name = labName();
-  const tmp = mkdtempSync(join(tmpdir(), `bench-datapath-${name}-`));
+  const name = labName("bd");
   // Hard links of the binaries: a rebuild of dist/ during the run cannot change them.
-  const weaveBin = join(tmp, "weave");
-  const pluginBin = join(tmp, "cni", "weave-net");
-  try {
-    mkdirSync(join(tmp, "cni"));
-    for (const [from, to] of [[resolve(tools.weave[0]!), weaveBin], [resolve(tools.plugin), pluginBin]] as const) {
-      try {
-        linkSync(from, to);
-      } catch {
-        copyFileSync(from, to);
-      }
-    }
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    fail(`cannot snapshot the binaries into ${tmp}: ${(e as Error).message}`);
-  }
-  // dist/weave's modification time names the build measured (both binaries come from one build).
-  const build = statSync(weaveBin).mtime.toISOString();
+  const { tmp, weaveBin, pluginBin, build } = snapshotBinaries("datapath", name, fail);
   const labTools = { weave: [weaveBin], plugin: pluginBin, log };
 
   const made: string[] = [];
@@ -513,13 +396,10 @@ async function main(): Promise<number> {
       }
     }
   } catch (e) {
-    process.stderr.write(`bench/datapath: ABORTED: ${e instanceof BenchError ? e.message : ((e as Error)?.stack ?? e)}\n`);
-    const cp = await cleanup(name, labMade, made, tmp, labTools, restore);
-    for (const p of cp) process.stderr.write(`bench/datapath: WARNING (cleanup): ${p}\n`);
-    return interrupted ? 130 : 1;
+    return abort("datapath", e, () => cleanup(name, labMade, made, tmp, labTools, restore));
   }
   const cleanupProblems = await cleanup(name, labMade, made, tmp, labTools, restore);
-  if (interrupted) return 130;
+  if (interrupted()) return 130;
 
   // Summaries: the median over rounds for each kind; ratios both of the medians and per
   // round (the kinds of one round ran back to back, so a round's ratio is a paired one).
@@ -591,22 +471,14 @@ async function main(): Promise<number> {
     process.stdout.write(lines.join("\n"));
   }
   if (!pingPasses) for (const p of ourPings.filter((p) => !p.ok)) process.stderr.write(`bench/datapath: full-MTU ping FAILED: nsenter --net=${netnsPath(p.from)} ping -M do -s ${p.size} -c 3 -i 0.2 -W 2 ${p.to}\n${p.output}\n`);
-  for (const p of cleanupProblems) process.stderr.write(`bench/datapath: WARNING: ${p}\n`);
-  process.stdout.write(JSON.stringify(out) + "\n");
+  warn("datapath", cleanupProblems);
+  printResult(out);
   return cleanupProblems.length || !pingPasses ? 3 : 0;
 }
 
 async function cleanup(name: string, labMade: boolean, made: string[], tmp: string, t: { weave: string[]; plugin: string; log(m: string): void }, restore: [string, Offloads][]): Promise<string[]> {
   const problems: string[] = [];
-  killTracked();
-  for (let i = 0; i < 50 && running.size; i++) await Bun.sleep(20);
-  for (const pid of running) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      /* gone */
-    }
-  }
+  await endTracked();
   // Offload settings of lab pods are put back only for tidiness: the pods go with the lab.
   for (const [ns, v] of restore) {
     try {
@@ -615,25 +487,9 @@ async function cleanup(name: string, labMade: boolean, made: string[], tmp: stri
       /* the namespace may be gone already */
     }
   }
-  for (const n of [...made].reverse()) {
-    try {
-      deleteNamedNetns(n);
-    } catch (e) {
-      problems.push(`delete namespace ${n}: ${(e as Error).message}`);
-    }
-  }
-  if (labMade && readLab(name)) {
-    try {
-      problems.push(...(await labDown(name, t)));
-    } catch (e) {
-      problems.push(`lab down ${name}: ${(e as Error).message}`);
-    }
-  }
-  try {
-    rmSync(tmp, { recursive: true, force: true });
-  } catch (e) {
-    problems.push(`remove ${tmp}: ${(e as Error).message}`);
-  }
+  deleteNamespaces(made, problems);
+  if (labMade) await downLab(name, t, problems);
+  removeTmp(tmp, problems);
   t.log(`cleaned up: namespaces ${made.join(" ") || "(none)"}, lab ${name}, ${tmp}`);
   return problems;
 }

@@ -42,14 +42,14 @@
  * Cleanup is always done (finally, also on SIGINT/SIGTERM): the helper processes by pid,
  * each lab by labDown (agents by pid, namespaces by name; node 3 included), the temp dir.
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { labDir, labDown, labUp, readLab, startAgent, type LabNode, type LabState, type LabTools } from "../net/host/lab.ts";
+import { labDir, labUp, startAgent, type LabNode, type LabState, type LabTools } from "../net/host/lab.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
-import { tools } from "../tests/support/lab.ts";
-
-const PATH = process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin";
+import {
+  abort, BenchError, checkpoint, downLab as downLabIfUp, endTracked, failer, handleSignals, interrupted, labName, median, parseFlags, PATH, printResult, QUIET_DEFAULTS, quietFlag, r1, removeTmp,
+  requireBuild, requireRoot, running, snapshotBinaries, stderrLog, throwIfInterrupted, waitQuiet, warn,
+} from "./lib.ts";
 const ALLOC_TARGET = 10_000; // allocations per second
 const JOIN_TARGET_MS = 1000;
 const JOIN_SUFFIXES = "0123456789bcdefghijk"; // (a) uses "a"
@@ -71,76 +71,33 @@ function usage(): string {
   );
 }
 
-function fail(msg: string): never {
-  process.stderr.write(`bench/ipam: ${msg}\n`);
-  process.exit(2);
-}
+const fail: (msg: string) => never = failer("ipam");
 
 function parseArgs(argv: string[]): Opts {
-  const o: Opts = { allocs: 20000, concurrency: 32, joins: 5, pollMs: 5, alloc: true, join: true, json: false, quiet: 90, quietSeconds: 3, quietMax: 120 };
-  const num = (flag: string, v: string | undefined, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) fail(`${flag} "${v}" must be an integer from ${min} to ${max}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const val = () => inline ?? argv[++i];
-    if (flag === "--json") o.json = true;
-    else if (flag === "--skip-alloc") o.alloc = false;
-    else if (flag === "--skip-join") o.join = false;
-    else if (flag === "--allocs") o.allocs = num(flag, val(), 1, 500000);
-    else if (flag === "--concurrency") o.concurrency = num(flag, val(), 1, 1024);
-    else if (flag === "--joins") o.joins = num(flag, val(), 1, JOIN_SUFFIXES.length);
-    else if (flag === "--poll") o.pollMs = num(flag, val(), 1, 1000);
-    else if (flag === "--logs") {
-      const v = val();
+  const o: Opts = { allocs: 20000, concurrency: 32, joins: 5, pollMs: 5, alloc: true, join: true, json: false, ...QUIET_DEFAULTS };
+  parseFlags(argv, fail, usage(), (f) => {
+    if (f.flag === "--json") o.json = true;
+    else if (f.flag === "--skip-alloc") o.alloc = false;
+    else if (f.flag === "--skip-join") o.join = false;
+    else if (f.flag === "--allocs") o.allocs = f.int(1, 500000);
+    else if (f.flag === "--concurrency") o.concurrency = f.int(1, 1024);
+    else if (f.flag === "--joins") o.joins = f.int(1, JOIN_SUFFIXES.length);
+    else if (f.flag === "--poll") o.pollMs = f.int(1, 1000);
+    else if (f.flag === "--logs") {
+      const v = f.value();
       if (!v) fail("--logs needs a directory");
       o.logs = resolve(v);
-    } else if (flag === "--quiet") o.quiet = num(flag, val(), 0, 100);
-    else if (flag === "--quiet-seconds") o.quietSeconds = num(flag, val(), 1, 60);
-    else if (flag === "--quiet-max") o.quietMax = num(flag, val(), 0, 3600);
-    else if (flag === "-h" || flag === "--help") {
-      console.log(usage());
-      process.exit(0);
-    } else fail(`unknown argument "${a}"\n${usage()}`);
-  }
+    } else return quietFlag(f, o);
+    return true;
+  });
   if (!o.alloc && !o.join) fail("nothing to do (--skip-alloc and --skip-join)");
   return o;
 }
 
-class BenchError extends Error {}
-
 // ---------------------------------------------------------------------------------------
-// Helper processes, tracked by pid.
+// Helper processes, tracked by pid (lib.ts's `running`).
 
-const running = new Set<number>();
-
-function killTracked(): void {
-  for (const pid of running) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      /* gone */
-    }
-  }
-}
-
-let interrupted = "";
-const onSignal = (sig: string) => () => {
-  if (interrupted) return;
-  interrupted = sig;
-  process.stderr.write(`\nbench/ipam: ${sig}, stopping and cleaning up...\n`);
-  killTracked();
-};
-process.on("SIGINT", onSignal("SIGINT"));
-process.on("SIGTERM", onSignal("SIGTERM"));
-
-async function checkpoint(): Promise<void> {
-  await new Promise((r) => setImmediate(r));
-  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
-}
+handleSignals("ipam");
 
 /** Start `bun <script> <args>` inside namespace `ns`; stdout is read line by line. */
 function startHelper(ns: string, script: string, args: string[]) {
@@ -186,39 +143,13 @@ function startHelper(ns: string, script: string, args: string[]) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Quiet gate: the machine is shared (2 CPUs); a timed part starts only after the CPUs were
-// mostly idle for a few seconds, so another job's burst is less likely to fall in it.
+// Quiet gate (lib.ts's waitQuiet) before each timed part; --quiet 0 turns it off.
 
-function cpuTimes(): { idle: number; total: number } {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user nice system idle iowait irq softirq steal
-  return { idle: f[3]! + f[4]!, total };
-}
-
-async function waitQuiet(o: Opts, log: (m: string) => void): Promise<{ quiet: boolean; idlePct: number }> {
+async function gate(o: Opts, log: (m: string) => void): Promise<{ quiet: boolean; idlePct: number }> {
   if (o.quiet <= 0) return { quiet: true, idlePct: NaN };
-  const t0 = performance.now();
-  const hist: { t: number; c: { idle: number; total: number } }[] = [{ t: t0, c: cpuTimes() }];
-  let said = false;
-  for (;;) {
-    await Bun.sleep(250);
-    await checkpoint();
-    const now = performance.now();
-    hist.push({ t: now, c: cpuTimes() });
-    while (hist.length > 2 && now - hist[1]!.t >= o.quietSeconds * 1000) hist.shift();
-    const a = hist[0]!;
-    const b = hist[hist.length - 1]!;
-    const idlePct = b.c.total > a.c.total ? ((b.c.idle - a.c.idle) / (b.c.total - a.c.total)) * 100 : 100;
-    if (now - a.t >= o.quietSeconds * 1000 - 1 && idlePct >= o.quiet) return { quiet: true, idlePct };
-    if (now - t0 >= o.quietMax * 1000) {
-      log(`the machine was not ${o.quiet} % idle within ${o.quietMax} s (${idlePct.toFixed(0)} %): measuring anyway`);
-      return { quiet: false, idlePct };
-    }
-    if (!said && now - t0 > 5000) {
-      log(`waiting for the machine to be ${o.quiet} % idle over ${o.quietSeconds} s (now ${idlePct.toFixed(0)} %)...`);
-      said = true;
-    }
-  }
+  const q = await waitQuiet(o.quiet, o.quietSeconds, o.quietMax, log);
+  if (!q.quiet) log(`the machine was not ${o.quiet} % idle within ${o.quietMax} s (${q.idlePct.toFixed(0)} %): measuring anyway`);
+  return q;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -308,15 +239,6 @@ for (;;) {
 
 // ---------------------------------------------------------------------------------------
 
-const r1 = (x: number) => Math.round(x * 10) / 10;
-const r2 = (x: number) => Math.round(x * 100) / 100;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 function ipToInt(ip: string): number {
   return ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
 }
@@ -362,12 +284,12 @@ async function partAlloc(o: Opts, name: string, tmp: string, labTools: LabTools,
   const script = join(tmp, "loadgen.js");
   writeFileSync(script, LOADGEN);
   const prefix = `bench-ipam-${name}-`;
-  const q = await waitQuiet(o, log);
+  const q = await gate(o, log);
   log(`(a) ${o.allocs} POST /ip then ${o.allocs} DELETE /ip, ${o.concurrency} in flight, from inside ${node.netns}...`);
   const h = startHelper(node.netns, script, [String(o.allocs), String(o.concurrency), prefix]);
   const outLine = await h.line();
   const fin = await h.finish();
-  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
+  throwIfInterrupted();
   let res: any;
   try {
     res = JSON.parse(outLine ?? "");
@@ -424,7 +346,7 @@ async function oneJoin(o: Opts, lab: string, tmp: string, labTools: LabTools, la
 
   const script = join(tmp, "poller.js");
   if (!existsSync(script)) writeFileSync(script, POLLER);
-  const q = await waitQuiet(o, log);
+  const q = await gate(o, log);
   const poller = startHelper(node.netns, script, [`bench-join-${lab}`, String(o.pollMs), "30000"]);
   const ready = await poller.line();
   if (ready !== "ready") {
@@ -437,7 +359,7 @@ async function oneJoin(o: Opts, lab: string, tmp: string, labTools: LabTools, la
   saveLabState(s);
   const line = await poller.line();
   const fin = await poller.finish();
-  if (interrupted) throw new BenchError(`interrupted by ${interrupted}`);
+  throwIfInterrupted();
   let r: any;
   try {
     r = JSON.parse(line ?? "");
@@ -473,31 +395,12 @@ async function oneJoin(o: Opts, lab: string, tmp: string, labTools: LabTools, la
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
-  const log = (msg: string) => {
-    if (!o.json) process.stderr.write(msg + "\n");
-  };
-  if (process.getuid?.() !== 0) fail("needs root (network namespaces)");
-  for (const f of [tools.weave[0]!, tools.plugin]) if (!existsSync(f)) fail(`${f} does not exist; run: bun run build`);
+  const log = stderrLog(o.json);
+  requireRoot(fail);
+  requireBuild(fail);
 
-  const name = "bi" + ((process.pid * 36 + Math.floor(Math.random() * 36)) % 36 ** 5).toString(36).padStart(5, "0");
-  const tmp = mkdtempSync(join(tmpdir(), `bench-ipam-${name}-`));
-  const weaveBin = join(tmp, "weave");
-  const pluginBin = join(tmp, "cni", "weave-net");
-  try {
-    mkdirSync(join(tmp, "cni"));
-    for (const [from, to] of [[resolve(tools.weave[0]!), weaveBin], [resolve(tools.plugin), pluginBin]] as const) {
-      try {
-        linkSync(from, to);
-      } catch {
-        copyFileSync(from, to);
-      }
-    }
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    fail(`cannot snapshot the binaries into ${tmp}: ${(e as Error).message}`);
-  }
-  // dist/weave's modification time names the build measured (both binaries come from one build).
-  const build = statSync(weaveBin).mtime.toISOString();
+  const name = labName("bi", 5, 1);
+  const { tmp, weaveBin, pluginBin, build } = snapshotBinaries("ipam", name, fail);
   const labTools: LabTools = { weave: [weaveBin], plugin: pluginBin, log };
   const labs: string[] = [];
   let alloc: AllocResult | undefined;
@@ -525,13 +428,10 @@ async function main(): Promise<number> {
       }
     }
   } catch (e) {
-    process.stderr.write(`bench/ipam: ABORTED: ${e instanceof BenchError ? e.message : ((e as Error)?.stack ?? e)}\n`);
-    const cp = await cleanup(labs, tmp, labTools);
-    for (const p of cp) process.stderr.write(`bench/ipam: WARNING (cleanup): ${p}\n`);
-    return interrupted ? 130 : 1;
+    return abort("ipam", e, () => cleanup(labs, tmp, labTools));
   }
   problems.push(...(await cleanup(labs, tmp, labTools)));
-  if (interrupted) return 130;
+  if (interrupted()) return 130;
 
   const joinMs = joins.map((j) => j.ms);
   const out = {
@@ -565,39 +465,24 @@ async function main(): Promise<number> {
     }
     process.stdout.write(lines.join("\n"));
   }
-  for (const p of problems) process.stderr.write(`bench/ipam: WARNING: ${p}\n`);
-  process.stdout.write(JSON.stringify(out) + "\n");
+  warn("ipam", problems);
+  printResult(out);
   return problems.length ? 3 : 0;
 }
 
 async function downLab(lab: string, t: LabTools, labs: string[]): Promise<string[]> {
   const i = labs.indexOf(lab);
   if (i >= 0) labs.splice(i, 1);
-  if (!readLab(lab)) return [];
-  try {
-    return await labDown(lab, t);
-  } catch (e) {
-    return [`lab down ${lab}: ${(e as Error).message}`];
-  }
+  const problems: string[] = [];
+  await downLabIfUp(lab, t, problems);
+  return problems;
 }
 
 async function cleanup(labs: string[], tmp: string, t: LabTools): Promise<string[]> {
   const problems: string[] = [];
-  killTracked();
-  for (let i = 0; i < 50 && running.size; i++) await Bun.sleep(20);
-  for (const pid of running) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      /* gone */
-    }
-  }
+  await endTracked();
   for (const lab of [...labs]) problems.push(...(await downLab(lab, t, labs)));
-  try {
-    rmSync(tmp, { recursive: true, force: true });
-  } catch (e) {
-    problems.push(`remove ${tmp}: ${(e as Error).message}`);
-  }
+  removeTmp(tmp, problems);
   t.log(`cleaned up: labs, helpers, ${tmp}`);
   return problems;
 }

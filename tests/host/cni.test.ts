@@ -8,7 +8,7 @@ import { rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { startLab, type TestLab } from "../support/lab.ts";
 import { canRunHost, PLUGIN, PLUGIN_DIR, uniqueName } from "../support/env.ts";
 import { hostVethName } from "../../net/agent/cni-exec.ts";
-import { inNs, startAgent, stopAgent, waitAgentReady } from "../../net/host/lab.ts";
+import { inNs, labAgent } from "../../net/host/lab.ts";
 import { tools } from "../support/lab.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 
@@ -159,7 +159,8 @@ describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
     const add = lab.cni(env("ADD", { CNI_CONTAINERID: id, CNI_NETNS: ns }), conf());
     expect(add.code).toBe(0);
     const node = lab.state.nodes[0]!;
-    await stopAgent(node.agentPid);
+    // through lab.json, so the lab's teardown stops the agent that runs at the end
+    await labAgent(lab.state.name, "stop", node.name, tools);
 
     const down = lab.cni(env("ADD", { CNI_CONTAINERID: cid(), CNI_NETNS: lab.podNs() }), conf());
     expect(down.json.code).toBe(11);
@@ -169,8 +170,7 @@ describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
     // The pod keeps its network while the agent is away.
     expect(lab.exec(ns.split("/").pop()!, ["ping", "-c", "1", "-W", "2", "10.32.0.1"]).code).toBe(0);
 
-    node.agentPid = startAgent(tools, node);
-    await waitAgentReady(tools, node);
+    await labAgent(lab.state.name, "start", node.name, tools);
     expect(lab.held().some((l) => l.includes(id) && l.includes(add.json.ips[0].address))).toBe(true);
     expect(lab.cni(env("CHECK", { CNI_CONTAINERID: id, CNI_NETNS: ns }), conf({ prevResult: add.json })).code).toBe(0);
     const nextId = cid();
