@@ -1,6 +1,7 @@
 /**
- * The agent's local HTTP API (Weave's paths): /status, /report, /ip. A plain
- * Request -> Response function, so tests call it without a socket.
+ * The agent's local HTTP API: Weave's paths (/status and its sections, /report, /ip,
+ * DELETE /peer/<name>) and the plugin's POST /cni. A plain Request -> Response function,
+ * so tests call it without a socket.
  */
 import { withPrefix } from "../cidr.ts";
 import { RangeFullError } from "../ipam/allocator.ts";
@@ -8,11 +9,11 @@ import { WeaveError } from "../errors.ts";
 import type { Agent } from "./agent.ts";
 import { connectionsText, ipamText, peersText, report, statusText } from "./report.ts";
 import type { CniRequest } from "../cni/wire.ts";
+import { ID_RE } from "../cni/config.ts";
 
 /** How long an allocation waits for address space from peers before giving up. */
 export const SPACE_WAIT_MS = 10_000;
 
-const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 const text = (body: string, status = 200) => new Response(body.endsWith("\n") ? body : body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 
 export async function handleApi(agent: Agent, req: Request): Promise<Response> {
