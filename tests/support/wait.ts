@@ -9,3 +9,14 @@ export async function eventually(fn: () => boolean, ms = 20000): Promise<boolean
   }
   return fn();
 }
+
+/** Poll `f` every `pollMs` until it gives a value; throws once `ms` pass without one. */
+export async function until<T>(f: () => T | undefined | false, ms: number, pollMs = 10, what = `timed out after ${ms} ms`): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(what);
+    await Bun.sleep(pollMs);
+  }
+}

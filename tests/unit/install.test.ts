@@ -15,6 +15,7 @@ import { run as uninstall } from "../../commands/uninstall.ts";
 import { WeaveError } from "../../net/errors.ts";
 import { podState, progressLine } from "../../net/k8s/install.ts";
 import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { until as waitUntil } from "../support/wait.ts";
 
 const servers: ApiServer[] = [];
 const dirs: string[] = [];
@@ -37,15 +38,8 @@ function io(extra: { pollMs?: number } = {}) {
   return { r, io: { env: {}, out: (t: string) => void (r.out += t), log: (l: string) => void r.logs.push(l), ...extra } };
 }
 
-async function until<T>(f: () => T | undefined | false, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms`);
-    await Bun.sleep(5);
-  }
-}
+/** This file's waits: 5000 ms at most, polling every 5 ms. */
+const until = <T,>(f: () => T | undefined | false, ms = 5000) => waitUntil(f, ms, 5);
 
 const agentPod = (node: string, ready: boolean): V1Pod => ({
   apiVersion: "v1", kind: "Pod",

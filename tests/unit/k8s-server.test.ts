@@ -9,6 +9,7 @@ import {
   type KubernetesObject, type V1ConfigMap, type V1Node,
 } from "@kubernetes/client-node";
 import { startApiServer, type ApiServer, type WatchEvent } from "../support/k8s-server.ts";
+import { until as waitUntil } from "../support/wait.ts";
 
 let api: ApiServer;
 let core: CoreV1Api;
@@ -33,15 +34,8 @@ async function codeOf(p: Promise<unknown>): Promise<{ code: number; reason?: str
   throw new Error("the call succeeded");
 }
 
-async function until<T>(f: () => T | undefined, ms = 3000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error("timed out waiting");
-    await Bun.sleep(10);
-  }
-}
+/** This file's waits: 3000 ms at most, polling every 10 ms. */
+const until = <T,>(f: () => T | undefined | false, ms = 3000) => waitUntil(f, ms, 10, "timed out waiting");
 
 const node = (name: string, ip: string): V1Node => ({
   apiVersion: "v1", kind: "Node", metadata: { name, labels: { role: "worker" } },

@@ -13,21 +13,15 @@ import { describeError as reason, NodePeers, nodeAddress, peerAddresses, type No
 import { WeaveError } from "../../net/errors.ts";
 import { realScheduler } from "../../net/mesh/transport.ts";
 import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { until as waitUntil } from "../support/wait.ts";
 
 type Addr = { type: string; address: string };
 const node = (name: string, ...addresses: Addr[]): V1Node => ({ apiVersion: "v1", kind: "Node", metadata: { name }, status: { addresses } });
 const internal = (address: string) => ({ type: "InternalIP", address });
 const external = (address: string) => ({ type: "ExternalIP", address });
 
-async function until<T>(f: () => T | undefined | false, ms = 4000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms`);
-    await Bun.sleep(10);
-  }
-}
+/** This file's waits: 4000 ms at most, polling every 10 ms. */
+const until = <T,>(f: () => T | undefined | false, ms = 4000) => waitUntil(f, ms, 10);
 
 describe("nodeAddress and peerAddresses", () => {
   test("InternalIP, else ExternalIP, IPv4 only", () => {
