@@ -11,7 +11,6 @@ import { spanSize, type Init, type IpamState } from "../ipam/ring.ts";
 import { IpamKeeper } from "./ipam-keeper.ts";
 import { formatCidr, ipToNum, macForIp, withPrefix, contains, type Cidr } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
-import { VERSION } from "../version.ts";
 import { Router, type RouterOptions } from "../mesh/router.ts";
 import { nameFromSeed, randomUid } from "../mesh/peer-name.ts";
 import { splitHostPort, type Scheduler, type Transport } from "../mesh/transport.ts";
@@ -110,7 +109,6 @@ export class Agent {
       allocator: () => (this.ready ? this.allocator : undefined),
       log: deps.log,
       defer: deps.defer ?? ((fn) => setTimeout(fn, PENDING_DELETE_DELAY_MS)),
-      changed: () => this.podsChanged(),
     });
   }
 
@@ -148,7 +146,12 @@ export class Agent {
     });
     // Allocations change how much we have free (gossiped for donors) and may leave us
     // out of space; a short delay folds a burst of them into one step.
-    this.allocator.onChange(() => this.ipamKeeper.schedule(50));
+    // Every allocation and release, whoever made it (the plugin, the /ip API), changes the
+    // pods we gossip.
+    this.allocator.onChange(() => {
+      this.ipamKeeper.schedule(50);
+      this.podsChanged();
+    });
 
     const links = this.host.links();
     const routes = this.host.routes();
@@ -330,7 +333,4 @@ export class Agent {
     return this.allocator.list().filter((e) => e.containerId !== EXPOSE_ID);
   }
 
-  version(): string {
-    return VERSION;
-  }
 }

@@ -59,7 +59,6 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
       if (agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
       try {
         const { entry, created } = agent.allocator.allocate(cid, ifname ?? "eth0", url.searchParams.get("pod") ?? undefined);
-        if (created) agent.podsChanged();
         return text(withPrefix(entry.address, agent.cfg.range), created ? 201 : 200);
       } catch (e) {
         if (e instanceof RangeFullError) return text(e.message, 503);
@@ -67,7 +66,7 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
       }
     }
     if (m === "DELETE") {
-      if (agent.allocator.release(cid, ifname).length) agent.podsChanged();
+      agent.allocator.release(cid, ifname);
       return new Response(null, { status: 204 });
     }
     return text(`method ${m} not allowed on ${path}`, 405);

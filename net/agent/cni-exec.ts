@@ -32,8 +32,6 @@ export type ExecDeps = {
   log(msg: string): void;
   /** Schedules the group delete; tests run it at once. */
   defer(fn: () => void): void;
-  /** Called after the set of attachments changed (the mesh gossips our pods). */
-  changed?(): void;
 };
 
 /** Host-side veth name for an attachment: "vethwepl" + 7 hex of a hash (15 chars). */
@@ -48,7 +46,6 @@ export class CniExecutor {
   constructor(private d: ExecDeps) {}
 
   run(req: CniRequest): CniReply {
-    const before = this.d.allocator()?.active;
     try {
       switch (req.command) {
         case "ADD":
@@ -72,8 +69,6 @@ export class CniExecutor {
       const ce = err instanceof CniError ? err : new CniError(CniCode.Internal, `unexpected error in ${req.command}: ${(err as Error)?.message ?? err}`);
       if (!(err instanceof CniError)) this.d.log(`${req.command} ${req.containerId}: ${(err as Error)?.stack ?? err}`);
       return { ok: false, code: ce.code, msg: ce.message, ...(ce.details ? { details: ce.details } : {}) };
-    } finally {
-      if (this.d.allocator()?.active !== before) this.d.changed?.();
     }
   }
 

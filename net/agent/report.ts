@@ -6,6 +6,7 @@ import { formatCidr, numToIp, withPrefix } from "../cidr.ts";
 import { spanSize, type IpamState } from "../ipam/ring.ts";
 import type { Span } from "../ipam/allocator.ts";
 import { PROTOCOL_MAX, PROTOCOL_MIN } from "../mesh/frame.ts";
+import { VERSION } from "../version.ts";
 import type { Agent } from "./agent.ts";
 
 export function report(a: Agent): Record<string, unknown> {
@@ -15,7 +16,7 @@ export function report(a: Agent): Record<string, unknown> {
   return {
     Ready: a.ready,
     Reason: a.reason,
-    Version: a.version(),
+    Version: VERSION,
     Router: r
       ? {
           Protocol: "weave",
@@ -66,7 +67,7 @@ export function report(a: Agent): Record<string, unknown> {
 const kv = (rows: [string, string][]) => rows.map(([k, v]) => `${k.padStart(15)}: ${v}`).join("\n") + "\n";
 
 export function statusText(a: Agent): string {
-  const rows: [string, string][] = [["Version", a.version()]];
+  const rows: [string, string][] = [["Version", VERSION]];
   const r = a.router;
   if (r) {
     const conns = r.connections();

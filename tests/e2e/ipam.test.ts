@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eventually } from "../support/wait.ts";
 import { canRunHost, PLUGIN, PLUGIN_DIR, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { inNs, labAgent, labCut, labDown, labUp, readLab, stopAgent, waitMesh, type LabState } from "../../net/host/lab.ts";
+import { inNs, labAgent, pidAlive, labCut, labDown, labUp, readLab, stopAgent, waitMesh, type LabState } from "../../net/host/lab.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 import { ipToNum } from "../../net/cidr.ts";
 
@@ -88,6 +88,9 @@ describe.skipIf(!canRunHost)("distributed IPAM on a 3-node lab", () => {
     await eventually(() => done >= 5, 20000);
     process.kill(node.agentPid, "SIGKILL");
     const res = await Promise.all(running);
+    // SIGKILL is delivered asynchronously: the lab refuses to start a second agent while
+    // the first still runs
+    expect(await eventually(() => !pidAlive(node.agentPid), 10000)).toBe(true);
     await labAgent(name, "start", node.name, tools);
     s = readLab(name)!;
     await waitMesh(tools, s);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eventually } from "../support/wait.ts";
 import { canRunHost, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { inNs, labAgent, labCut, labDown, labUp, meshViews, pingMatrix, readLab, waitMesh, type LabState } from "../../net/host/lab.ts";
+import { inNs, labAgent, pidAlive, labCut, labDown, labUp, meshViews, pingMatrix, readLab, waitMesh, type LabState } from "../../net/host/lab.ts";
 import { netnsPath } from "../../net/host/netns.ts";
 
 const ping = (from: string, ip: string, extra: string[] = []) => inNs(from, ["ping", "-c", "1", "-W", "2", ...extra, ip]).code === 0;
@@ -95,6 +95,7 @@ describe.skipIf(!canRunHost)("mesh on a 3-node lab", () => {
     const alive = s.pods.filter((p) => p.node !== victim.name);
     for (const a of alive) for (const b of alive) if (a !== b) expect(ping(a.name, b.ip), `${a.name} -> ${b.name}`).toBe(true);
 
+    expect(await eventually(() => !pidAlive(victim.agentPid), 10000)).toBe(true);
     await labAgent(name, "start", victim.name, tools);
     s = readLab(name)!;
     await waitMesh(tools, s);

@@ -57,7 +57,6 @@ describe("agents over an in-memory network", () => {
     for (const a of c.agents) expect(a.ready).toBe(true);
     // a pod on n1 shows up in n2's VXLAN tables, MAC derived from its address
     const pod = c.agents[0]!.allocator.allocate("pod1", "eth0").entry.address;
-    c.agents[0]!.podsChanged();
     await c.clock.run(3000);
     const remote = c.agents[1]!.remotes().find((r) => r.ip === c.ip(1))!;
     expect(remote.pods).toContain(pod);
