@@ -29,7 +29,10 @@ async function main(argv: string[]): Promise<number> {
     .option("--conn-limit <n>", "Most mesh connections (env CONN_LIMIT; default 200)")
     .option("--no-discovery", "Dial only --peers, not the peers they tell us about")
     .option("--kubeconfig <path>", "Follow this cluster's Node list for peers (automatic inside a pod)")
-    .option("--ipalloc-init <how>", "How the address ring starts (env IPALLOC_INIT): consensus[=N] | seed=<name,...> | observer")
+    .option(
+      "--ipalloc-init <how>",
+      "How the address ring starts (env IPALLOC_INIT): consensus[=N] | seed=<name,...> | observer",
+    )
     .action(async (o) => (await import("./commands/agent.ts")).run(o));
   cli
     .command("cni", "Act as the CNI plugin (reads CNI_* env and the config on stdin)")
@@ -50,7 +53,10 @@ async function main(argv: string[]): Promise<number> {
     .option("--mtu <bytes>", "Overlay MTU (env WEAVE_MTU; default: each node's underlay MTU - 50)")
     .option("--conn-limit <n>", "Most mesh connections per agent (env CONN_LIMIT; default 200)")
     .option("--masq-local", "Masquerade traffic to local pods too (NO_MASQ_LOCAL=0; default: keep client addresses)")
-    .option("--extra-args <flags>", "More weave agent flags, as one value: --extra-args='--flag value' (env EXTRA_ARGS)")
+    .option(
+      "--extra-args <flags>",
+      "More weave agent flags, as one value: --extra-args='--flag value' (env EXTRA_ARGS)",
+    )
     .option("--image <ref>", "Agent image (env WEAVE_IMAGE; build it from manifests/Dockerfile)")
     .option("--password-secret <name>", "Encrypt with the password in this Secret (refused: no encryption yet)")
     .option("--service-cidr <cidr>", "The cluster's service range, to check the pod range against (default: inferred)")
@@ -64,7 +70,10 @@ async function main(argv: string[]): Promise<number> {
     .option("--context <name>", "Kubeconfig context (default: its current-context)")
     .action(async (o) => (await import("./commands/uninstall.ts")).run(o));
   cli
-    .command("lab <action> [...args]", "A cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | cut NODE | heal NODE")
+    .command(
+      "lab <action> [...args]",
+      "A cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | cut NODE | heal NODE",
+    )
     .option("--name <name>", "Lab name", { default: "lab" })
     .option("--nodes <n>", "Number of nodes", { default: 3 })
     .option("--pods <m>", "Pods per node", { default: 2 })
@@ -76,7 +85,10 @@ async function main(argv: string[]): Promise<number> {
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (what, o) => (await import("./commands/status.ts")).run(what, o));
   cli
-    .command("rmpeer <peer>", "Hand the address space of a peer gone for good (name or nickname) to the ring: its heir takes it over")
+    .command(
+      "rmpeer <peer>",
+      "Hand the address space of a peer gone for good (name or nickname) to the ring: its heir takes it over",
+    )
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (peer, o) => (await import("./commands/rmpeer.ts")).run(peer, o));
   cli
@@ -84,14 +96,22 @@ async function main(argv: string[]): Promise<number> {
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
     .action(async (o) => (await import("./commands/status.ts")).report(o));
   cli
-    .command("doctor", "The troubleshooting checklist: find what is wrong and say how to fix it (cluster, --node or --lab)")
+    .command(
+      "doctor",
+      "The troubleshooting checklist: find what is wrong and say how to fix it (cluster, --node or --lab)",
+    )
     .option("--lab [name]", "Check the lab of this name (default: lab) from the root namespace")
     .option("--node", "Check this node only, through the local agent and the kernel")
     .option("--kubeconfig <path>", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
     .option("--context <name>", "Kubeconfig context (default: its current-context)")
     .option("-o, --output <format>", "Print every check as json")
-    .option("--no-probes", "Cluster mode: do not start probe pods (one per node) to ping, reach the kubernetes Service and resolve DNS")
-    .option("--probe-image <ref>", "Cluster mode: image of the probe pods (needs ping, nc, nslookup)", { default: "busybox:1.36" })
+    .option(
+      "--no-probes",
+      "Cluster mode: do not start probe pods (one per node) to ping, reach the kubernetes Service and resolve DNS",
+    )
+    .option("--probe-image <ref>", "Cluster mode: image of the probe pods (needs ping, nc, nslookup)", {
+      default: "busybox:1.36",
+    })
     .option("--probe-namespace <ns>", "Cluster mode: namespace of the probe pods", { default: "kube-system" })
     .action(async (o) => (await import("./commands/doctor.ts")).run(o));
   cli.help();
@@ -99,7 +119,8 @@ async function main(argv: string[]): Promise<number> {
 
   cli.parse(["", "", ...argv], { run: false });
   if (!cli.matchedCommand) {
-    if (argv.length && !cli.options.help && !cli.options.version) throw new WeaveError("E_USAGE", `unknown command "${argv[0]}"; see weave --help`);
+    if (argv.length && !cli.options.help && !cli.options.version)
+      throw new WeaveError("E_USAGE", `unknown command "${argv[0]}"; see weave --help`);
     if (!cli.options.help && !cli.options.version) cli.outputHelp();
     return 0;
   }

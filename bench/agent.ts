@@ -30,7 +30,27 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { labUp, type LabState } from "../net/host/lab.ts";
-import { abort, BenchError, checkpoint, downLab, failer, handleSignals, interrupted, labName, parseFlags, PATH, printResult, r2, r3, removeTmp, requireBuild, requireRoot, snapshotBinaries, stderrLog, warn } from "./lib.ts";
+import {
+  abort,
+  BenchError,
+  checkpoint,
+  downLab,
+  failer,
+  handleSignals,
+  interrupted,
+  labName,
+  parseFlags,
+  PATH,
+  printResult,
+  r2,
+  r3,
+  removeTmp,
+  requireBuild,
+  requireRoot,
+  snapshotBinaries,
+  stderrLog,
+  warn,
+} from "./lib.ts";
 const RSS_TARGET_KB = 40 * 1024; // 40 MB (MiB), VmRSS
 const CPU_TARGET_PCT = 1; // % of one core
 
@@ -111,7 +131,11 @@ function clkTck(): number {
 type Traffic = { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number };
 
 function eth0Counters(ns: string): Traffic {
-  const r = Bun.spawnSync(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", "eth0"], { env: { PATH }, stdout: "pipe", stderr: "pipe" });
+  const r = Bun.spawnSync(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", "eth0"], {
+    env: { PATH },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   if (r.exitCode !== 0) throw new BenchError(`ip -n ${ns} -s -j link show dev eth0: ${r.stderr.toString().trim()}`);
   const j = JSON.parse(r.stdout.toString())[0]?.stats64;
   return { txBytes: j.tx.bytes, rxBytes: j.rx.bytes, txPackets: j.tx.packets, rxPackets: j.rx.packets };
@@ -168,7 +192,9 @@ async function main(): Promise<number> {
     await sleepUntil(performance.now() + o.settle * 1000);
 
     const agents = lab.nodes.map((n) => ({ node: n.name, netns: n.netns, pid: n.agentPid }));
-    for (const a of agents) if (!a.pid || !alive(a.pid)) throw new BenchError(`the agent of ${a.node} (pid ${a.pid}) is not running before the window`);
+    for (const a of agents)
+      if (!a.pid || !alive(a.pid))
+        throw new BenchError(`the agent of ${a.node} (pid ${a.pid}) is not running before the window`);
     const mem: Mem[][] = agents.map(() => []);
     const cpu: Cpu[][] = agents.map(() => []);
     const tx0 = agents.map((a) => eth0Counters(a.netns));
@@ -181,7 +207,8 @@ async function main(): Promise<number> {
     for (let k = 1; k <= o.duration; k++) {
       await sleepUntil(t0 + k * 1000);
       for (const [i, a] of agents.entries()) {
-        if (!alive(a.pid)) throw new BenchError(`the agent of ${a.node} (pid ${a.pid}) exited during the window, after ${k - 1} s`);
+        if (!alive(a.pid))
+          throw new BenchError(`the agent of ${a.node} (pid ${a.pid}) exited during the window, after ${k - 1} s`);
         cpu[i]!.push(readCpu(a.pid));
         mem[i]!.push(readMem(a.pid));
       }
@@ -205,9 +232,9 @@ async function main(): Promise<number> {
         rssLastKb: m[m.length - 1]!.rssKb,
         atMax: m[maxAt]!,
         pssMaxKb: Math.max(...m.map((x) => x.pssKb)),
-        cpuPct: (((c[c.length - 1]!.own - c[0]!.own) / tck) / windowS) * 100,
+        cpuPct: ((c[c.length - 1]!.own - c[0]!.own) / tck / windowS) * 100,
         cpuPeak1sPct: peak * 100, // ticks over one ~1 s interval
-        childCpuPct: (((c[c.length - 1]!.children - c[0]!.children) / tck) / windowS) * 100,
+        childCpuPct: ((c[c.length - 1]!.children - c[0]!.children) / tck / windowS) * 100,
         threads,
         tx: {
           txBytes: tx1[i]!.txBytes - tx0[i]!.txBytes,
@@ -232,8 +259,18 @@ async function main(): Promise<number> {
     nodes: o.nodes,
     podsPerNode: o.pods,
     windowS: r2(windowS),
-    worst: { rssMaxKb: worstRss, cpuPct: r3(worstCpu), cpuPeak1sPct: r2(Math.max(...results.map((r) => r.cpuPeak1sPct))), pssMaxKb: Math.max(...results.map((r) => r.pssMaxKb)) },
-    targets: { rssKb: RSS_TARGET_KB, rssMet: worstRss <= RSS_TARGET_KB, cpuPct: CPU_TARGET_PCT, cpuMet: worstCpu < CPU_TARGET_PCT },
+    worst: {
+      rssMaxKb: worstRss,
+      cpuPct: r3(worstCpu),
+      cpuPeak1sPct: r2(Math.max(...results.map((r) => r.cpuPeak1sPct))),
+      pssMaxKb: Math.max(...results.map((r) => r.pssMaxKb)),
+    },
+    targets: {
+      rssKb: RSS_TARGET_KB,
+      rssMet: worstRss <= RSS_TARGET_KB,
+      cpuPct: CPU_TARGET_PCT,
+      cpuMet: worstCpu < CPU_TARGET_PCT,
+    },
     meshTxBytesPerS: r2(txTotal / windowS),
     agents: results.map((r) => ({
       node: r.node,
@@ -252,7 +289,19 @@ async function main(): Promise<number> {
   };
 
   if (!o.json) {
-    const head = ["agent", "RSS max", "first/last", "anon/file", "PSS max", "CPU avg", "CPU 1s max", "children", "thr", "eth0 tx B/s", "pkts/s"];
+    const head = [
+      "agent",
+      "RSS max",
+      "first/last",
+      "anon/file",
+      "PSS max",
+      "CPU avg",
+      "CPU 1s max",
+      "children",
+      "thr",
+      "eth0 tx B/s",
+      "pkts/s",
+    ];
     const w = [14, 9, 13, 12, 9, 9, 11, 9, 5, 12, 8];
     const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("");
     const lines = [
@@ -274,7 +323,19 @@ async function main(): Promise<number> {
           (r.tx.txPackets / windowS).toFixed(1),
         ]),
       ),
-      row(["worst", mib(worstRss), "", "", mib(out.worst.pssMaxKb), `${worstCpu.toFixed(3)}%`, `${out.worst.cpuPeak1sPct.toFixed(1)}%`, "", "", "", ""]),
+      row([
+        "worst",
+        mib(worstRss),
+        "",
+        "",
+        mib(out.worst.pssMaxKb),
+        `${worstCpu.toFixed(3)}%`,
+        `${out.worst.cpuPeak1sPct.toFixed(1)}%`,
+        "",
+        "",
+        "",
+        "",
+      ]),
       "",
       `targets: RSS <= ${mib(RSS_TARGET_KB)} MB: ${out.targets.rssMet ? "met" : "NOT met"} (worst ${mib(worstRss)}); CPU < ${CPU_TARGET_PCT}%: ${out.targets.cpuMet ? "met" : "NOT met"} (worst ${worstCpu.toFixed(3)}%)`,
       `mesh traffic (eth0 tx of all nodes): ${(txTotal / windowS).toFixed(0)} B/s in total, ${(txTotal / windowS / results.length).toFixed(0)} B/s per node`,
@@ -288,7 +349,12 @@ async function main(): Promise<number> {
   return cleanupProblems.length ? 3 : 0;
 }
 
-async function cleanup(name: string, labMade: boolean, tmp: string, t: { weave: string[]; plugin: string; log(m: string): void }): Promise<string[]> {
+async function cleanup(
+  name: string,
+  labMade: boolean,
+  tmp: string,
+  t: { weave: string[]; plugin: string; log(m: string): void },
+): Promise<string[]> {
   const problems: string[] = [];
   if (labMade) await downLab(name, t, problems);
   removeTmp(tmp, problems);

@@ -38,7 +38,28 @@ import { join, resolve } from "node:path";
 import { inNs, labUp, type LabTools } from "../net/host/lab.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import { tools } from "../tests/support/lab.ts";
-import { abort, BenchError, checkpoint, deleteNamespaces, downLab, failer, handleSignals, interrupted, labName, median, parseFlags, PATH, printResult, r2, r3, removeTmp, requireRoot, snapshotBinaries, stderrLog, warn } from "./lib.ts";
+import {
+  abort,
+  BenchError,
+  checkpoint,
+  deleteNamespaces,
+  downLab,
+  failer,
+  handleSignals,
+  interrupted,
+  labName,
+  median,
+  parseFlags,
+  PATH,
+  printResult,
+  r2,
+  r3,
+  removeTmp,
+  requireRoot,
+  snapshotBinaries,
+  stderrLog,
+  warn,
+} from "./lib.ts";
 
 const REF_DIR = "/usr/lib/cni";
 const REF_PLUGIN = join(REF_DIR, "bridge");
@@ -101,7 +122,14 @@ type Call = { at: number; ms: number; code: number; stdout: string; stderr: stri
  * `/usr/bin/time -f %M`, which reports its peak RSS. (Bun's resourceUsage().maxRSS is not
  * used: it reports the high-water mark over all children, not this one.)
  */
-function invoke(node: string, p: Plugin, command: "ADD" | "DEL", pod: { netns: string; containerId: string; name: string }, prevResult?: unknown, rssFile?: string): Call {
+function invoke(
+  node: string,
+  p: Plugin,
+  command: "ADD" | "DEL",
+  pod: { netns: string; containerId: string; name: string },
+  prevResult?: unknown,
+  rssFile?: string,
+): Call {
   const env: Record<string, string> = {
     PATH,
     CNI_COMMAND: command,
@@ -112,7 +140,12 @@ function invoke(node: string, p: Plugin, command: "ADD" | "DEL", pod: { netns: s
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
   };
   const stdin = Buffer.from(JSON.stringify(prevResult === undefined ? p.conf : { ...p.conf, prevResult }));
-  const argv = ["nsenter", `--net=${netnsPath(node)}`, ...(rssFile ? [TIME, "-q", "-f", "%M", "-o", rssFile] : []), p.path];
+  const argv = [
+    "nsenter",
+    `--net=${netnsPath(node)}`,
+    ...(rssFile ? [TIME, "-q", "-f", "%M", "-o", rssFile] : []),
+    p.path,
+  ];
   const t0 = performance.now();
   const r = Bun.spawnSync(argv, { env, stdin, stdout: "pipe", stderr: "pipe" });
   const ms = performance.now() - t0;
@@ -142,7 +175,8 @@ function checkAdd(p: Plugin, pod: string, c: Call): AddResult {
 }
 
 function checkDel(p: Plugin, pod: string, c: Call): void {
-  if (c.code !== 0) throw new BenchError(`${p.label} DEL for ${pod} failed (exit ${c.code}): ${c.stdout.trim()} ${c.stderr.trim()}`);
+  if (c.code !== 0)
+    throw new BenchError(`${p.label} DEL for ${pod} failed (exit ${c.code}): ${c.stdout.trim()} ${c.stderr.trim()}`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -157,7 +191,17 @@ function pct(xs: number[], q: number): number {
 const mb = (kb: number | null) => (kb === null ? "n/a" : (kb / 1024).toFixed(1));
 
 type Series = { add: number[]; del: number[]; rssKb: number[]; addAt: number[]; delAt: number[] };
-type Summary = { addMedianMs: number; addP99Ms: number; delMedianMs: number; delP99Ms: number; addMinMs: number; addMaxMs: number; delMinMs: number; delMaxMs: number; peakRssKb: number | null };
+type Summary = {
+  addMedianMs: number;
+  addP99Ms: number;
+  delMedianMs: number;
+  delP99Ms: number;
+  addMinMs: number;
+  addMaxMs: number;
+  delMinMs: number;
+  delMaxMs: number;
+  peakRssKb: number | null;
+};
 
 function summarize(s: Series): Summary {
   return {
@@ -196,16 +240,33 @@ async function main(): Promise<number> {
   // Run hard links of the binaries from the temp dir (see snapshotBinaries).
   const { tmp, pluginDir: ourDir, pluginBin: ourPath, weaveBin } = snapshotBinaries("cni", name, fail, o.plugin);
   const labTools = { ...tools, weave: [weaveBin], plugin: ourPath, log };
-  const ours: Plugin = { label: "ours", path: ourPath, cniPath: ourDir, ifname: "eth0", conf: { cniVersion: "1.0.0", name: "weave", type: "weave-net" } };
+  const ours: Plugin = {
+    label: "ours",
+    path: ourPath,
+    cniPath: ourDir,
+    ifname: "eth0",
+    conf: { cniVersion: "1.0.0", name: "weave", type: "weave-net" },
+  };
   const ref: Plugin = {
     label: "reference",
     path: REF_PLUGIN,
     cniPath: REF_DIR,
     ifname: "eth1",
-    conf: { cniVersion: "1.0.0", name: "refnet", type: "bridge", bridge: "cni0", isGateway: true, ipMasq: false, ipam: { type: "host-local", subnet: "10.88.0.0/16", dataDir: join(tmp, "host-local") } },
+    conf: {
+      cniVersion: "1.0.0",
+      name: "refnet",
+      type: "bridge",
+      bridge: "cni0",
+      isGateway: true,
+      ipMasq: false,
+      ipam: { type: "host-local", subnet: "10.88.0.0/16", dataDir: join(tmp, "host-local") },
+    },
   };
   const made: string[] = []; // pod namespaces by name, removed in finally
-  const series: Record<"ours" | "reference", Series> = { ours: { add: [], del: [], rssKb: [], addAt: [], delAt: [] }, reference: { add: [], del: [], rssKb: [], addAt: [], delAt: [] } };
+  const series: Record<"ours" | "reference", Series> = {
+    ours: { add: [], del: [], rssKb: [], addAt: [], delAt: [] },
+    reference: { add: [], del: [], rssKb: [], addAt: [], delAt: [] },
+  };
   let labMade = false;
   const problems: string[] = [];
 
@@ -261,7 +322,10 @@ async function main(): Promise<number> {
       for (const p of [ours, ref]) {
         const want = pod.results[p.label]!.ips[0]!.address;
         const re = new RegExp(`\\b${p.ifname}\\s+inet ${want.replace(/[./]/g, "\\$&")}\\b`);
-        if (!re.test(addrs)) throw new BenchError(`${p.label} ADD for ${pod.name} returned ${want} on ${p.ifname}, but the pod has:\n${addrs.trim()}`);
+        if (!re.test(addrs))
+          throw new BenchError(
+            `${p.label} ADD for ${pod.name} returned ${want} on ${p.ifname}, but the pod has:\n${addrs.trim()}`,
+          );
       }
     }
     log(`ADD phase done, both attachments present in every pod; DEL phase...`);
@@ -288,15 +352,22 @@ async function main(): Promise<number> {
       .filter((l) => /^\d+\.\d+\.\d+\.\d+\/\d+\s/.test(l))
       .filter((l) => l.split(/\s+/)[1] !== "weave:expose");
     if (held.code !== 0) problems.push(`weave status ipam failed: ${held.stderr.trim()}`);
-    else if (heldLines.length) problems.push(`our agent still holds ${heldLines.length} address(es) after every DEL:\n  ${heldLines.slice(0, 5).join("\n  ")}`);
+    else if (heldLines.length)
+      problems.push(
+        `our agent still holds ${heldLines.length} address(es) after every DEL:\n  ${heldLines.slice(0, 5).join("\n  ")}`,
+      );
     const hlDir = join(tmp, "host-local", "refnet");
     const hlLeft = existsSync(hlDir) ? readdirSync(hlDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
-    if (hlLeft.length) problems.push(`host-local still holds ${hlLeft.length} address(es) after every DEL: ${hlLeft.slice(0, 5).join(" ")}`);
+    if (hlLeft.length)
+      problems.push(
+        `host-local still holds ${hlLeft.length} address(es) after every DEL: ${hlLeft.slice(0, 5).join(" ")}`,
+      );
     const podIfs = () => {
       const found: string[] = [];
       for (const pod of pods) {
         const links = inNs(pod.name, ["ip", "-o", "link", "show"]).stdout;
-        for (const ifn of ["eth0", "eth1"]) if (new RegExp(`^\\d+: ${ifn}[@:]`, "m").test(links)) found.push(`${pod.name}/${ifn}`);
+        for (const ifn of ["eth0", "eth1"])
+          if (new RegExp(`^\\d+: ${ifn}[@:]`, "m").test(links)) found.push(`${pod.name}/${ifn}`);
       }
       return found;
     };
@@ -304,12 +375,26 @@ async function main(): Promise<number> {
     // group) for ~1 s, or until the pod namespace goes: report what is there right after
     // the DEL phase, then give the agent its second and require everything gone.
     const early = podIfs();
-    if (early.length) log(`right after the DEL phase ${early.length} pod interface(s) still exist (batched delete pending): ${early.slice(0, 4).join(" ")}${early.length > 4 ? " ..." : ""}`);
+    if (early.length)
+      log(
+        `right after the DEL phase ${early.length} pod interface(s) still exist (batched delete pending): ${early.slice(0, 4).join(" ")}${early.length > 4 ? " ..." : ""}`,
+      );
     await Bun.sleep(1500);
     const late = podIfs();
-    if (late.length) problems.push(`${late.length} pod interface(s) still exist 1.5 s after the last DEL: ${late.slice(0, 8).join(" ")}`);
-    const left = inNs(node, ["ip", "-o", "link", "show"]).stdout.split("\n").filter((l) => /^\d+: (vethwepl[0-9a-f]+|veth[0-9a-f]{8})@/.test(l));
-    if (left.length) problems.push(`${left.length} host veth(s) left in ${node} 1.5 s after the last DEL:\n  ${left.slice(0, 5).map((l) => l.slice(0, 120)).join("\n  ")}`);
+    if (late.length)
+      problems.push(
+        `${late.length} pod interface(s) still exist 1.5 s after the last DEL: ${late.slice(0, 8).join(" ")}`,
+      );
+    const left = inNs(node, ["ip", "-o", "link", "show"])
+      .stdout.split("\n")
+      .filter((l) => /^\d+: (vethwepl[0-9a-f]+|veth[0-9a-f]{8})@/.test(l));
+    if (left.length)
+      problems.push(
+        `${left.length} host veth(s) left in ${node} 1.5 s after the last DEL:\n  ${left
+          .slice(0, 5)
+          .map((l) => l.slice(0, 120))
+          .join("\n  ")}`,
+      );
   } catch (e) {
     return abort("cni", e, () => cleanup(name, labMade, made, tmp, labTools));
   }
@@ -329,28 +414,58 @@ async function main(): Promise<number> {
       add: s.add.map((ms, i) => [r2(s.addAt[i]!), r3(ms)]),
       del: s.del.map((ms, i) => [r2(s.delAt[i]!), r3(ms)]),
     });
-    writeFileSync(o.raw, JSON.stringify({ note: "[ms since process start, duration ms] in run order", ours: raw(series.ours), reference: raw(series.reference) }) + "\n");
+    writeFileSync(
+      o.raw,
+      JSON.stringify({
+        note: "[ms since process start, duration ms] in run order",
+        ours: raw(series.ours),
+        reference: raw(series.reference),
+      }) + "\n",
+    );
   }
   const out = {
     bench: "cni",
     pods: o.pods,
-    ours: { addMedianMs: so.addMedianMs, addP99Ms: so.addP99Ms, delMedianMs: so.delMedianMs, delP99Ms: so.delP99Ms, peakRssKb: so.peakRssKb },
-    reference: { addMedianMs: sr.addMedianMs, addP99Ms: sr.addP99Ms, delMedianMs: sr.delMedianMs, delP99Ms: sr.delP99Ms, peakRssKb: sr.peakRssKb },
+    ours: {
+      addMedianMs: so.addMedianMs,
+      addP99Ms: so.addP99Ms,
+      delMedianMs: so.delMedianMs,
+      delP99Ms: so.delP99Ms,
+      peakRssKb: so.peakRssKb,
+    },
+    reference: {
+      addMedianMs: sr.addMedianMs,
+      addP99Ms: sr.addP99Ms,
+      delMedianMs: sr.delMedianMs,
+      delP99Ms: sr.delP99Ms,
+      peakRssKb: sr.peakRssKb,
+    },
     ratio,
   };
 
   if (!o.json) {
-    const row = (cells: (string | number)[]) => cells.map((c, i) => (i === 0 ? String(c).padEnd(22) : String(c).padStart(11))).join("");
+    const row = (cells: (string | number)[]) =>
+      cells.map((c, i) => (i === 0 ? String(c).padEnd(22) : String(c).padStart(11))).join("");
     const lines = [
       "",
       `CNI plugin, ${o.pods} pods, 1 node (wall time per invocation, ms; p99 = nearest rank)`,
       row(["", "ours", "reference", "ours/ref"]),
       row(["ADD median", so.addMedianMs.toFixed(2), sr.addMedianMs.toFixed(2), ratio.addMedian.toFixed(3)]),
       row(["ADD p99", so.addP99Ms.toFixed(2), sr.addP99Ms.toFixed(2), ratio.addP99.toFixed(3)]),
-      row(["ADD min / max", `${so.addMinMs.toFixed(1)}/${so.addMaxMs.toFixed(1)}`, `${sr.addMinMs.toFixed(1)}/${sr.addMaxMs.toFixed(1)}`, ""]),
+      row([
+        "ADD min / max",
+        `${so.addMinMs.toFixed(1)}/${so.addMaxMs.toFixed(1)}`,
+        `${sr.addMinMs.toFixed(1)}/${sr.addMaxMs.toFixed(1)}`,
+        "",
+      ]),
       row(["DEL median", so.delMedianMs.toFixed(2), sr.delMedianMs.toFixed(2), ratio.delMedian.toFixed(3)]),
       row(["DEL p99", so.delP99Ms.toFixed(2), sr.delP99Ms.toFixed(2), ratio.delP99.toFixed(3)]),
-      row(["DEL min / max", `${so.delMinMs.toFixed(1)}/${so.delMaxMs.toFixed(1)}`, `${sr.delMinMs.toFixed(1)}/${sr.delMaxMs.toFixed(1)}`, ""]),
+      row([
+        "DEL min / max",
+        `${so.delMinMs.toFixed(1)}/${so.delMaxMs.toFixed(1)}`,
+        `${sr.delMinMs.toFixed(1)}/${sr.delMaxMs.toFixed(1)}`,
+        "",
+      ]),
       row(["peak RSS (MB)", mb(so.peakRssKb), mb(sr.peakRssKb), ""]),
       `ours: ${o.plugin} (CNI_IFNAME=eth0); reference: ${REF_PLUGIN} + host-local (CNI_IFNAME=eth1)`,
       "",

@@ -41,14 +41,49 @@
 import { labUp, type LabState } from "../net/host/lab.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import {
-  abort, BenchError, checkpoint, deleteNamespaces, downLab, endTracked, failer, handleSignals, interrupted, labName, median, parseFlags, PATH, printResult, QUIET_DEFAULTS,
-  quietFlag, r2, r3, removeTmp, requireBuild, requireRoot, running, snapshotBinaries, stderrLog, throwIfInterrupted, waitQuiet, warn,
+  abort,
+  BenchError,
+  checkpoint,
+  deleteNamespaces,
+  downLab,
+  endTracked,
+  failer,
+  handleSignals,
+  interrupted,
+  labName,
+  median,
+  parseFlags,
+  PATH,
+  printResult,
+  QUIET_DEFAULTS,
+  quietFlag,
+  r2,
+  r3,
+  removeTmp,
+  requireBuild,
+  requireRoot,
+  running,
+  snapshotBinaries,
+  stderrLog,
+  throwIfInterrupted,
+  waitQuiet,
+  warn,
 } from "./lib.ts";
 const POD_MTU = 1450;
 const PING_SIZE = POD_MTU - 28; // 1422: IPv4 20 + ICMP 8
 const PORT = 5201;
 
-type Opts = { rounds: number; time: number; omit: number; offloadOff: boolean; diagnose: boolean; json: boolean; quiet: number; quietSeconds: number; quietMax: number };
+type Opts = {
+  rounds: number;
+  time: number;
+  omit: number;
+  offloadOff: boolean;
+  diagnose: boolean;
+  json: boolean;
+  quiet: number;
+  quietSeconds: number;
+  quietMax: number;
+};
 
 function usage(): string {
   return (
@@ -97,7 +132,8 @@ function nsArgv(ns: string, cmd: string[]): string[] {
 function sh(argv: string[], opts: { allowFail?: boolean } = {}): { code: number; stdout: string; stderr: string } {
   const r = Bun.spawnSync(argv, { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const out = { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-  if (out.code !== 0 && !opts.allowFail) throw new BenchError(`\`${argv.join(" ")}\` exited ${out.code}:\n${(out.stderr + out.stdout).trim()}`);
+  if (out.code !== 0 && !opts.allowFail)
+    throw new BenchError(`\`${argv.join(" ")}\` exited ${out.code}:\n${(out.stderr + out.stdout).trim()}`);
   return out;
 }
 
@@ -107,7 +143,11 @@ async function spawnTracked(argv: string[]): Promise<{ code: number; stdout: str
   const p = Bun.spawn(argv, { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   running.add(p.pid);
   try {
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
     return { code, stdout, stderr };
   } finally {
     running.delete(p.pid);
@@ -119,7 +159,13 @@ handleSignals("datapath");
 // ---------------------------------------------------------------------------------------
 // The raw VXLAN pair.
 
-type Raw = { underlay: string; hosts: [string, string]; pods: [string, string]; hostIps: [string, string]; podIps: [string, string] };
+type Raw = {
+  underlay: string;
+  hosts: [string, string];
+  pods: [string, string];
+  hostIps: [string, string];
+  podIps: [string, string];
+};
 
 function buildRaw(name: string, made: string[]): Raw {
   const raw: Raw = {
@@ -141,15 +187,66 @@ function buildRaw(name: string, made: string[]): Raw {
     const p = raw.pods[i];
     const port = `h${i + 1}`;
     // Underlay: a veth from the underlay bridge to the host's eth0, MTU 1500.
-    inNsSh(u, ["ip", "link", "add", port, "mtu", "1500", "type", "veth", "peer", "name", "eth0", "mtu", "1500", "netns", netnsPath(h)]);
+    inNsSh(u, [
+      "ip",
+      "link",
+      "add",
+      port,
+      "mtu",
+      "1500",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "mtu",
+      "1500",
+      "netns",
+      netnsPath(h),
+    ]);
     inNsSh(u, ["ip", "link", "set", port, "master", "br0", "up"]);
     inNsSh(h, ["ip", "link", "set", "eth0", "up"]);
     inNsSh(h, ["ip", "addr", "add", `${raw.hostIps[i]}/24`, "dev", "eth0"]);
     // The host's pod side: bridge br0 (MTU 1450) with the vxlan and the pod's veth as ports.
     inNsSh(h, ["ip", "link", "add", "br0", "mtu", String(POD_MTU), "type", "bridge"]);
-    inNsSh(h, ["ip", "link", "add", "vxlan42", "mtu", String(POD_MTU), "type", "vxlan", "id", "42", "dstport", "4789", "local", raw.hostIps[i], "remote", raw.hostIps[1 - i]!, "dev", "eth0"]);
+    inNsSh(h, [
+      "ip",
+      "link",
+      "add",
+      "vxlan42",
+      "mtu",
+      String(POD_MTU),
+      "type",
+      "vxlan",
+      "id",
+      "42",
+      "dstport",
+      "4789",
+      "local",
+      raw.hostIps[i],
+      "remote",
+      raw.hostIps[1 - i]!,
+      "dev",
+      "eth0",
+    ]);
     inNsSh(h, ["ip", "link", "set", "vxlan42", "master", "br0", "up"]);
-    inNsSh(h, ["ip", "link", "add", "veth0", "mtu", String(POD_MTU), "type", "veth", "peer", "name", "eth0", "mtu", String(POD_MTU), "netns", netnsPath(p)]);
+    inNsSh(h, [
+      "ip",
+      "link",
+      "add",
+      "veth0",
+      "mtu",
+      String(POD_MTU),
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "mtu",
+      String(POD_MTU),
+      "netns",
+      netnsPath(p),
+    ]);
     inNsSh(h, ["ip", "link", "set", "veth0", "master", "br0", "up"]);
     inNsSh(h, ["ip", "link", "set", "br0", "up"]);
     inNsSh(p, ["ip", "link", "set", "eth0", "up"]);
@@ -157,7 +254,15 @@ function buildRaw(name: string, made: string[]): Raw {
   }
   // A veth peer does not inherit the MTU given for its other end: check every one.
   const want: [string, string, number][] = [
-    ...raw.hosts.flatMap((h) => [[h, "eth0", 1500], [h, "vxlan42", POD_MTU], [h, "br0", POD_MTU], [h, "veth0", POD_MTU]] as [string, string, number][]),
+    ...raw.hosts.flatMap(
+      (h) =>
+        [
+          [h, "eth0", 1500],
+          [h, "vxlan42", POD_MTU],
+          [h, "br0", POD_MTU],
+          [h, "veth0", POD_MTU],
+        ] as [string, string, number][],
+    ),
     ...raw.pods.map((p) => [p, "eth0", POD_MTU] as [string, string, number]),
   ];
   for (const [ns, dev, mtu] of want) {
@@ -180,8 +285,24 @@ const LABELS: Record<Kind, string> = {
   rawNat: "raw VXLAN + agent's nat table",
   oursNoBrNf: "ours, bridge-nf-call-iptables=0",
 };
-type Pair = { from: string; to: string; toIp: string; offloadNs?: [string, string]; around?: <T>(fn: () => Promise<T>) => Promise<T> };
-type Sample = { round: number; kind: Kind; gbps: number; retransmits: number; senderCpu: number; receiverCpu: number; at: string; idleBeforePct: number; busy: boolean };
+type Pair = {
+  from: string;
+  to: string;
+  toIp: string;
+  offloadNs?: [string, string];
+  around?: <T>(fn: () => Promise<T>) => Promise<T>;
+};
+type Sample = {
+  round: number;
+  kind: Kind;
+  gbps: number;
+  retransmits: number;
+  senderCpu: number;
+  receiverCpu: number;
+  at: string;
+  idleBeforePct: number;
+  busy: boolean;
+};
 
 async function waitListening(ns: string, port: number, serverPid: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -193,23 +314,54 @@ async function waitListening(ns: string, port: number, serverPid: number): Promi
   throw new BenchError(`iperf3 server in ${ns} did not listen on ${port}`);
 }
 
-async function iperf(pair: Pair, o: Opts): Promise<{ gbps: number; retransmits: number; senderCpu: number; receiverCpu: number }> {
-  const server = Bun.spawn(nsArgv(pair.to, ["iperf3", "-s", "-1", "-p", String(PORT)]), { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+async function iperf(
+  pair: Pair,
+  o: Opts,
+): Promise<{ gbps: number; retransmits: number; senderCpu: number; receiverCpu: number }> {
+  const server = Bun.spawn(nsArgv(pair.to, ["iperf3", "-s", "-1", "-p", String(PORT)]), {
+    env: { PATH },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   running.add(server.pid);
-  const serverDone = Promise.all([new Response(server.stdout).text(), new Response(server.stderr).text(), server.exited]).finally(() => running.delete(server.pid));
+  const serverDone = Promise.all([
+    new Response(server.stdout).text(),
+    new Response(server.stderr).text(),
+    server.exited,
+  ]).finally(() => running.delete(server.pid));
   try {
     await waitListening(pair.to, PORT, server.pid);
-    const c = await spawnTracked(nsArgv(pair.from, ["iperf3", "-c", pair.toIp, "-p", String(PORT), "-t", String(o.time), "-O", String(o.omit), "-J"]));
+    const c = await spawnTracked(
+      nsArgv(pair.from, [
+        "iperf3",
+        "-c",
+        pair.toIp,
+        "-p",
+        String(PORT),
+        "-t",
+        String(o.time),
+        "-O",
+        String(o.omit),
+        "-J",
+      ]),
+    );
     throwIfInterrupted();
     let j: any;
     try {
       j = JSON.parse(c.stdout);
     } catch {
-      throw new BenchError(`iperf3 -c ${pair.toIp} in ${pair.from} exited ${c.code} without JSON:\n${(c.stdout + c.stderr).trim().slice(0, 600)}`);
+      throw new BenchError(
+        `iperf3 -c ${pair.toIp} in ${pair.from} exited ${c.code} without JSON:\n${(c.stdout + c.stderr).trim().slice(0, 600)}`,
+      );
     }
-    if (c.code !== 0 || j.error) throw new BenchError(`iperf3 -c ${pair.toIp} in ${pair.from} failed (exit ${c.code}): ${j.error ?? c.stderr.trim()}`);
+    if (c.code !== 0 || j.error)
+      throw new BenchError(
+        `iperf3 -c ${pair.toIp} in ${pair.from} failed (exit ${c.code}): ${j.error ?? c.stderr.trim()}`,
+      );
     const bps = j.end?.sum_received?.bits_per_second;
-    if (typeof bps !== "number") throw new BenchError(`iperf3 -c ${pair.toIp} in ${pair.from}: no end.sum_received in its JSON`);
+    if (typeof bps !== "number")
+      throw new BenchError(`iperf3 -c ${pair.toIp} in ${pair.from}: no end.sum_received in its JSON`);
     return {
       gbps: bps / 1e9,
       retransmits: j.end?.sum_sent?.retransmits ?? 0,
@@ -235,7 +387,11 @@ type Offloads = { tso: string; gso: string; gro: string };
 function readOffloads(ns: string): Offloads {
   const k = inNsSh(ns, ["ethtool", "-k", "eth0"]).stdout;
   const get = (key: string) => new RegExp(`^${key}: (on|off)`, "m").exec(k)?.[1] ?? "on";
-  return { tso: get("tcp-segmentation-offload"), gso: get("generic-segmentation-offload"), gro: get("generic-receive-offload") };
+  return {
+    tso: get("tcp-segmentation-offload"),
+    gso: get("generic-segmentation-offload"),
+    gro: get("generic-receive-offload"),
+  };
 }
 
 function setOffloads(ns: string, v: Offloads): void {
@@ -247,7 +403,9 @@ const OFF: Offloads = { tso: "off", gso: "off", gro: "off" };
 type PingResult = { from: string; to: string; size: number; ok: boolean; output: string };
 
 function dfPing(from: string, toIp: string, size: number): PingResult {
-  const r = inNsSh(from, ["ping", "-M", "do", "-s", String(size), "-c", "3", "-i", "0.2", "-W", "2", toIp], { allowFail: true });
+  const r = inNsSh(from, ["ping", "-M", "do", "-s", String(size), "-c", "3", "-i", "0.2", "-W", "2", toIp], {
+    allowFail: true,
+  });
   return { from, to: toIp, size, ok: r.code === 0, output: (r.stdout + r.stderr).trim() };
 }
 
@@ -260,7 +418,12 @@ async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const log = stderrLog(o.json);
   requireRoot(fail);
-  for (const [bin, pkg] of [["iperf3", "iperf3"], ["ethtool", "ethtool"], ["ping", "iputils-ping"], ["ss", "iproute2"]] as const) {
+  for (const [bin, pkg] of [
+    ["iperf3", "iperf3"],
+    ["ethtool", "ethtool"],
+    ["ping", "iputils-ping"],
+    ["ss", "iproute2"],
+  ] as const) {
     if (!Bun.which(bin, { PATH })) fail(`${bin} is missing; install it: apt-get install -y ${pkg}`);
   }
   requireBuild(fail);
@@ -293,8 +456,12 @@ async function main(): Promise<number> {
     // Sanity: every pair of endpoints reaches the other before anything is timed.
     const reach = (ns: string, ip: string) => {
       let r = inNsSh(ns, ["ping", "-c", "1", "-W", "2", ip], { allowFail: true });
-      for (let i = 0; i < 3 && r.code !== 0; i++) r = inNsSh(ns, ["ping", "-c", "1", "-W", "2", ip], { allowFail: true });
-      if (r.code !== 0) throw new BenchError(`\`nsenter --net=${netnsPath(ns)} ping -c 1 -W 2 ${ip}\` failed (4 tries):\n${(r.stdout + r.stderr).trim()}`);
+      for (let i = 0; i < 3 && r.code !== 0; i++)
+        r = inNsSh(ns, ["ping", "-c", "1", "-W", "2", ip], { allowFail: true });
+      if (r.code !== 0)
+        throw new BenchError(
+          `\`nsenter --net=${netnsPath(ns)} ping -c 1 -W 2 ${ip}\` failed (4 tries):\n${(r.stdout + r.stderr).trim()}`,
+        );
     };
     reach(p1.name, p2.ip);
     reach(p2.name, p1.ip);
@@ -315,10 +482,17 @@ async function main(): Promise<number> {
         to: raw.pods[1],
         toIp: raw.podIps[1],
         around: async (fn) => {
-          const table = "table ip benchnat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n" + '    ip saddr 10.200.0.0/24 ip daddr != 10.200.0.0/24 oifname != "br0" masquerade\n  }\n}\n';
+          const table =
+            "table ip benchnat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n" +
+            '    ip saddr 10.200.0.0/24 ip daddr != 10.200.0.0/24 oifname != "br0" masquerade\n  }\n}\n';
           try {
             for (const h of raw.hosts) {
-              const r = Bun.spawnSync(nsArgv(h, ["nft", "-f", "-"]), { env: { PATH }, stdin: Buffer.from(table), stdout: "pipe", stderr: "pipe" });
+              const r = Bun.spawnSync(nsArgv(h, ["nft", "-f", "-"]), {
+                env: { PATH },
+                stdin: Buffer.from(table),
+                stdout: "pipe",
+                stderr: "pipe",
+              });
               if (r.exitCode !== 0) throw new BenchError(`nft -f - in ${h}: ${r.stderr.toString().trim()}`);
             }
             return await fn();
@@ -334,7 +508,9 @@ async function main(): Promise<number> {
         toIp: p2.ip,
         around: async (fn) => {
           const key = "net.bridge.bridge-nf-call-iptables";
-          const saved = [n1.netns, n2.netns].map((ns) => [ns, inNsSh(ns, ["sysctl", "-n", key]).stdout.trim()] as const);
+          const saved = [n1.netns, n2.netns].map(
+            (ns) => [ns, inNsSh(ns, ["sysctl", "-n", key]).stdout.trim()] as const,
+          );
           try {
             for (const [ns] of saved) inNsSh(ns, ["sysctl", "-qw", `${key}=0`]);
             return await fn();
@@ -344,7 +520,8 @@ async function main(): Promise<number> {
         },
       },
     };
-    const mtu = (ns: string, dev: string) => /mtu (\d+)/.exec(inNsSh(ns, ["ip", "link", "show", dev]).stdout)?.[1] ?? "?";
+    const mtu = (ns: string, dev: string) =>
+      /mtu (\d+)/.exec(inNsSh(ns, ["ip", "link", "show", dev]).stdout)?.[1] ?? "?";
     info = {
       oursVxlan: vxlanLine(n1.netns, "vxlan-6784"),
       rawVxlan: vxlanLine(raw.hosts[0], "vxlan42"),
@@ -380,18 +557,28 @@ async function main(): Promise<number> {
     if (o.offloadOff) kinds.push("oursOffloadOff", "rawOffloadOff");
     if (o.diagnose) kinds.push("rawNat", "oursNoBrNf");
     const total = o.rounds * kinds.length;
-    log(`${o.rounds} round(s) x ${kinds.length} kinds x ${o.time + o.omit} s = about ${Math.round((total * (o.time + o.omit + 1)) / 60)} min`);
+    log(
+      `${o.rounds} round(s) x ${kinds.length} kinds x ${o.time + o.omit} s = about ${Math.round((total * (o.time + o.omit + 1)) / 60)} min`,
+    );
     for (let r = 0; r < o.rounds; r++) {
       const order = kinds.map((_, i) => kinds[(i + r) % kinds.length]!);
       for (const kind of order) {
         const pair = pairs[kind];
-        const q = o.quiet > 0 ? await waitQuiet(o.quiet, o.quietSeconds, o.quietMax, log) : { quiet: true, idlePct: NaN, waitedS: 0 };
-        if (!q.quiet) log(`the machine was not ${o.quiet} % idle within ${o.quietMax} s (${q.idlePct.toFixed(0)} %): measuring anyway, sample marked busy`);
+        const q =
+          o.quiet > 0
+            ? await waitQuiet(o.quiet, o.quietSeconds, o.quietMax, log)
+            : { quiet: true, idlePct: NaN, waitedS: 0 };
+        if (!q.quiet)
+          log(
+            `the machine was not ${o.quiet} % idle within ${o.quietMax} s (${q.idlePct.toFixed(0)} %): measuring anyway, sample marked busy`,
+          );
         const at = new Date().toISOString().slice(11, 19);
         const run = () => (pair.offloadNs ? withOffloadsOff(pair.offloadNs, () => iperf(pair, o)) : iperf(pair, o));
         const res = pair.around ? await pair.around(run) : await run();
         samples.push({ round: r + 1, kind, at, ...res, idleBeforePct: q.idlePct, busy: !q.quiet });
-        log(`round ${r + 1} ${at} ${LABELS[kind].padEnd(33)} ${res.gbps.toFixed(2)} Gbit/s  retr ${res.retransmits}  cpu snd ${res.senderCpu.toFixed(0)}% rcv ${res.receiverCpu.toFixed(0)}%  (idle before ${q.idlePct.toFixed(0)} %${q.waitedS > 5 ? `, waited ${q.waitedS.toFixed(0)} s` : ""}${q.quiet ? "" : ", BUSY"})`);
+        log(
+          `round ${r + 1} ${at} ${LABELS[kind].padEnd(33)} ${res.gbps.toFixed(2)} Gbit/s  retr ${res.retransmits}  cpu snd ${res.senderCpu.toFixed(0)}% rcv ${res.receiverCpu.toFixed(0)}%  (idle before ${q.idlePct.toFixed(0)} %${q.waitedS > 5 ? `, waited ${q.waitedS.toFixed(0)} s` : ""}${q.quiet ? "" : ", BUSY"})`,
+        );
         await checkpoint();
       }
     }
@@ -420,10 +607,17 @@ async function main(): Promise<number> {
     ["ours/underlay", "ours", "underlay"],
     ["raw/underlay", "raw", "underlay"],
   ];
-  if (o.offloadOff) ratioPairs.push(["oursOff/rawOff", "oursOffloadOff", "rawOffloadOff"], ["oursOff/ours", "oursOffloadOff", "ours"]);
-  if (o.diagnose) ratioPairs.push(["ours/rawNat", "ours", "rawNat"], ["rawNat/raw", "rawNat", "raw"], ["oursNoBrNf/raw", "oursNoBrNf", "raw"]);
+  if (o.offloadOff)
+    ratioPairs.push(["oursOff/rawOff", "oursOffloadOff", "rawOffloadOff"], ["oursOff/ours", "oursOffloadOff", "ours"]);
+  if (o.diagnose)
+    ratioPairs.push(
+      ["ours/rawNat", "ours", "rawNat"],
+      ["rawNat/raw", "rawNat", "raw"],
+      ["oursNoBrNf/raw", "oursNoBrNf", "raw"],
+    );
   const ratios: Record<string, { ofMedians: number; perRound: number[] }> = {};
-  for (const [label, a, b] of ratioPairs) ratios[label] = { ofMedians: r3(med(a) / med(b)), perRound: perRound(a, b).map(r3) };
+  for (const [label, a, b] of ratioPairs)
+    ratios[label] = { ofMedians: r3(med(a) / med(b)), perRound: perRound(a, b).map(r3) };
   const ourPings = pings.slice(0, 2);
   const pingPasses = ourPings.length === 2 && ourPings.every((p) => p.ok);
 
@@ -436,12 +630,20 @@ async function main(): Promise<number> {
     ratio: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, v.ofMedians])),
     fullMtuPing: { size: PING_SIZE, ours: pingPasses, raw: pings.slice(2).every((p) => p.ok) },
     busySamples: samples.filter((s) => s.busy).length,
-    samples: samples.map((s) => ({ round: s.round, kind: s.kind, gbps: r2(s.gbps), retransmits: s.retransmits, idleBeforePct: Math.round(s.idleBeforePct), ...(s.busy ? { busy: true } : {}) })),
+    samples: samples.map((s) => ({
+      round: s.round,
+      kind: s.kind,
+      gbps: r2(s.gbps),
+      retransmits: s.retransmits,
+      idleBeforePct: Math.round(s.idleBeforePct),
+      ...(s.busy ? { busy: true } : {}),
+    })),
   };
 
   if (!o.json) {
     const perRoundW = Math.max(12, o.rounds * 6 + 2);
-    const row = (cells: (string | number)[]) => cells.map((c, i) => (i === 0 ? String(c).padEnd(34) : String(c).padStart(i === 2 ? perRoundW : 12))).join("");
+    const row = (cells: (string | number)[]) =>
+      cells.map((c, i) => (i === 0 ? String(c).padEnd(34) : String(c).padStart(i === 2 ? perRoundW : 12))).join("");
     const lines = [
       "",
       `Datapath throughput: iperf3, 1 TCP stream, ${o.time} s per measurement (+${o.omit} s omitted), ${o.rounds} round(s), Gbit/s`,
@@ -458,25 +660,42 @@ async function main(): Promise<number> {
       }),
       "",
       row(["ratio", "of medians", "per round", "", ""]),
-      ...Object.entries(ratios).map(([k, v]) => row([k, v.ofMedians.toFixed(3), v.perRound.map((x) => x.toFixed(3)).join(" "), "", ""])),
+      ...Object.entries(ratios).map(([k, v]) =>
+        row([k, v.ofMedians.toFixed(3), v.perRound.map((x) => x.toFixed(3)).join(" "), "", ""]),
+      ),
       "",
-      ...pings.map((p) => `ping -M do -s ${p.size} (pod offloads off) ${p.from} -> ${p.to}: ${p.ok ? "passes" : "FAILS"}`),
+      ...pings.map(
+        (p) => `ping -M do -s ${p.size} (pod offloads off) ${p.from} -> ${p.to}: ${p.ok ? "passes" : "FAILS"}`,
+      ),
       `ours: ${info.oursVxlan}`,
       `raw:  ${info.rawVxlan}`,
       `MTUs: ${info.mtus}`,
       `build: dist/weave modified ${build}`,
-      o.quiet > 0 ? `quiet gate: each measurement started after >= ${o.quiet} % idle CPUs over ${o.quietSeconds} s; busy samples (gate timed out): ${out.busySamples}` : "quiet gate: off",
+      o.quiet > 0
+        ? `quiet gate: each measurement started after >= ${o.quiet} % idle CPUs over ${o.quietSeconds} s; busy samples (gate timed out): ${out.busySamples}`
+        : "quiet gate: off",
       "",
     ];
     process.stdout.write(lines.join("\n"));
   }
-  if (!pingPasses) for (const p of ourPings.filter((p) => !p.ok)) process.stderr.write(`bench/datapath: full-MTU ping FAILED: nsenter --net=${netnsPath(p.from)} ping -M do -s ${p.size} -c 3 -i 0.2 -W 2 ${p.to}\n${p.output}\n`);
+  if (!pingPasses)
+    for (const p of ourPings.filter((p) => !p.ok))
+      process.stderr.write(
+        `bench/datapath: full-MTU ping FAILED: nsenter --net=${netnsPath(p.from)} ping -M do -s ${p.size} -c 3 -i 0.2 -W 2 ${p.to}\n${p.output}\n`,
+      );
   warn("datapath", cleanupProblems);
   printResult(out);
   return cleanupProblems.length || !pingPasses ? 3 : 0;
 }
 
-async function cleanup(name: string, labMade: boolean, made: string[], tmp: string, t: { weave: string[]; plugin: string; log(m: string): void }, restore: [string, Offloads][]): Promise<string[]> {
+async function cleanup(
+  name: string,
+  labMade: boolean,
+  made: string[],
+  tmp: string,
+  t: { weave: string[]; plugin: string; log(m: string): void },
+  restore: [string, Offloads][],
+): Promise<string[]> {
   const problems: string[] = [];
   await endTracked();
   // Offload settings of lab pods are put back only for tidiness: the pods go with the lab.

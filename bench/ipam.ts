@@ -47,14 +47,49 @@ import { join, resolve } from "node:path";
 import { labDir, labUp, startAgent, type LabNode, type LabState, type LabTools } from "../net/host/lab.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import {
-  abort, BenchError, checkpoint, downLab as downLabIfUp, endTracked, failer, handleSignals, interrupted, labName, median, parseFlags, PATH, printResult, QUIET_DEFAULTS, quietFlag, r1, removeTmp,
-  requireBuild, requireRoot, running, snapshotBinaries, stderrLog, throwIfInterrupted, waitQuiet, warn,
+  abort,
+  BenchError,
+  checkpoint,
+  downLab as downLabIfUp,
+  endTracked,
+  failer,
+  handleSignals,
+  interrupted,
+  labName,
+  median,
+  parseFlags,
+  PATH,
+  printResult,
+  QUIET_DEFAULTS,
+  quietFlag,
+  r1,
+  removeTmp,
+  requireBuild,
+  requireRoot,
+  running,
+  snapshotBinaries,
+  stderrLog,
+  throwIfInterrupted,
+  waitQuiet,
+  warn,
 } from "./lib.ts";
 const ALLOC_TARGET = 10_000; // allocations per second
 const JOIN_TARGET_MS = 1000;
 const JOIN_SUFFIXES = "0123456789bcdefghijk"; // (a) uses "a"
 
-type Opts = { allocs: number; concurrency: number; joins: number; pollMs: number; alloc: boolean; join: boolean; json: boolean; logs?: string; quiet: number; quietSeconds: number; quietMax: number };
+type Opts = {
+  allocs: number;
+  concurrency: number;
+  joins: number;
+  pollMs: number;
+  alloc: boolean;
+  join: boolean;
+  json: boolean;
+  logs?: string;
+  quiet: number;
+  quietSeconds: number;
+  quietMax: number;
+};
 
 function usage(): string {
   return (
@@ -74,7 +109,16 @@ function usage(): string {
 const fail: (msg: string) => never = failer("ipam");
 
 function parseArgs(argv: string[]): Opts {
-  const o: Opts = { allocs: 20000, concurrency: 32, joins: 5, pollMs: 5, alloc: true, join: true, json: false, ...QUIET_DEFAULTS };
+  const o: Opts = {
+    allocs: 20000,
+    concurrency: 32,
+    joins: 5,
+    pollMs: 5,
+    alloc: true,
+    join: true,
+    json: false,
+    ...QUIET_DEFAULTS,
+  };
   parseFlags(argv, fail, usage(), (f) => {
     if (f.flag === "--json") o.json = true;
     else if (f.flag === "--skip-alloc") o.alloc = false;
@@ -101,7 +145,12 @@ handleSignals("ipam");
 
 /** Start `bun <script> <args>` inside namespace `ns`; stdout is read line by line. */
 function startHelper(ns: string, script: string, args: string[]) {
-  const p = Bun.spawn(["nsenter", `--net=${netnsPath(ns)}`, process.execPath, script, ...args], { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn(["nsenter", `--net=${netnsPath(ns)}`, process.execPath, script, ...args], {
+    env: { PATH },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   running.add(p.pid);
   const lines: string[] = [];
   let waiters: (() => void)[] = [];
@@ -148,7 +197,8 @@ function startHelper(ns: string, script: string, args: string[]) {
 async function gate(o: Opts, log: (m: string) => void): Promise<{ quiet: boolean; idlePct: number }> {
   if (o.quiet <= 0) return { quiet: true, idlePct: NaN };
   const q = await waitQuiet(o.quiet, o.quietSeconds, o.quietMax, log);
-  if (!q.quiet) log(`the machine was not ${o.quiet} % idle within ${o.quietMax} s (${q.idlePct.toFixed(0)} %): measuring anyway`);
+  if (!q.quiet)
+    log(`the machine was not ${o.quiet} % idle within ${o.quietMax} s (${q.idlePct.toFixed(0)} %): measuring anyway`);
   return q;
 }
 
@@ -248,7 +298,7 @@ function inRange(cidr: string, range: string): boolean {
   const [rip, rlen] = range.split("/");
   if (len !== rlen || !/^\d+\.\d+\.\d+\.\d+$/.test(ip ?? "")) return false;
   const mask = Number(rlen) === 0 ? 0 : (0xffffffff << (32 - Number(rlen))) >>> 0;
-  return ((ipToInt(ip!) & mask) >>> 0) === ((ipToInt(rip!) & mask) >>> 0);
+  return (ipToInt(ip!) & mask) >>> 0 === (ipToInt(rip!) & mask) >>> 0;
 }
 
 /** Rates (per second) of each tenth of a phase, from the times at which each tenth was done. */
@@ -264,17 +314,48 @@ function saveLabState(s: LabState): void {
 
 function sh(argv: string[]): void {
   const r = Bun.spawnSync(argv, { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new BenchError(`\`${argv.join(" ")}\` exited ${r.exitCode}: ${r.stderr.toString().trim()}`);
+  if (r.exitCode !== 0)
+    throw new BenchError(`\`${argv.join(" ")}\` exited ${r.exitCode}: ${r.stderr.toString().trim()}`);
 }
 
 function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-type AllocResult = { n: number; concurrency: number; allocMs: number; releaseMs: number; allocPerS: number; releasePerS: number; unique: number; first: string; last: string; heldAfter: number; quiet: boolean; allocSlices: number[]; releaseSlices: number[] };
-type JoinResult = { lab: string; ms: number; firstAnswerMs: number | null; attempts: number; statuses: Record<string, number>; phases: { ms: number; what: string }[]; address: string; quiet: boolean };
+type AllocResult = {
+  n: number;
+  concurrency: number;
+  allocMs: number;
+  releaseMs: number;
+  allocPerS: number;
+  releasePerS: number;
+  unique: number;
+  first: string;
+  last: string;
+  heldAfter: number;
+  quiet: boolean;
+  allocSlices: number[];
+  releaseSlices: number[];
+};
+type JoinResult = {
+  lab: string;
+  ms: number;
+  firstAnswerMs: number | null;
+  attempts: number;
+  statuses: Record<string, number>;
+  phases: { ms: number; what: string }[];
+  address: string;
+  quiet: boolean;
+};
 
-async function partAlloc(o: Opts, name: string, tmp: string, labTools: LabTools, labs: string[], log: (m: string) => void): Promise<AllocResult> {
+async function partAlloc(
+  o: Opts,
+  name: string,
+  tmp: string,
+  labTools: LabTools,
+  labs: string[],
+  log: (m: string) => void,
+): Promise<AllocResult> {
   const lab = `${name}a`;
   log(`(a) lab ${lab}: 1 node...`);
   labs.push(lab);
@@ -294,24 +375,41 @@ async function partAlloc(o: Opts, name: string, tmp: string, labTools: LabTools,
   try {
     res = JSON.parse(outLine ?? "");
   } catch {
-    throw new BenchError(`the load generator (nsenter --net=${netnsPath(node.netns)} bun ${script}) exited ${fin.code} without a result:\n${(outLine ?? "") + fin.stderr.trim().slice(0, 800)}`);
+    throw new BenchError(
+      `the load generator (nsenter --net=${netnsPath(node.netns)} bun ${script}) exited ${fin.code} without a result:\n${(outLine ?? "") + fin.stderr.trim().slice(0, 800)}`,
+    );
   }
-  if (res.error) throw new BenchError(`load generator: ${res.error}${res.failed ? ` (${res.failed} of ${o.allocs})` : ""}:\n  ${res.bad.join("\n  ")}`);
-  if (res.releaseFailed) throw new BenchError(`load generator: ${res.releaseFailed} DELETE(s) failed:\n  ${res.bad.join("\n  ")}`);
+  if (res.error)
+    throw new BenchError(
+      `load generator: ${res.error}${res.failed ? ` (${res.failed} of ${o.allocs})` : ""}:\n  ${res.bad.join("\n  ")}`,
+    );
+  if (res.releaseFailed)
+    throw new BenchError(`load generator: ${res.releaseFailed} DELETE(s) failed:\n  ${res.bad.join("\n  ")}`);
   const addrs = res.addresses as string[];
   const range = "10.32.0.0/12";
   const outside = addrs.filter((a) => !inRange(a, range));
-  if (outside.length) throw new BenchError(`${outside.length} allocation(s) not in ${range}, e.g. ${outside.slice(0, 5).join(" ")}`);
+  if (outside.length)
+    throw new BenchError(`${outside.length} allocation(s) not in ${range}, e.g. ${outside.slice(0, 5).join(" ")}`);
   const seen = new Map<string, number>();
   const dups: string[] = [];
   addrs.forEach((a, i) => {
     if (seen.has(a)) dups.push(`${a} for ids ${prefix}${seen.get(a)} and ${prefix}${i}`);
     else seen.set(a, i);
   });
-  if (dups.length) throw new BenchError(`${dups.length} duplicate address(es) among ${addrs.length} allocations:\n  ${dups.slice(0, 10).join("\n  ")}`);
+  if (dups.length)
+    throw new BenchError(
+      `${dups.length} duplicate address(es) among ${addrs.length} allocations:\n  ${dups.slice(0, 10).join("\n  ")}`,
+    );
   // Untimed: nothing of ours is held any more.
-  const list = Bun.spawnSync(["nsenter", `--net=${netnsPath(node.netns)}`, ...labTools.weave, "status", "ipam"], { env: { PATH }, stdout: "pipe", stderr: "pipe" });
-  const held = list.stdout.toString().split("\n").filter((l) => l.includes(prefix)).length;
+  const list = Bun.spawnSync(["nsenter", `--net=${netnsPath(node.netns)}`, ...labTools.weave, "status", "ipam"], {
+    env: { PATH },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const held = list.stdout
+    .toString()
+    .split("\n")
+    .filter((l) => l.includes(prefix)).length;
   return {
     n: o.allocs,
     concurrency: o.concurrency,
@@ -329,17 +427,48 @@ async function partAlloc(o: Opts, name: string, tmp: string, labTools: LabTools,
   };
 }
 
-async function oneJoin(o: Opts, lab: string, tmp: string, labTools: LabTools, labs: string[], log: (m: string) => void): Promise<JoinResult> {
+async function oneJoin(
+  o: Opts,
+  lab: string,
+  tmp: string,
+  labTools: LabTools,
+  labs: string[],
+  log: (m: string) => void,
+): Promise<JoinResult> {
   labs.push(lab);
   const s = await labUp(lab, 2, 0, labTools);
   await checkpoint();
   const peers = s.nodes.map((n) => n.ip);
   // Node 3, made as labUp makes nodes, recorded in lab.json before anything exists.
-  const node: LabNode = { name: `${lab}-n3`, netns: `${lab}-n3`, ip: "198.18.0.13", agentPid: 0, dataDir: join(labDir(lab), "n3") };
+  const node: LabNode = {
+    name: `${lab}-n3`,
+    netns: `${lab}-n3`,
+    ip: "198.18.0.13",
+    agentPid: 0,
+    dataDir: join(labDir(lab), "n3"),
+  };
   s.nodes.push(node);
   saveLabState(s);
   createNamedNetns(node.netns);
-  sh(["ip", "-n", s.underlay, "link", "add", "n3", "mtu", "1500", "type", "veth", "peer", "name", "eth0", "mtu", "1500", "netns", netnsPath(node.netns)]);
+  sh([
+    "ip",
+    "-n",
+    s.underlay,
+    "link",
+    "add",
+    "n3",
+    "mtu",
+    "1500",
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth0",
+    "mtu",
+    "1500",
+    "netns",
+    netnsPath(node.netns),
+  ]);
   sh(["ip", "-n", s.underlay, "link", "set", "n3", "master", "br0", "up"]);
   sh(["ip", "-n", node.netns, "link", "set", "eth0", "up"]);
   sh(["ip", "-n", node.netns, "addr", "add", `${node.ip}/24`, "dev", "eth0"]);
@@ -367,7 +496,9 @@ async function oneJoin(o: Opts, lab: string, tmp: string, labTools: LabTools, la
     throw new BenchError(`the join poller exited ${fin.code} without a result: ${line ?? ""} ${fin.stderr.trim()}`);
   }
   if (r.error) {
-    const agentLog = existsSync(join(node.dataDir, "agent.log")) ? readFileSync(join(node.dataDir, "agent.log"), "utf8").trim().split("\n").slice(-15).join("\n") : "(no agent.log)";
+    const agentLog = existsSync(join(node.dataDir, "agent.log"))
+      ? readFileSync(join(node.dataDir, "agent.log"), "utf8").trim().split("\n").slice(-15).join("\n")
+      : "(no agent.log)";
     throw new BenchError(
       `node 3 of lab ${lab} got no address within 30 s: POST http://127.0.0.1:6784/ip/bench-join-${lab} inside ${node.netns}, ${r.attempts} attempts, answers ${JSON.stringify(r.statuses)}, last: ${r.last}\n` +
         `agent: ${[...labTools.weave, "agent", "--data-dir", node.dataDir, "--nickname", node.name, "--peers", peers.join(",")].join(" ")}\nlast lines of its log:\n${agentLog}`,
@@ -410,8 +541,11 @@ async function main(): Promise<number> {
   try {
     if (o.alloc) {
       alloc = await partAlloc(o, name, tmp, labTools, labs, log);
-      if (alloc.heldAfter) problems.push(`after every DELETE the agent still holds ${alloc.heldAfter} address(es) of the benchmark's ids`);
-      log(`(a) ${alloc.allocPerS.toFixed(0)} allocations/s, ${alloc.releasePerS.toFixed(0)} releases/s, ${alloc.unique} unique addresses`);
+      if (alloc.heldAfter)
+        problems.push(`after every DELETE the agent still holds ${alloc.heldAfter} address(es) of the benchmark's ids`);
+      log(
+        `(a) ${alloc.allocPerS.toFixed(0)} allocations/s, ${alloc.releasePerS.toFixed(0)} releases/s, ${alloc.unique} unique addresses`,
+      );
       problems.push(...(await downLab(`${name}a`, labTools, labs)));
       await checkpoint();
     }
@@ -421,7 +555,9 @@ async function main(): Promise<number> {
         log(`(b) join ${k + 1}/${o.joins}: lab ${lab}, 2 nodes, then node 3...`);
         const j = await oneJoin(o, lab, tmp, labTools, labs, log);
         joins.push(j);
-        log(`(b) join ${k + 1}: first address ${j.address} after ${j.ms.toFixed(1)} ms (agent answered first after ${j.firstAnswerMs?.toFixed(1) ?? "-"} ms; answers ${JSON.stringify(j.statuses)})`);
+        log(
+          `(b) join ${k + 1}: first address ${j.address} after ${j.ms.toFixed(1)} ms (agent answered first after ${j.firstAnswerMs?.toFixed(1) ?? "-"} ms; answers ${JSON.stringify(j.statuses)})`,
+        );
         for (const p of j.phases) log(`      +${p.ms.toFixed(1).padStart(7)} ms  ${p.what}`);
         problems.push(...(await downLab(lab, labTools, labs)));
         await checkpoint();
@@ -438,10 +574,31 @@ async function main(): Promise<number> {
     bench: "ipam",
     build,
     alloc: alloc
-      ? { n: alloc.n, concurrency: alloc.concurrency, allocPerS: Math.round(alloc.allocPerS), releasePerS: Math.round(alloc.releasePerS), allocMs: r1(alloc.allocMs), releaseMs: r1(alloc.releaseMs), unique: alloc.unique, targetMet: alloc.allocPerS >= ALLOC_TARGET, quiet: alloc.quiet, allocPerSByTenth: alloc.allocSlices.map(Math.round), releasePerSByTenth: alloc.releaseSlices.map(Math.round) }
+      ? {
+          n: alloc.n,
+          concurrency: alloc.concurrency,
+          allocPerS: Math.round(alloc.allocPerS),
+          releasePerS: Math.round(alloc.releasePerS),
+          allocMs: r1(alloc.allocMs),
+          releaseMs: r1(alloc.releaseMs),
+          unique: alloc.unique,
+          targetMet: alloc.allocPerS >= ALLOC_TARGET,
+          quiet: alloc.quiet,
+          allocPerSByTenth: alloc.allocSlices.map(Math.round),
+          releasePerSByTenth: alloc.releaseSlices.map(Math.round),
+        }
       : null,
     join: joins.length
-      ? { n: joins.length, medianMs: r1(median(joinMs)), minMs: r1(Math.min(...joinMs)), maxMs: r1(Math.max(...joinMs)), samplesMs: joinMs.map(r1), firstAnswerMs: joins.map((j) => (j.firstAnswerMs === null ? null : r1(j.firstAnswerMs))), targetMet: median(joinMs) <= JOIN_TARGET_MS, busyJoins: joins.filter((j) => !j.quiet).length }
+      ? {
+          n: joins.length,
+          medianMs: r1(median(joinMs)),
+          minMs: r1(Math.min(...joinMs)),
+          maxMs: r1(Math.max(...joinMs)),
+          samplesMs: joinMs.map(r1),
+          firstAnswerMs: joins.map((j) => (j.firstAnswerMs === null ? null : r1(j.firstAnswerMs))),
+          targetMet: median(joinMs) <= JOIN_TARGET_MS,
+          busyJoins: joins.filter((j) => !j.quiet).length,
+        }
       : null,
   };
   if (!o.json) {
@@ -458,10 +615,25 @@ async function main(): Promise<number> {
       );
     }
     if (joins.length) {
-      lines.push(`(b) join: spawn of node 3's agent -> its first 201 from POST /ip (2 live nodes; poll every ${o.pollMs} ms)`);
-      lines.push(`    ${"join".padEnd(6)}${"first address".padStart(14)}${"first answer".padStart(14)}${"attempts".padStart(10)}  answers`);
-      joins.forEach((j, i) => lines.push(`    ${String(i + 1).padEnd(6)}${(j.ms.toFixed(1) + " ms").padStart(14)}${((j.firstAnswerMs?.toFixed(1) ?? "-") + " ms").padStart(14)}${String(j.attempts).padStart(10)}  ${Object.entries(j.statuses).map(([k, v]) => `${k}x${v}`).join(" ")}`));
-      lines.push(`    median ${median(joinMs).toFixed(1)} ms (min ${Math.min(...joinMs).toFixed(1)}, max ${Math.max(...joinMs).toFixed(1)}); target <= ${JOIN_TARGET_MS} ms: ${out.join!.targetMet ? "met" : "NOT met"}`, "");
+      lines.push(
+        `(b) join: spawn of node 3's agent -> its first 201 from POST /ip (2 live nodes; poll every ${o.pollMs} ms)`,
+      );
+      lines.push(
+        `    ${"join".padEnd(6)}${"first address".padStart(14)}${"first answer".padStart(14)}${"attempts".padStart(10)}  answers`,
+      );
+      joins.forEach((j, i) =>
+        lines.push(
+          `    ${String(i + 1).padEnd(6)}${(j.ms.toFixed(1) + " ms").padStart(14)}${((j.firstAnswerMs?.toFixed(1) ?? "-") + " ms").padStart(14)}${String(j.attempts).padStart(10)}  ${Object.entries(
+            j.statuses,
+          )
+            .map(([k, v]) => `${k}x${v}`)
+            .join(" ")}`,
+        ),
+      );
+      lines.push(
+        `    median ${median(joinMs).toFixed(1)} ms (min ${Math.min(...joinMs).toFixed(1)}, max ${Math.max(...joinMs).toFixed(1)}); target <= ${JOIN_TARGET_MS} ms: ${out.join!.targetMet ? "met" : "NOT met"}`,
+        "",
+      );
     }
     process.stdout.write(lines.join("\n"));
   }

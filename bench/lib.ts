@@ -55,7 +55,13 @@ export type Flag = {
  * known: `-h`/`--help` print `usage` and exit 0; anything else fails with `unknownMsg(arg)`
  * (default: `unknown argument "<arg>"` and the usage).
  */
-export function parseFlags(argv: string[], fail: (msg: string) => never, usage: string, handle: (f: Flag) => boolean, unknownMsg = (a: string) => `unknown argument "${a}"\n${usage}`): void {
+export function parseFlags(
+  argv: string[],
+  fail: (msg: string) => never,
+  usage: string,
+  handle: (f: Flag) => boolean,
+  unknownMsg = (a: string) => `unknown argument "${a}"\n${usage}`,
+): void {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf("=");
@@ -136,13 +142,21 @@ export type Snapshot = {
  * dist/cni/weave-net) into it: a rebuild of dist/ during the run (rm + write) then cannot
  * swap or remove them under the benchmark. Fails (exit 2) if that cannot be done.
  */
-export function snapshotBinaries(bench: string, name: string, fail: (msg: string) => never, plugin = tools.plugin): Snapshot {
+export function snapshotBinaries(
+  bench: string,
+  name: string,
+  fail: (msg: string) => never,
+  plugin = tools.plugin,
+): Snapshot {
   const tmp = mkdtempSync(join(tmpdir(), `bench-${bench}-${name}-`));
   const pluginDir = join(tmp, "cni");
   const s = { tmp, weaveBin: join(tmp, "weave"), pluginDir, pluginBin: join(pluginDir, "weave-net") };
   try {
     mkdirSync(pluginDir);
-    for (const [from, to] of [[resolve(tools.weave[0]!), s.weaveBin], [resolve(plugin), s.pluginBin]] as const) {
+    for (const [from, to] of [
+      [resolve(tools.weave[0]!), s.weaveBin],
+      [resolve(plugin), s.pluginBin],
+    ] as const) {
       try {
         linkSync(from, to);
       } catch {
@@ -235,7 +249,12 @@ function cpuTimes(): { idle: number; total: number } {
  * Wait until the CPUs were >= pct % idle over the last `seconds`; quiet is false if `maxS`
  * passed first. Says once (after 5 s) that it is waiting. Checkpoints while waiting.
  */
-export async function waitQuiet(pct: number, seconds: number, maxS: number, log: (m: string) => void): Promise<{ quiet: boolean; idlePct: number; waitedS: number }> {
+export async function waitQuiet(
+  pct: number,
+  seconds: number,
+  maxS: number,
+  log: (m: string) => void,
+): Promise<{ quiet: boolean; idlePct: number; waitedS: number }> {
   const t0 = performance.now();
   const hist: { t: number; c: { idle: number; total: number } }[] = [{ t: t0, c: cpuTimes() }];
   let said = false;
@@ -298,7 +317,9 @@ export function removeTmp(tmp: string, problems: string[]): void {
  * the cleanup, report its problems; the exit code: 130 if interrupted, else 1.
  */
 export async function abort(bench: string, e: unknown, cleanup: () => Promise<string[]>): Promise<number> {
-  process.stderr.write(`bench/${bench}: ABORTED: ${e instanceof BenchError ? e.message : ((e as Error)?.stack ?? e)}\n`);
+  process.stderr.write(
+    `bench/${bench}: ABORTED: ${e instanceof BenchError ? e.message : ((e as Error)?.stack ?? e)}\n`,
+  );
   const cp = await cleanup();
   for (const p of cp) process.stderr.write(`bench/${bench}: WARNING (cleanup): ${p}\n`);
   return interruptedBy ? 130 : 1;

@@ -104,13 +104,22 @@ try {
   const rss = process.memoryUsage().rss / 2 ** 20;
 
   if (!json) {
-    console.log(`mesh: ${N} peers, each dialling up to ${DEGREE} earlier peers, discovery off, one process, TCP on 127.0.0.1`);
+    console.log(
+      `mesh: ${N} peers, each dialling up to ${DEGREE} earlier peers, discovery off, one process, TCP on 127.0.0.1`,
+    );
     console.log(`  every peer knows all ${N}:      ${allKnow.toFixed(2)} s`);
     console.log(`  one more peer known by all:    ${join.toFixed(3)} s`);
     console.log(`  quiet traffic per peer:        ${(quiet / 1000).toFixed(2)} kB/s`);
     console.log(`  process RSS (all ${N + 1} peers): ${rss.toFixed(0)} MB`);
   }
-  console.log(JSON.stringify({ peers: N, allKnowAllSeconds: +allKnow.toFixed(3), joinSeconds: +join.toFixed(3), quietBytesPerPeerPerSecond: Math.round(quiet) }));
+  console.log(
+    JSON.stringify({
+      peers: N,
+      allKnowAllSeconds: +allKnow.toFixed(3),
+      joinSeconds: +join.toFixed(3),
+      quietBytesPerPeerPerSecond: Math.round(quiet),
+    }),
+  );
   stopAll();
   process.exit(0);
 } catch (e) {

@@ -32,12 +32,14 @@ export type AgentOptions = {
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} weave-agent: ${m}\n`);
 
-const truthy = (v: string | undefined, dflt: boolean) => (v === undefined || v === "" ? dflt : !/^(0|false|no|off)$/i.test(v));
+const truthy = (v: string | undefined, dflt: boolean) =>
+  v === undefined || v === "" ? dflt : !/^(0|false|no|off)$/i.test(v);
 
 function intSetting(name: string, v: string | number | undefined, min: number, max: number): number | undefined {
   if (v === undefined || v === "") return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new WeaveError("E_BAD_FLAG", `${name} "${v}" is not an integer from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new WeaveError("E_BAD_FLAG", `${name} "${v}" is not an integer from ${min} to ${max}`);
   return n;
 }
 
@@ -47,7 +49,8 @@ function parsePeers(source: string, text: unknown): string[] {
   // cac turns a flag given without a value into `true`
   for (const p of (typeof text === "string" ? text : "").split(/[\s,]+/).filter(Boolean)) {
     const m = /^([^:]+)(?::(\d+))?$/.exec(p);
-    if (!m || !isIpv4(m[1]!) || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))) throw new WeaveError("E_BAD_PEER", `${source}: "${p}" is not an IPv4 address (optionally with :port)`);
+    if (!m || !isIpv4(m[1]!) || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)))
+      throw new WeaveError("E_BAD_PEER", `${source}: "${p}" is not an IPv4 address (optionally with :port)`);
     out.push(p);
   }
   return out;
@@ -62,16 +65,19 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
     if (e instanceof CidrError) throw new WeaveError("E_BAD_RANGE", `--ipalloc-range / IPALLOC_RANGE ${e.message}`);
     throw e;
   }
-  if (range.prefix > 30) throw new WeaveError("E_BAD_RANGE", `--ipalloc-range / IPALLOC_RANGE "${rangeText}" is too small (at most /30)`);
+  if (range.prefix > 30)
+    throw new WeaveError("E_BAD_RANGE", `--ipalloc-range / IPALLOC_RANGE "${rangeText}" is too small (at most /30)`);
   const mtuText = o.mtu ?? env.WEAVE_MTU;
   let mtu: number | undefined;
   if (mtuText !== undefined && mtuText !== "") {
     mtu = Number(mtuText);
-    if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new WeaveError("E_BAD_MTU", `--mtu / WEAVE_MTU "${mtuText}" is not an integer from 576 to 65535`);
+    if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)
+      throw new WeaveError("E_BAD_MTU", `--mtu / WEAVE_MTU "${mtuText}" is not an integer from 576 to 65535`);
   }
   const m = /^([\d.]+):(\d+)$/.exec(o.httpAddr);
   if (!m) throw new WeaveError("E_BAD_FLAG", `--http-addr "${o.httpAddr}" is not host:port`);
-  if (o.advertiseAddress !== undefined && !isIpv4(o.advertiseAddress)) throw new WeaveError("E_BAD_FLAG", `--advertise-address "${o.advertiseAddress}" is not an IPv4 address`);
+  if (o.advertiseAddress !== undefined && !isIpv4(o.advertiseAddress))
+    throw new WeaveError("E_BAD_FLAG", `--advertise-address "${o.advertiseAddress}" is not an IPv4 address`);
   const peers = o.peers !== undefined ? parsePeers("--peers", o.peers) : parsePeers("KUBE_PEERS", env.KUBE_PEERS);
   const port = intSetting("--port", o.port, 1, 65535) ?? 6783;
   const ipallocInit = parseInit(o.ipallocInit ?? env.IPALLOC_INIT, peers, port);
@@ -102,19 +108,32 @@ function parseInit(text: string | undefined, peers: string[], port: number): Ini
   if (t === "observer") return { kind: "observer" };
   const seed = /^seed=(.+)$/.exec(t);
   if (seed) {
-    const names = seed[1]!.split(",").map((n) => n.trim()).filter(Boolean);
+    const names = seed[1]!
+      .split(",")
+      .map((n) => n.trim())
+      .filter(Boolean);
     const bad = names.find((n) => !isPeerName(n));
-    if (bad !== undefined) throw new WeaveError("E_BAD_FLAG", `--ipalloc-init / IPALLOC_INIT seed: "${bad}" is not a peer name (like 0a:1b:2c:3d:4e:5f; see weave status)`);
+    if (bad !== undefined)
+      throw new WeaveError(
+        "E_BAD_FLAG",
+        `--ipalloc-init / IPALLOC_INIT seed: "${bad}" is not a peer name (like 0a:1b:2c:3d:4e:5f; see weave status)`,
+      );
     return { kind: "seed", names };
   }
   const cons = /^consensus(?:=(\d+))?$/.exec(t);
   if (cons) {
     if (cons[1] !== undefined && Number(cons[1]) !== peers.length + 1) {
-      throw new WeaveError("E_BAD_FLAG", `--ipalloc-init / IPALLOC_INIT "${t}" says ${cons[1]} peers, but this node was given ${peers.length} peer(s) plus itself; give every peer's address with --peers / KUBE_PEERS`);
+      throw new WeaveError(
+        "E_BAD_FLAG",
+        `--ipalloc-init / IPALLOC_INIT "${t}" says ${cons[1]} peers, but this node was given ${peers.length} peer(s) plus itself; give every peer's address with --peers / KUBE_PEERS`,
+      );
     }
     return { kind: "consensus", peers: peers.map((p) => (p.includes(":") ? p : `${p}:${port}`)) };
   }
-  throw new WeaveError("E_BAD_FLAG", `--ipalloc-init / IPALLOC_INIT "${t}" is not one of consensus[=N], seed=<name,...>, observer`);
+  throw new WeaveError(
+    "E_BAD_FLAG",
+    `--ipalloc-init / IPALLOC_INIT "${t}" is not one of consensus[=N], seed=<name,...>, observer`,
+  );
 }
 
 /**
@@ -130,7 +149,10 @@ function reportNetworkUp(kc: import("@kubernetes/client-node").KubeConfig, node:
       await markNetworkAvailable(kc, node);
       log(`kubernetes: node ${node} condition NetworkUnavailable=False (WeaveIsUp)`);
     } catch (e) {
-      if (!failing) log(`kubernetes: cannot set the NetworkUnavailable condition of node ${node} yet (${(e as Error).message}); retrying`);
+      if (!failing)
+        log(
+          `kubernetes: cannot set the NetworkUnavailable condition of node ${node} yet (${(e as Error).message}); retrying`,
+        );
       failing = true;
       setTimeout(attempt, 5000);
     }
@@ -141,19 +163,52 @@ function reportNetworkUp(kc: import("@kubernetes/client-node").KubeConfig, node:
 export async function run(o: AgentOptions): Promise<number> {
   const s = parseAgentOptions(o, process.env);
   if (process.env.WEAVE_PASSWORD) {
-    throw new WeaveError("E_NO_ENCRYPTION", "WEAVE_PASSWORD is set, but this agent cannot encrypt yet; unset it rather than run unencrypted while believing otherwise");
+    throw new WeaveError(
+      "E_NO_ENCRYPTION",
+      "WEAVE_PASSWORD is set, but this agent cannot encrypt yet; unset it rather than run unencrypted while believing otherwise",
+    );
   }
   const host = openHost();
   const store = new Store(s.dataDir);
   // An empty machine-id (as in container images) is no id at all.
-  const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"].filter(existsSync).map((f) => readFileSync(f, "utf8").trim()).find(Boolean);
+  const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+    .filter(existsSync)
+    .map((f) => readFileSync(f, "utf8").trim())
+    .find(Boolean);
   // In a cluster, taking over a deleted node's space is also claimed in the weave-net
   // ConfigMap, so two peers can never both do it.
   const kc = s.kube ? (await import("../net/k8s/client.ts")).loadKubeConfig({ kubeconfig: s.kubeconfig }) : undefined;
-  const reclaimLock = kc ? async (dead: string, heir: string) => (await import("../net/k8s/reclaim-lock.ts")).claimReclaim(kc, dead, heir) : undefined;
+  const reclaimLock = kc
+    ? async (dead: string, heir: string) => (await import("../net/k8s/reclaim-lock.ts")).claimReclaim(kc, dead, heir)
+    : undefined;
   const agent = new Agent(
-    { range: s.range, mtu: s.mtu, bridge: s.bridge, nickname: s.nickname, dataDir: s.dataDir, peers: s.peers, meshListen: s.meshListen, advertise: s.advertise, connLimit: s.connLimit, discovery: s.discovery, noMasqLocal: s.noMasqLocal, ipallocInit: s.ipallocInit, kube: s.kube },
-    { host, openHost, checkNetns: checkNetnsPath, store, log, transport: tcpTransport(), sched: realScheduler, masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq }, machineId, reclaimLock },
+    {
+      range: s.range,
+      mtu: s.mtu,
+      bridge: s.bridge,
+      nickname: s.nickname,
+      dataDir: s.dataDir,
+      peers: s.peers,
+      meshListen: s.meshListen,
+      advertise: s.advertise,
+      connLimit: s.connLimit,
+      discovery: s.discovery,
+      noMasqLocal: s.noMasqLocal,
+      ipallocInit: s.ipallocInit,
+      kube: s.kube,
+    },
+    {
+      host,
+      openHost,
+      checkNetns: checkNetnsPath,
+      store,
+      log,
+      transport: tcpTransport(),
+      sched: realScheduler,
+      masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq },
+      machineId,
+      reclaimLock,
+    },
   );
   const server = Bun.serve({ hostname: s.http.hostname, port: s.http.port, fetch: (req) => handleApi(agent, req) });
   log(`API on http://${s.http.hostname}:${s.http.port}, data dir ${s.dataDir}`);

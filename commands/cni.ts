@@ -15,7 +15,10 @@ export async function run(): Promise<number> {
   const out = await runPlugin(process.env, stdin, {
     agent: new AgentClient(),
     pid: process.pid,
-    log: (m) => console.error(`weave-net[${process.env.CNI_COMMAND ?? "-"}${process.env.CNI_CONTAINERID ? ` ${process.env.CNI_CONTAINERID}` : ""}]: ${m}`),
+    log: (m) =>
+      console.error(
+        `weave-net[${process.env.CNI_COMMAND ?? "-"}${process.env.CNI_CONTAINERID ? ` ${process.env.CNI_CONTAINERID}` : ""}]: ${m}`,
+      ),
   });
   await Bun.write(Bun.stdout, out.stdout);
   return out.exitCode;

@@ -15,7 +15,16 @@ import { evaluate, summarize } from "../net/doctor/evaluate.ts";
 import { table } from "../net/doctor/format.ts";
 import type { CheckResult } from "../net/doctor/types.ts";
 
-export type DoctorOptions = { lab?: string | boolean; node?: boolean; kubeconfig?: string; context?: string; output?: string; probes?: boolean; probeImage?: string; probeNamespace?: string };
+export type DoctorOptions = {
+  lab?: string | boolean;
+  node?: boolean;
+  kubeconfig?: string;
+  context?: string;
+  output?: string;
+  probes?: boolean;
+  probeImage?: string;
+  probeNamespace?: string;
+};
 
 /** Where output goes (tests pass their own). */
 export type DoctorIO = { out(text: string): void; err(text: string): void; color?: boolean; width?: number };
@@ -29,12 +38,18 @@ const stdio = (): DoctorIO => ({
 
 const cannotRun = (message: string) => new WeaveError("E_DOCTOR", message);
 
-async function results(o: DoctorOptions, progress: (l: string) => void): Promise<{ mode: string; target: string; checks: CheckResult[] }> {
+async function results(
+  o: DoctorOptions,
+  progress: (l: string) => void,
+): Promise<{ mode: string; target: string; checks: CheckResult[] }> {
   const exec = hostExec();
   if (o.lab !== undefined && o.lab !== false) {
     const name = typeof o.lab === "string" && o.lab ? o.lab : "lab";
     const s = readLab(name);
-    if (!s) throw cannotRun(`no lab named "${name}" (/run/weave-lab/${name}/lab.json not found); start one with: weave lab up --name ${name}`);
+    if (!s)
+      throw cannotRun(
+        `no lab named "${name}" (/run/weave-lab/${name}/lab.json not found); start one with: weave lab up --name ${name}`,
+      );
     if (process.getuid?.() !== 0) throw cannotRun("doctor --lab enters the lab's namespaces and needs root");
     const { gatherLab } = await import("../net/doctor/gather-lab.ts");
     progress(`lab ${s.name}: ${s.nodes.length} node(s), ${s.pods.length} pod(s)`);
@@ -87,9 +102,31 @@ export async function run(o: DoctorOptions, io: DoctorIO = stdio()): Promise<num
     return 2;
   }
   const s = summarize(r.checks);
-  io.err(dim(`doctor: ${r.checks.length} results from ${s.checks} checks in ${((Date.now() - started) / 1000).toFixed(1)} s\n`));
+  io.err(
+    dim(
+      `doctor: ${r.checks.length} results from ${s.checks} checks in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+    ),
+  );
   if (o.output === "json") {
-    io.out(JSON.stringify({ mode: r.mode, target: r.target, summary: s.line, failed: s.failed, checks: r.checks.map((c) => ({ name: c.name, status: c.status, node: c.node ?? null, evidence: c.evidence, fix: c.fix })) }, null, 2) + "\n");
+    io.out(
+      JSON.stringify(
+        {
+          mode: r.mode,
+          target: r.target,
+          summary: s.line,
+          failed: s.failed,
+          checks: r.checks.map((c) => ({
+            name: c.name,
+            status: c.status,
+            node: c.node ?? null,
+            evidence: c.evidence,
+            fix: c.fix,
+          })),
+        },
+        null,
+        2,
+      ) + "\n",
+    );
   } else {
     io.out(table(r.checks, { width: io.width ?? 120, paint }) + "\n" + s.line + "\n");
   }

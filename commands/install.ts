@@ -6,7 +6,15 @@
  */
 import { VERSION } from "../net/version.ts";
 import { WeaveError } from "../net/errors.ts";
-import { DEFAULT_IMAGE, NAMESPACE, renderManifests, settingsFrom, toJson, toYaml, type SettingFlags } from "../manifests/objects.ts";
+import {
+  DEFAULT_IMAGE,
+  NAMESPACE,
+  renderManifests,
+  settingsFrom,
+  toJson,
+  toYaml,
+  type SettingFlags,
+} from "../manifests/objects.ts";
 
 /** The flags of `weave install` (cac's camelCase names). */
 export interface InstallFlags extends SettingFlags {
@@ -27,18 +35,31 @@ export interface InstallIO {
   pollMs?: number;
 }
 
-const realIO: InstallIO = { env: process.env, out: (t) => process.stdout.write(t), log: (l) => process.stderr.write(`${l}\n`) };
+const realIO: InstallIO = {
+  env: process.env,
+  out: (t) => process.stdout.write(t),
+  log: (l) => process.stderr.write(`${l}\n`),
+};
 
 export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<number> {
   if (o.passwordSecret !== undefined) {
-    throw new WeaveError("E_NO_ENCRYPTION", `--password-secret ${JSON.stringify(o.passwordSecret)}: encryption does not exist yet, and the agent will not pretend to encrypt; install without it (traffic between nodes is then unencrypted, as with Weave Net without WEAVE_PASSWORD)`);
+    throw new WeaveError(
+      "E_NO_ENCRYPTION",
+      `--password-secret ${JSON.stringify(o.passwordSecret)}: encryption does not exist yet, and the agent will not pretend to encrypt; install without it (traffic between nodes is then unencrypted, as with Weave Net without WEAVE_PASSWORD)`,
+    );
   }
   const settings = settingsFrom(o, io.env);
   const format = o.output === undefined ? undefined : String(o.output);
-  if (format !== undefined && format !== "yaml" && format !== "json") throw new WeaveError("E_BAD_FLAG", `-o/--output ${JSON.stringify(o.output)} is not yaml or json`);
+  if (format !== undefined && format !== "yaml" && format !== "json")
+    throw new WeaveError("E_BAD_FLAG", `-o/--output ${JSON.stringify(o.output)} is not yaml or json`);
   const timeoutS = o.timeout === undefined ? 300 : Number(o.timeout);
-  if (!Number.isFinite(timeoutS) || timeoutS < 0) throw new WeaveError("E_BAD_FLAG", `--timeout ${JSON.stringify(o.timeout)} is not a number of seconds (0: do not wait)`);
-  if (o.serviceCidr !== undefined && typeof o.serviceCidr !== "string") throw new WeaveError("E_BAD_FLAG", `--service-cidr needs a range (like 10.96.0.0/12)`);
+  if (!Number.isFinite(timeoutS) || timeoutS < 0)
+    throw new WeaveError(
+      "E_BAD_FLAG",
+      `--timeout ${JSON.stringify(o.timeout)} is not a number of seconds (0: do not wait)`,
+    );
+  if (o.serviceCidr !== undefined && typeof o.serviceCidr !== "string")
+    throw new WeaveError("E_BAD_FLAG", `--service-cidr needs a range (like 10.96.0.0/12)`);
 
   const objs = renderManifests(settings);
   if (o.dryRun || format !== undefined) {
@@ -51,10 +72,21 @@ export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<numb
   const { install } = await import("../net/k8s/install.ts");
   const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig, context: o.context, env: io.env });
   const started = Date.now();
-  io.log(`installing weave ${VERSION} into ${NAMESPACE} on ${kubeConfig.getCurrentCluster()?.server} (context ${kubeConfig.getCurrentContext()})`);
-  const progress = await install({ kubeConfig, settings, serviceCidr: o.serviceCidr as string | undefined, timeoutMs: timeoutS * 1000, pollMs: io.pollMs, log: io.log });
+  io.log(
+    `installing weave ${VERSION} into ${NAMESPACE} on ${kubeConfig.getCurrentCluster()?.server} (context ${kubeConfig.getCurrentContext()})`,
+  );
+  const progress = await install({
+    kubeConfig,
+    settings,
+    serviceCidr: o.serviceCidr as string | undefined,
+    timeoutMs: timeoutS * 1000,
+    pollMs: io.pollMs,
+    log: io.log,
+  });
   const took = ((Date.now() - started) / 1000).toFixed(1);
-  const agents = progress ? `${progress.ready}/${progress.nodes} agents ready` : "not waited for the agents (--timeout 0)";
+  const agents = progress
+    ? `${progress.ready}/${progress.nodes} agents ready`
+    : "not waited for the agents (--timeout 0)";
   io.out(
     [
       `weave ${VERSION} installed in ${NAMESPACE}: ${agents} (${took} s)`,

@@ -6,9 +6,15 @@ export async function run(peer: string, o: { agent?: string }): Promise<number> 
   const base = o.agent ?? DEFAULT_AGENT_URL;
   let r: Response;
   try {
-    r = await fetch(`${base}/peer/${encodeURIComponent(peer)}`, { method: "DELETE", signal: AbortSignal.timeout(10000) });
+    r = await fetch(`${base}/peer/${encodeURIComponent(peer)}`, {
+      method: "DELETE",
+      signal: AbortSignal.timeout(10000),
+    });
   } catch (e) {
-    throw new WeaveError("E_AGENT_UNREACHABLE", `weave agent at ${base} is not reachable (${(e as { code?: string }).code ?? (e as Error).message})`);
+    throw new WeaveError(
+      "E_AGENT_UNREACHABLE",
+      `weave agent at ${base} is not reachable (${(e as { code?: string }).code ?? (e as Error).message})`,
+    );
   }
   const text = (await r.text()).trim();
   if (!r.ok) throw new WeaveError(r.status === 404 ? "E_NO_PEER" : "E_PEER_ALIVE", text);

@@ -10,9 +10,16 @@ export function selfExecutable(): Self {
   if (compiled) {
     const path = process.execPath;
     const dir = dirname(path);
-    const pluginPath = [join(dir, "cni", "weave-net"), join(dir, "weave-net")].find((p) => existsSync(p)) ?? join(dir, "cni", "weave-net");
+    const pluginPath =
+      [join(dir, "cni", "weave-net"), join(dir, "weave-net")].find((p) => existsSync(p)) ??
+      join(dir, "cni", "weave-net");
     return { compiled, path, argv: [path], pluginPath };
   }
   const root = resolve(import.meta.dir, "..");
-  return { compiled, path: process.execPath, argv: [process.execPath, join(root, "cli.ts")], pluginPath: join(root, "dist", "cni", "weave-net") };
+  return {
+    compiled,
+    path: process.execPath,
+    argv: [process.execPath, join(root, "cli.ts")],
+    pluginPath: join(root, "dist", "cni", "weave-net"),
+  };
 }

@@ -13,7 +13,17 @@
  * The refusal goes to the log, to the termination message (kubectl describe pod), and,
  * in a cluster with the node's name known, to a WeaveCNIConflict event on the Node.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { CONFLIST_FILE, PLUGIN_NAME, weaveConflist } from "../net/cni/conflist.ts";
 import { WeaveError } from "../net/errors.ts";
@@ -53,7 +63,8 @@ export function findConflicts(confDir: string): { conflicts: CniConflict[]; igno
     const types = pluginTypes(readFileSync(file, "utf8"));
     if (types === undefined) ignored.push({ file, why: "not JSON, so no runtime uses it" });
     else if (types.length === 0) ignored.push({ file, why: "names no plugin type, so no runtime uses it" });
-    else if (types.every((t) => NOT_A_NETWORK.has(t))) ignored.push({ file, why: `only ${types.join(", ")}, not a network` });
+    else if (types.every((t) => NOT_A_NETWORK.has(t)))
+      ignored.push({ file, why: `only ${types.join(", ")}, not a network` });
     else if (types.includes(PLUGIN_NAME)) ignored.push({ file, why: `names our own plugin ${PLUGIN_NAME}` });
     else conflicts.push({ file, types });
   }
@@ -110,16 +121,26 @@ export interface SetupCniIO {
   terminationLog?: string;
 }
 
-const realIO: SetupCniIO = { env: process.env, log: (l) => process.stderr.write(`weave setup-cni: ${l}\n`), out: (t) => process.stdout.write(t), terminationLog: "/dev/termination-log" };
+const realIO: SetupCniIO = {
+  env: process.env,
+  log: (l) => process.stderr.write(`weave setup-cni: ${l}\n`),
+  out: (t) => process.stdout.write(t),
+  terminationLog: "/dev/termination-log",
+};
 
 export async function run(o: SetupCniOptions, io: SetupCniIO = realIO): Promise<number> {
   const { conflicts, ignored } = findConflicts(o.confDir);
   for (const i of ignored) io.log(`passing over ${i.file}: ${i.why}`);
-  if (conflicts.length && o.force) io.log(`--force: installing beside ${conflicts.map((c) => c.file).join(", ")} anyway`);
+  if (conflicts.length && o.force)
+    io.log(`--force: installing beside ${conflicts.map((c) => c.file).join(", ")} anyway`);
   if (conflicts.length && !o.force) await refuse(o, io, conflictMessage(conflicts));
 
   const self = selfExecutable();
-  if (!self.compiled) throw new WeaveError("E_NOT_COMPILED", "setup-cni installs the compiled binary; run it from dist/weave (bun run build)");
+  if (!self.compiled)
+    throw new WeaveError(
+      "E_NOT_COMPILED",
+      "setup-cni installs the compiled binary; run it from dist/weave (bun run build)",
+    );
   const r = installCni(o.binDir, o.confDir, self.path);
   io.out(`installed ${r.plugin}\nwrote ${r.conflist}\n`);
   return 0;
@@ -131,7 +152,9 @@ async function refuse(o: SetupCniOptions, io: SetupCniIO, message: string): Prom
   if (io.terminationLog && existsSync(io.terminationLog)) {
     try {
       writeFileSync(io.terminationLog, message);
-    } catch { /* only a nicety */ }
+    } catch {
+      /* only a nicety */
+    }
   }
   const node = o.nodeName ?? io.env.HOSTNAME;
   const inCluster = !!io.env.KUBERNETES_SERVICE_HOST || o.kubeconfig !== undefined;
@@ -140,7 +163,13 @@ async function refuse(o: SetupCniOptions, io: SetupCniIO, message: string): Prom
       // Loaded only here: the client library is big and this is the rare path.
       const { loadKubeConfig } = await import("../net/k8s/client.ts");
       const { recordNodeEvent } = await import("../net/k8s/install.ts");
-      await recordNodeEvent(loadKubeConfig({ kubeconfig: o.kubeconfig, env: io.env }), node, CONFLICT_REASON, message, "weave-setup-cni");
+      await recordNodeEvent(
+        loadKubeConfig({ kubeconfig: o.kubeconfig, env: io.env }),
+        node,
+        CONFLICT_REASON,
+        message,
+        "weave-setup-cni",
+      );
       io.log(`recorded event ${CONFLICT_REASON} on node ${node} (kubectl describe node ${node})`);
     } catch (e) {
       io.log(`could not record event ${CONFLICT_REASON} on node ${node}: ${(e as Error).message}`);

@@ -8,12 +8,16 @@ async function get(base: string, path: string): Promise<Response> {
   try {
     return await fetch(base + path, { signal: AbortSignal.timeout(10000) });
   } catch (e) {
-    throw new WeaveError("E_AGENT_UNREACHABLE", `weave agent at ${base} is not reachable (${(e as { code?: string }).code ?? (e as Error).message}); is it running on this node?`);
+    throw new WeaveError(
+      "E_AGENT_UNREACHABLE",
+      `weave agent at ${base} is not reachable (${(e as { code?: string }).code ?? (e as Error).message}); is it running on this node?`,
+    );
   }
 }
 
 export async function run(what: string | undefined, o: { agent: string }): Promise<number> {
-  if (what !== undefined && !SECTIONS.includes(what)) throw new WeaveError("E_USAGE", `unknown status section "${what}" (one of ${SECTIONS.join(", ")})`);
+  if (what !== undefined && !SECTIONS.includes(what))
+    throw new WeaveError("E_USAGE", `unknown status section "${what}" (one of ${SECTIONS.join(", ")})`);
   const r = await get(o.agent ?? DEFAULT_AGENT_URL, what ? `/status/${what}` : "/status");
   process.stdout.write(await r.text());
   return r.ok ? 0 : 1;

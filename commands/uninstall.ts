@@ -12,7 +12,11 @@ export interface UninstallIO {
   log: (line: string) => void;
 }
 
-const realIO: UninstallIO = { env: process.env, out: (t) => process.stdout.write(t), log: (l) => process.stderr.write(`${l}\n`) };
+const realIO: UninstallIO = {
+  env: process.env,
+  out: (t) => process.stdout.write(t),
+  log: (l) => process.stderr.write(`${l}\n`),
+};
 
 export async function run(o: UninstallFlags, io: UninstallIO = realIO): Promise<number> {
   const { loadKubeConfig } = await import("../net/k8s/client.ts");

@@ -31,20 +31,35 @@ export const HOST_CNI_CONF = "/host/etc/cni/net.d";
 /** The agent's local API (readiness and liveness probes). */
 export const AGENT_API = { host: "127.0.0.1", port: 6784 } as const;
 
-const nodeNameEnv: V1EnvVar = { name: "HOSTNAME", valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "spec.nodeName" } } };
+const nodeNameEnv: V1EnvVar = {
+  name: "HOSTNAME",
+  valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "spec.nodeName" } },
+};
 
 /** The agent's env: Weave's setting names, only those that are set (the agent has the defaults). */
 export function agentEnv(s: ManifestSettings): V1EnvVar[] {
-  const env: V1EnvVar[] = [nodeNameEnv, { name: "IPALLOC_RANGE", value: s.ipallocRange }, { name: "NO_MASQ_LOCAL", value: s.noMasqLocal ? "1" : "0" }];
+  const env: V1EnvVar[] = [
+    nodeNameEnv,
+    { name: "IPALLOC_RANGE", value: s.ipallocRange },
+    { name: "NO_MASQ_LOCAL", value: s.noMasqLocal ? "1" : "0" },
+  ];
   if (s.mtu !== undefined) env.push({ name: "WEAVE_MTU", value: String(s.mtu) });
   if (s.connLimit !== undefined) env.push({ name: "CONN_LIMIT", value: String(s.connLimit) });
   if (s.extraArgs !== undefined) env.push({ name: "EXTRA_ARGS", value: s.extraArgs });
-  if (s.passwordSecret) env.push({ name: "WEAVE_PASSWORD", valueFrom: { secretKeyRef: { name: s.passwordSecret.name, key: PASSWORD_KEY } } });
+  if (s.passwordSecret)
+    env.push({
+      name: "WEAVE_PASSWORD",
+      valueFrom: { secretKeyRef: { name: s.passwordSecret.name, key: PASSWORD_KEY } },
+    });
   return env;
 }
 
 const hostPath = (name: string, path: string, type: string): V1Volume => ({ name, hostPath: { path, type } });
-const mount = (name: string, mountPath: string, readOnly = false): V1VolumeMount => ({ name, mountPath, ...(readOnly ? { readOnly } : {}) });
+const mount = (name: string, mountPath: string, readOnly = false): V1VolumeMount => ({
+  name,
+  mountPath,
+  ...(readOnly ? { readOnly } : {}),
+});
 
 function initContainer(s: ManifestSettings): V1Container {
   return {
@@ -76,7 +91,13 @@ function agentContainer(s: ManifestSettings): V1Container {
       { name: "vxlan", containerPort: 6784, protocol: "UDP" },
     ],
     readinessProbe: { ...probe("/status"), periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
-    livenessProbe: { ...probe("/report"), initialDelaySeconds: 30, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
+    livenessProbe: {
+      ...probe("/report"),
+      initialDelaySeconds: 30,
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: 6,
+    },
     securityContext: { privileged: true },
     resources: { requests: { cpu: "50m", memory: "100Mi" } },
     volumeMounts: [mount("weavedb", "/var/lib/weave")],

@@ -19,7 +19,12 @@ export { LABELS } from "./rbac.ts";
  * (server-side apply only takes the fields install itself sets).
  */
 export function configMap(s: ManifestSettings): V1ConfigMap {
-  const data: Record<string, string> = { version: VERSION, image: s.image, "ipalloc-range": s.ipallocRange, "no-masq-local": String(s.noMasqLocal) };
+  const data: Record<string, string> = {
+    version: VERSION,
+    image: s.image,
+    "ipalloc-range": s.ipallocRange,
+    "no-masq-local": String(s.noMasqLocal),
+  };
   if (s.mtu !== undefined) data.mtu = String(s.mtu);
   if (s.connLimit !== undefined) data["conn-limit"] = String(s.connLimit);
   if (s.extraArgs !== undefined) data["extra-args"] = s.extraArgs;
@@ -30,13 +35,28 @@ export function configMap(s: ManifestSettings): V1ConfigMap {
 /** The Secret holding WEAVE_PASSWORD; only rendered when a password secret is asked for. */
 export function passwordSecret(s: ManifestSettings): V1Secret | undefined {
   if (!s.passwordSecret) return undefined;
-  return { apiVersion: "v1", kind: "Secret", metadata: meta(false, s.passwordSecret.name), type: "Opaque", stringData: { [PASSWORD_KEY]: s.passwordSecret.password } };
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: meta(false, s.passwordSecret.name),
+    type: "Opaque",
+    stringData: { [PASSWORD_KEY]: s.passwordSecret.password },
+  };
 }
 
 /** The objects, in apply order; uninstall deletes them in the reverse order. */
 export function renderManifests(s: ManifestSettings): KubernetesObject[] {
   const secret = passwordSecret(s);
-  return [serviceAccount(), clusterRole(), clusterRoleBinding(), role(), roleBinding(), configMap(s), ...(secret ? [secret] : []), daemonSet(s)];
+  return [
+    serviceAccount(),
+    clusterRole(),
+    clusterRoleBinding(),
+    role(),
+    roleBinding(),
+    configMap(s),
+    ...(secret ? [secret] : []),
+    daemonSet(s),
+  ];
 }
 
 /** "DaemonSet kube-system/weave-net": how messages name an object. */

@@ -5,7 +5,14 @@
  * and creates events (setup-cni's refusal, shown by `kubectl describe node`). In
  * kube-system it may read and update only the `weave-net` ConfigMap, and create it.
  */
-import type { V1ClusterRole, V1ClusterRoleBinding, V1ObjectMeta, V1Role, V1RoleBinding, V1ServiceAccount } from "@kubernetes/client-node";
+import type {
+  V1ClusterRole,
+  V1ClusterRoleBinding,
+  V1ObjectMeta,
+  V1Role,
+  V1RoleBinding,
+  V1ServiceAccount,
+} from "@kubernetes/client-node";
 import { MANAGED_BY, NAME, NAMESPACE } from "./settings.ts";
 
 const RBAC = "rbac.authorization.k8s.io";

@@ -63,7 +63,8 @@ export interface SettingFlags {
  */
 export function settingsFrom(flags: SettingFlags, env: Record<string, string | undefined>): ManifestSettings {
   const pick = (flag: unknown, name: string) => (flag !== undefined ? { v: flag, src: `--${name}` } : undefined);
-  const fromEnv = (name: string) => (env[name] !== undefined && env[name] !== "" ? { v: env[name], src: name } : undefined);
+  const fromEnv = (name: string) =>
+    env[name] !== undefined && env[name] !== "" ? { v: env[name], src: name } : undefined;
 
   const image = pick(flags.image, "image") ?? fromEnv("WEAVE_IMAGE");
   const range = pick(flags.ipallocRange, "ipalloc-range") ?? fromEnv("IPALLOC_RANGE");
@@ -82,7 +83,8 @@ export function settingsFrom(flags: SettingFlags, env: Record<string, string | u
   return manifestSettings(s);
 }
 
-const bad = (src: string, v: unknown, why: string) => new WeaveError("E_BAD_FLAG", `${src} ${JSON.stringify(v)} ${why}`);
+const bad = (src: string, v: unknown, why: string) =>
+  new WeaveError("E_BAD_FLAG", `${src} ${JSON.stringify(v)} ${why}`);
 
 function text(v: unknown, src: string): string {
   // cac turns a flag given without a value into `true`
@@ -92,7 +94,8 @@ function text(v: unknown, src: string): string {
 
 function imageRef(v: unknown, src: string): string {
   const s = text(v, src);
-  if (!/^[a-z0-9][a-z0-9._\-/:@]*$/i.test(s)) throw bad(src, v, "is not an image reference (like registry.example/weave:0.1.0)");
+  if (!/^[a-z0-9][a-z0-9._\-/:@]*$/i.test(s))
+    throw bad(src, v, "is not an image reference (like registry.example/weave:0.1.0)");
   return s;
 }
 

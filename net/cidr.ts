@@ -7,7 +7,10 @@
 export type Cidr = { base: number; prefix: number };
 
 export class CidrError extends Error {
-  constructor(readonly value: string, reason: string) {
+  constructor(
+    readonly value: string,
+    reason: string,
+  ) {
     super(`"${value}" ${reason}`);
     this.name = "CidrError";
   }
@@ -36,7 +39,8 @@ export function parseCidr(s: string, strict = true): Cidr {
   if (prefix > 32) throw new CidrError(s, "has a prefix length over 32");
   const ip = ipToNum(m[1]!);
   const base = maskOf(ip, prefix);
-  if (strict && base !== ip) throw new CidrError(s, `has host bits set (the range would be ${numToIp(base)}/${prefix})`);
+  if (strict && base !== ip)
+    throw new CidrError(s, `has host bits set (the range would be ${numToIp(base)}/${prefix})`);
   return { base, prefix };
 }
 
@@ -72,5 +76,11 @@ export function withPrefix(ip: number, c: Cidr): string {
  * program neighbour entries from an address alone.
  */
 export function macForIp(ip: number): string {
-  return ["0a", "58", ...numToIp(ip).split(".").map((o) => Number(o).toString(16).padStart(2, "0"))].join(":");
+  return [
+    "0a",
+    "58",
+    ...numToIp(ip)
+      .split(".")
+      .map((o) => Number(o).toString(16).padStart(2, "0")),
+  ].join(":");
 }

@@ -8,7 +8,21 @@ import { mkdirSync, rmSync, linkSync, copyFileSync } from "node:fs";
 
 rmSync("dist", { recursive: true, force: true });
 mkdirSync("dist/cni", { recursive: true });
-const r = Bun.spawnSync(["bun", "build", "--compile", "--bytecode", "--minify", "--splitting", "--format=esm", "--outfile", "dist/weave", "cli.ts"], { stdout: "inherit", stderr: "inherit" });
+const r = Bun.spawnSync(
+  [
+    "bun",
+    "build",
+    "--compile",
+    "--bytecode",
+    "--minify",
+    "--splitting",
+    "--format=esm",
+    "--outfile",
+    "dist/weave",
+    "cli.ts",
+  ],
+  { stdout: "inherit", stderr: "inherit" },
+);
 if (r.exitCode !== 0) process.exit(r.exitCode ?? 1);
 try {
   linkSync("dist/weave", "dist/cni/weave-net");

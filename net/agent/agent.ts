@@ -70,7 +70,8 @@ export type AgentDeps = {
 /** The id under which the bridge's own address is held (Weave's "expose"). */
 export const EXPOSE_ID = "weave:expose";
 
-const ours = (bridge: string) => (l: { name: string }) => l.name === bridge || l.name.startsWith("vethwepl") || l.name === VXLAN_NAME;
+const ours = (bridge: string) => (l: { name: string }) =>
+  l.name === bridge || l.name.startsWith("vethwepl") || l.name === VXLAN_NAME;
 
 export class Agent {
   ready = false;
@@ -80,7 +81,8 @@ export class Agent {
   get reason(): string {
     if (this.ready) return "ready";
     if (this.failure) return this.failure;
-    if (this.allocator && !this.bridge) return `waiting for address space: ${this.ipamWaiting || "asking peers for some"}`;
+    if (this.allocator && !this.bridge)
+      return `waiting for address space: ${this.ipamWaiting || "asking peers for some"}`;
     return "starting";
   }
   allocator!: Allocator;
@@ -98,7 +100,10 @@ export class Agent {
   private datapathPending = false;
   private masqSpec?: MasqSpec;
 
-  constructor(readonly cfg: AgentConfig, private deps: AgentDeps) {
+  constructor(
+    readonly cfg: AgentConfig,
+    private deps: AgentDeps,
+  ) {
     this.host = deps.host;
     this.store = deps.store;
     this.log = deps.log;
@@ -124,7 +129,13 @@ export class Agent {
       );
     }
     this.store.setMeta("range", range);
-    this.name = this.store.getMeta("peer-name") ?? nameFromSeed(new Bun.CryptoHasher("sha256").update(`${this.deps.machineId ?? randomUid()}\n${this.cfg.dataDir}`).digest("hex"));
+    this.name =
+      this.store.getMeta("peer-name") ??
+      nameFromSeed(
+        new Bun.CryptoHasher("sha256")
+          .update(`${this.deps.machineId ?? randomUid()}\n${this.cfg.dataDir}`)
+          .digest("hex"),
+      );
     this.store.setMeta("peer-name", this.name);
     this.allocator = new Allocator(this.cfg.range, this.store, []);
     this.ipamKeeper = new IpamKeeper({
@@ -169,7 +180,11 @@ export class Agent {
     if (this.deps.transport && this.deps.sched) {
       const listen = this.cfg.meshListen ?? "0.0.0.0:6783";
       const ip = this.cfg.advertise ?? pickAdvertiseAddress(links, this.host.addrs(), routes, ours(this.cfg.bridge));
-      if (!ip) throw new WeaveError("E_NO_ADDRESS", "cannot tell which address peers should reach this node at; give --advertise-address");
+      if (!ip)
+        throw new WeaveError(
+          "E_NO_ADDRESS",
+          "cannot tell which address peers should reach this node at; give --advertise-address",
+        );
       this.advertise = ip;
       this.router = new Router({
         name: this.name,
@@ -193,7 +208,9 @@ export class Agent {
       this.router.addTargets(this.cfg.peers ?? []);
     }
     this.ipamKeeper.step();
-    this.log(`peer ${this.name} (${this.cfg.nickname})${this.advertise ? ` at ${this.advertise}` : ""}, range ${range}, MTU ${mtu} (${this.mtuSource}), ${this.cfg.peers?.length ?? 0} peer(s) to dial`);
+    this.log(
+      `peer ${this.name} (${this.cfg.nickname})${this.advertise ? ` at ${this.advertise}` : ""}, range ${range}, MTU ${mtu} (${this.mtuSource}), ${this.cfg.peers?.length ?? 0} peer(s) to dial`,
+    );
   }
 
   private mtu = 0;
@@ -236,9 +253,16 @@ export class Agent {
       if (e instanceof RangeFullError) return;
       throw e;
     }
-    this.bridge = { name: this.cfg.bridge, mtu: this.mtu, mac: macForIp(address), cidr: withPrefix(address, this.cfg.range) };
+    this.bridge = {
+      name: this.cfg.bridge,
+      mtu: this.mtu,
+      mac: macForIp(address),
+      cidr: withPrefix(address, this.cfg.range),
+    };
     this.reconcile();
-    this.log(`ready: bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${this.mtu}, ${spanSize(this.ipam.owned)} addresses owned, ${this.allocator.active - 1} pod addresses held`);
+    this.log(
+      `ready: bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${this.mtu}, ${spanSize(this.ipam.owned)} addresses owned, ${this.allocator.active - 1} pod addresses held`,
+    );
   }
 
   stop(): void {
@@ -261,7 +285,10 @@ export class Agent {
         this.log("set net.ipv4.ip_forward=1");
       }
       const steps = reconcileBridge(this.host, this.bridge);
-      if (steps.length) this.log(`bridge ${this.bridge.name}: ${steps.map((s) => s.op + ("cidr" in s ? ` ${s.cidr}` : "")).join(", ")}`);
+      if (steps.length)
+        this.log(
+          `bridge ${this.bridge.name}: ${steps.map((s) => s.op + ("cidr" in s ? ` ${s.cidr}` : "")).join(", ")}`,
+        );
       if (this.deps.masq && this.masqSpec && !this.deps.masq.inPlace(this.masqSpec)) {
         this.deps.masq.apply(this.masqSpec);
         this.log(`masquerading ${this.masqSpec.range} to outside the range (nftables table ip weave)`);
@@ -292,7 +319,12 @@ export class Agent {
     this.podsPending = true;
     this.later(20, () => {
       this.podsPending = false;
-      this.router?.setLocal({ pods: this.allocator.list().map((e) => e.address).sort((a, b) => a - b) });
+      this.router?.setLocal({
+        pods: this.allocator
+          .list()
+          .map((e) => e.address)
+          .sort((a, b) => a - b),
+      });
     });
   }
 
@@ -313,14 +345,28 @@ export class Agent {
       .filter((n) => n !== this.name)
       .map((n) => t.get(n)!)
       .filter((e) => e.addresses.length > 0)
-      .map((e) => ({ name: e.name, ip: splitHostPort(e.addresses[0]!)[0], pods: e.pods.filter((p) => contains(this.cfg.range, p)) }));
+      .map((e) => ({
+        name: e.name,
+        ip: splitHostPort(e.addresses[0]!)[0],
+        pods: e.pods.filter((p) => contains(this.cfg.range, p)),
+      }));
   }
 
   private datapath(): void {
     if (!this.bridge) return;
     try {
-      const r = reconcileVxlan(this.host, { bridge: this.bridge.name, mtu: this.bridge.mtu, local: this.advertise, inRange: (ip) => contains(this.cfg.range, ipToNum(ip)) }, this.remotes());
-      if (r.errors.length && r.errors.join() !== this.datapathErrors.join()) this.log(`datapath: ${r.errors.join("; ")}`);
+      const r = reconcileVxlan(
+        this.host,
+        {
+          bridge: this.bridge.name,
+          mtu: this.bridge.mtu,
+          local: this.advertise,
+          inRange: (ip) => contains(this.cfg.range, ipToNum(ip)),
+        },
+        this.remotes(),
+      );
+      if (r.errors.length && r.errors.join() !== this.datapathErrors.join())
+        this.log(`datapath: ${r.errors.join("; ")}`);
       this.datapathErrors = r.errors;
     } catch (e) {
       this.datapathErrors = [(e as Error).message];
@@ -332,5 +378,4 @@ export class Agent {
   podEntries() {
     return this.allocator.list().filter((e) => e.containerId !== EXPOSE_ID);
   }
-
 }

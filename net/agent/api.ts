@@ -14,7 +14,11 @@ import { ID_RE } from "../cni/config.ts";
 /** How long an allocation waits for address space from peers before giving up. */
 export const SPACE_WAIT_MS = 10_000;
 
-const text = (body: string, status = 200) => new Response(body.endsWith("\n") ? body : body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+const text = (body: string, status = 200) =>
+  new Response(body.endsWith("\n") ? body : body + "\n", {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
 
 export async function handleApi(agent: Agent, req: Request): Promise<Response> {
   const url = new URL(req.url);
@@ -29,7 +33,8 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
     } catch {
       return text("body is not JSON", 400);
     }
-    if (!body || typeof body.command !== "string" || typeof body.conf !== "object") return text("body is not a CNI request", 400);
+    if (!body || typeof body.command !== "string" || typeof body.conf !== "object")
+      return text("body is not a CNI request", 400);
     // Out of space: wait (bounded) for the ring to give us some before trying.
     if (body.command === "ADD" && agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
     return Response.json(agent.cni.run(body));
@@ -38,10 +43,18 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
   if (path === "/status" && m === "GET") return text(statusText(agent), agent.ready ? 200 : 503);
   if (path === "/status/peers" && m === "GET") return text(peersText(agent));
   if (path === "/status/connections" && m === "GET") return text(connectionsText(agent));
-  if (path === "/status/ipam" && m === "GET") return agent.ready ? text(ipamText(agent)) : text(`not ready: ${agent.reason}`, 503);
+  if (path === "/status/ipam" && m === "GET")
+    return agent.ready ? text(ipamText(agent)) : text(`not ready: ${agent.reason}`, 503);
   if (path === "/report" && m === "GET") return Response.json(report(agent));
   if (path === "/ip" && m === "GET") {
-    const owned = agent.podEntries().map((e) => ({ containerid: e.containerId, ifname: e.ifname, addrs: [withPrefix(e.address, agent.cfg.range)], ...(e.pod ? { pod: e.pod } : {}) }));
+    const owned = agent
+      .podEntries()
+      .map((e) => ({
+        containerid: e.containerId,
+        ifname: e.ifname,
+        addrs: [withPrefix(e.address, agent.cfg.range)],
+        ...(e.pod ? { pod: e.pod } : {}),
+      }));
     return Response.json({ owned });
   }
 
@@ -53,12 +66,18 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
     const ifname = url.searchParams.get("ifname") ?? undefined;
     if (m === "GET") {
       const held = agent.allocator.lookup(cid).filter((e) => ifname === undefined || e.ifname === ifname);
-      return held.length ? text(held.map((e) => withPrefix(e.address, agent.cfg.range)).join("\n")) : text(`no address held for ${cid}`, 404);
+      return held.length
+        ? text(held.map((e) => withPrefix(e.address, agent.cfg.range)).join("\n"))
+        : text(`no address held for ${cid}`, 404);
     }
     if (m === "POST") {
       if (agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
       try {
-        const { entry, created } = agent.allocator.allocate(cid, ifname ?? "eth0", url.searchParams.get("pod") ?? undefined);
+        const { entry, created } = agent.allocator.allocate(
+          cid,
+          ifname ?? "eth0",
+          url.searchParams.get("pod") ?? undefined,
+        );
         return text(withPrefix(entry.address, agent.cfg.range), created ? 201 : 200);
       } catch (e) {
         if (e instanceof RangeFullError) return text(e.message, 503);
@@ -75,7 +94,11 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
   if (peer && m === "DELETE") {
     try {
       const r = agent.rmpeer(decodeURIComponent(peer[1]!));
-      return text(r.taken !== undefined ? `took over ${r.taken} addresses of ${r.name}` : `removal of ${r.name} requested; its heir ${r.heir} takes its address space over`);
+      return text(
+        r.taken !== undefined
+          ? `took over ${r.taken} addresses of ${r.name}`
+          : `removal of ${r.name} requested; its heir ${r.heir} takes its address space over`,
+      );
     } catch (e) {
       if (e instanceof WeaveError) return text(e.message, e.code === "E_NO_PEER" ? 404 : 409);
       throw e;

@@ -17,7 +17,11 @@ export type Step =
 
 /** Pure: the steps that turn `have` (undefined when missing) into `want`. */
 export function planBridge(want: BridgeSpec, have: Link | undefined, addrs: string[]): Step[] {
-  if (!have) return [{ op: "create", name: want.name, mtu: want.mtu, mac: want.mac }, { op: "add-addr", cidr: want.cidr }];
+  if (!have)
+    return [
+      { op: "create", name: want.name, mtu: want.mtu, mac: want.mac },
+      { op: "add-addr", cidr: want.cidr },
+    ];
   const steps: Step[] = [];
   if (have.mtu !== want.mtu) steps.push({ op: "set-mtu", mtu: want.mtu });
   if (have.mac !== want.mac) steps.push({ op: "set-mac", mac: want.mac });

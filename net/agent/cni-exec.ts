@@ -63,10 +63,16 @@ export class CniExecutor {
           this.status(req.conf);
           return { ok: true };
         default:
-          throw new CniError(CniCode.InvalidEnvironment, `CNI_COMMAND "${(req as { command: string }).command}" is not handled by the agent`);
+          throw new CniError(
+            CniCode.InvalidEnvironment,
+            `CNI_COMMAND "${(req as { command: string }).command}" is not handled by the agent`,
+          );
       }
     } catch (err) {
-      const ce = err instanceof CniError ? err : new CniError(CniCode.Internal, `unexpected error in ${req.command}: ${(err as Error)?.message ?? err}`);
+      const ce =
+        err instanceof CniError
+          ? err
+          : new CniError(CniCode.Internal, `unexpected error in ${req.command}: ${(err as Error)?.message ?? err}`);
       if (!(err instanceof CniError)) this.d.log(`${req.command} ${req.containerId}: ${(err as Error)?.stack ?? err}`);
       return { ok: false, code: ce.code, msg: ce.message, ...(ce.details ? { details: ce.details } : {}) };
     }
@@ -120,7 +126,11 @@ export class CniExecutor {
   /** The bridge and its gateway address: both made by the agent, so missing means "later". */
   private bridge(conf: NetConf): { index: number; mtu: number; mac: string; gateway: string } {
     const br = this.d.host.link(conf.bridge);
-    if (!br) throw new CniError(CniCode.TryAgainLater, `bridge "${conf.bridge}" does not exist yet; the weave agent creates it when it starts, try again later`);
+    if (!br)
+      throw new CniError(
+        CniCode.TryAgainLater,
+        `bridge "${conf.bridge}" does not exist yet; the weave agent creates it when it starts, try again later`,
+      );
     const addr = this.d.host.addrs(br.index)[0];
     if (!addr) throw new CniError(CniCode.TryAgainLater, `bridge "${conf.bridge}" has no address yet; try again later`);
     return { index: br.index, mtu: br.mtu, mac: br.mac, gateway: addr.cidr.split("/")[0]! };
@@ -136,14 +146,25 @@ export class CniExecutor {
     // A DEL of this same attachment may have left its pair pending: finish it first.
     if (this.pending.has(vethName)) this.flush();
     try {
-      if (ctr.link(req.ifname)) throw new CniError(CniCode.InvalidEnvironment, `CNI_IFNAME "${req.ifname}" already exists in CNI_NETNS "${req.netns}"`);
+      if (ctr.link(req.ifname))
+        throw new CniError(
+          CniCode.InvalidEnvironment,
+          `CNI_IFNAME "${req.ifname}" already exists in CNI_NETNS "${req.netns}"`,
+        );
       const br = this.bridge(req.conf);
-      const pod = req.args.K8S_POD_NAMESPACE && req.args.K8S_POD_NAME ? `${req.args.K8S_POD_NAMESPACE}/${req.args.K8S_POD_NAME}` : undefined;
+      const pod =
+        req.args.K8S_POD_NAMESPACE && req.args.K8S_POD_NAME
+          ? `${req.args.K8S_POD_NAMESPACE}/${req.args.K8S_POD_NAME}`
+          : undefined;
       let got;
       try {
         got = alloc.allocate(req.containerId, req.ifname, pod);
       } catch (e) {
-        if (e instanceof RangeFullError) throw new CniError(CniCode.TryAgainLater, `${e.message}; peers were asked for space and have not given any yet, try again later`);
+        if (e instanceof RangeFullError)
+          throw new CniError(
+            CniCode.TryAgainLater,
+            `${e.message}; peers were asked for space and have not given any yet, try again later`,
+          );
         throw e;
       }
       const { entry, created } = got;
@@ -158,7 +179,8 @@ export class CniExecutor {
       if (req.conf.hairpinMode) host.setHairpin(veth.index, true);
 
       const link = ctr.link(req.ifname);
-      if (!link) throw new CniError(CniCode.Internal, `${req.ifname} is missing in ${req.netns} right after creating it`);
+      if (!link)
+        throw new CniError(CniCode.Internal, `${req.ifname} is missing in ${req.netns} right after creating it`);
       ctr.setLink(link.index, { up: true });
       ctr.addAddr(link.index, address);
       ctr.addRoute({ dst: "0.0.0.0/0", gw: br.gateway, dev: link.index });
@@ -210,7 +232,10 @@ export class CniExecutor {
     }
     if (veth && veth.group !== PENDING_GROUP) this.retire(veth.index, vethName);
     const gone = alloc.release(req.containerId, req.ifname);
-    if (gone.length) this.d.log(`DEL ${req.containerId}/${req.ifname}: released ${gone.map((e) => withPrefix(e.address, alloc.range)).join(", ")}`);
+    if (gone.length)
+      this.d.log(
+        `DEL ${req.containerId}/${req.ifname}: released ${gone.map((e) => withPrefix(e.address, alloc.range)).join(", ")}`,
+      );
   }
 
   private check(req: CniRequest): void {
@@ -226,13 +251,17 @@ export class CniExecutor {
     try {
       const link = ctr.link(req.ifname);
       if (!link) throw fail(`interface "${req.ifname}" is missing in ${req.netns}`);
-      if (want.mac && link.mac !== want.mac) throw fail(`interface "${req.ifname}" has MAC ${link.mac}, prevResult says ${want.mac}`);
+      if (want.mac && link.mac !== want.mac)
+        throw fail(`interface "${req.ifname}" has MAC ${link.mac}, prevResult says ${want.mac}`);
       if (!link.up) throw fail(`interface "${req.ifname}" is down`);
       const have = ctr.addrs(link.index).map((a) => a.cidr);
-      for (const ip of ips) if (!have.includes(ip.address)) throw fail(`address ${ip.address} is not on "${req.ifname}" (it has ${have.join(", ") || "none"})`);
+      for (const ip of ips)
+        if (!have.includes(ip.address))
+          throw fail(`address ${ip.address} is not on "${req.ifname}" (it has ${have.join(", ") || "none"})`);
       const routes = ctr.routes();
       for (const r of prev.routes) {
-        if (!routes.some((k) => k.dst === r.dst && (r.gw === undefined || k.gw === r.gw))) throw fail(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${req.netns}`);
+        if (!routes.some((k) => k.dst === r.dst && (r.gw === undefined || k.gw === r.gw)))
+          throw fail(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${req.netns}`);
       }
     } finally {
       ctr.close();
@@ -241,12 +270,16 @@ export class CniExecutor {
     const vethName = hostVethName(req.containerId, req.ifname);
     const veth = this.d.host.link(vethName);
     if (!br) throw fail(`bridge "${req.conf.bridge}" is missing`);
-    if (!veth || veth.master !== br.index || !veth.up) throw fail(`host interface ${vethName} is missing, down or not on bridge "${req.conf.bridge}"`);
+    if (!veth || veth.master !== br.index || !veth.up)
+      throw fail(`host interface ${vethName} is missing, down or not on bridge "${req.conf.bridge}"`);
     const alloc = this.allocator();
     const held = alloc.lookup(req.containerId).find((e) => e.ifname === req.ifname);
     if (!held) throw fail(`the weave agent holds no address for ${req.containerId}/${req.ifname}`);
     const heldCidr = withPrefix(held.address, alloc.range);
-    if (ips.length && !ips.some((ip) => ip.address === heldCidr)) throw fail(`the weave agent holds ${heldCidr} for ${req.containerId}, prevResult says ${ips.map((i) => i.address).join(", ")}`);
+    if (ips.length && !ips.some((ip) => ip.address === heldCidr))
+      throw fail(
+        `the weave agent holds ${heldCidr} for ${req.containerId}, prevResult says ${ips.map((i) => i.address).join(", ")}`,
+      );
   }
 
   private gc(conf: NetConf): void {
@@ -261,7 +294,8 @@ export class CniExecutor {
     const br = this.d.host.link(conf.bridge);
     if (!br) return;
     for (const l of this.d.host.links()) {
-      if (l.master !== br.index || !l.name.startsWith("vethwepl") || keep.has(l.name) || l.group === PENDING_GROUP) continue;
+      if (l.master !== br.index || !l.name.startsWith("vethwepl") || keep.has(l.name) || l.group === PENDING_GROUP)
+        continue;
       this.retire(l.index, l.name);
       this.d.log(`GC: removing stale ${l.name}`);
     }
@@ -269,8 +303,13 @@ export class CniExecutor {
 
   private status(conf: NetConf): void {
     const br = this.d.host.link(conf.bridge);
-    if (!br?.up) throw new CniError(CniCode.NotAvailableLimited, `bridge "${conf.bridge}" is missing or down; existing pods may have lost connectivity`);
+    if (!br?.up)
+      throw new CniError(
+        CniCode.NotAvailableLimited,
+        `bridge "${conf.bridge}" is missing or down; existing pods may have lost connectivity`,
+      );
     const alloc = this.allocator();
-    if (alloc.active >= alloc.capacity) throw new CniError(CniCode.NotAvailable, `no free address left in ${withPrefix(alloc.range.base, alloc.range)}`);
+    if (alloc.active >= alloc.capacity)
+      throw new CniError(CniCode.NotAvailable, `no free address left in ${withPrefix(alloc.range.base, alloc.range)}`);
   }
 }

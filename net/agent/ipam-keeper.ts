@@ -6,7 +6,16 @@
  * lets allocations wait (bounded) for space.
  */
 import type { Allocator, Span } from "../ipam/allocator.ts";
-import { emptyState, heirOf, pendingRemovals, step as ringStep, spanSize, type Init, type IpamState, type PeerView } from "../ipam/ring.ts";
+import {
+  emptyState,
+  heirOf,
+  pendingRemovals,
+  step as ringStep,
+  spanSize,
+  type Init,
+  type IpamState,
+  type PeerView,
+} from "../ipam/ring.ts";
 import type { PeerEntry } from "../mesh/topology.ts";
 import type { Router } from "../mesh/router.ts";
 import { splitHostPort } from "../mesh/transport.ts";
@@ -82,7 +91,10 @@ export class IpamKeeper {
     const t = this.d.router()?.topology;
     if (!t) return [];
     const reach = t.reachable();
-    return t.entries().filter((e) => e.name !== this.d.name).map((e) => ({ name: e.name, reachable: reach.has(e.name), addresses: e.addresses, state: ipamOf(e) }));
+    return t
+      .entries()
+      .filter((e) => e.name !== this.d.name)
+      .map((e) => ({ name: e.name, reachable: reach.has(e.name), addresses: e.addresses, state: ipamOf(e) }));
   }
 
   /** How the ring starts; undefined while the Node list that decides it is not read yet. */
@@ -104,7 +116,16 @@ export class IpamKeeper {
     this.claimRemovals(views);
     const range: Span = [this.d.range.base, this.d.range.base + 2 ** (32 - this.d.range.prefix)];
     const alloc = this.d.allocator;
-    const r = ringStep(this.d.name, this.state, alloc.free, views, init, range, (owned) => alloc.spanToGive(owned), (dead) => !this.d.reclaimLock || this.approved.has(dead));
+    const r = ringStep(
+      this.d.name,
+      this.state,
+      alloc.free,
+      views,
+      init,
+      range,
+      (owned) => alloc.spanToGive(owned),
+      (dead) => !this.d.reclaimLock || this.approved.has(dead),
+    );
     for (const n of r.notes) this.d.log(`ipam: ${n}`);
     if (r.conflicts.join() !== this.conflicts.join()) for (const c of r.conflicts) this.d.log(`ipam: ${c}`);
     this.conflicts = r.conflicts;
@@ -134,7 +155,8 @@ export class IpamKeeper {
     const router = this.d.router();
     router?.removeTargets([...before].filter((a) => !now.has(a) && !this.d.peers.includes(a)));
     router?.addTargets(addrs.filter((a) => !before.has(a)));
-    if (this.kubePeers === undefined) this.d.log(`kubernetes: ${addrs.length} other node(s): ${addrs.join(", ") || "none"}`);
+    if (this.kubePeers === undefined)
+      this.d.log(`kubernetes: ${addrs.length} other node(s): ${addrs.join(", ") || "none"}`);
     this.kubePeers = addrs;
     this.schedule();
   }
@@ -142,10 +164,17 @@ export class IpamKeeper {
   /** A peer whose Node was deleted, and that is unreachable, is removed automatically. */
   private requestRemovalOfDeletedNodes(views: PeerView[]): void {
     if (!this.deletedNodes.size) return;
-    const gone = views.filter((v) => !v.reachable && v.state?.owned.length && v.addresses.some((a) => this.deletedNodes.has(splitHostPort(a)[0])));
-    const add = gone.map((v) => v.name).filter((n) => !this.state.removing?.includes(n) && !this.state.reclaimed.includes(n));
+    const gone = views.filter(
+      (v) =>
+        !v.reachable && v.state?.owned.length && v.addresses.some((a) => this.deletedNodes.has(splitHostPort(a)[0])),
+    );
+    const add = gone
+      .map((v) => v.name)
+      .filter((n) => !this.state.removing?.includes(n) && !this.state.reclaimed.includes(n));
     if (!add.length) return;
-    this.d.log(`ipam: Node of peer(s) ${add.join(", ")} deleted from the cluster: asking the ring to take over their space`);
+    this.d.log(
+      `ipam: Node of peer(s) ${add.join(", ")} deleted from the cluster: asking the ring to take over their space`,
+    );
     this.set({ ...this.state, removing: [...(this.state.removing ?? []), ...add] });
   }
 
@@ -165,7 +194,9 @@ export class IpamKeeper {
         },
         (e) => {
           this.claiming.delete(dead);
-          this.d.log(`ipam: cannot claim ${dead}'s space in the weave-net ConfigMap yet (${(e as Error).message}); will retry`);
+          this.d.log(
+            `ipam: cannot claim ${dead}'s space in the weave-net ConfigMap yet (${(e as Error).message}); will retry`,
+          );
           this.d.later(5000, () => this.schedule());
         },
       );
@@ -181,10 +212,19 @@ export class IpamKeeper {
     const topology = this.d.router()?.topology;
     const dead = views.find((v) => v.name === nameOrNick || topology?.get(v.name)?.nickname === nameOrNick);
     if (!dead) throw new WeaveError("E_NO_PEER", `no peer named "${nameOrNick}" is known`);
-    if (dead.reachable) throw new WeaveError("E_PEER_ALIVE", `peer ${dead.name} is reachable; only a peer that is gone for good can be removed`);
-    const heir = heirOf(dead.name, this.d.name, views.filter((v) => v.state?.ring === this.state.ring));
+    if (dead.reachable)
+      throw new WeaveError(
+        "E_PEER_ALIVE",
+        `peer ${dead.name} is reachable; only a peer that is gone for good can be removed`,
+      );
+    const heir = heirOf(
+      dead.name,
+      this.d.name,
+      views.filter((v) => v.state?.ring === this.state.ring),
+    );
     const before = spanSize(this.state.owned);
-    if (!this.state.removing?.includes(dead.name) && !this.state.reclaimed.includes(dead.name)) this.set({ ...this.state, removing: [...(this.state.removing ?? []), dead.name] });
+    if (!this.state.removing?.includes(dead.name) && !this.state.reclaimed.includes(dead.name))
+      this.set({ ...this.state, removing: [...(this.state.removing ?? []), dead.name] });
     this.step();
     return { name: dead.name, heir, ...(heir === this.d.name ? { taken: spanSize(this.state.owned) - before } : {}) };
   }

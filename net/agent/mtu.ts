@@ -17,7 +17,13 @@ export function underlayMtu(links: Link[], routes: Route[], ignore: (l: Link) =>
   return mtus.length ? Math.min(...mtus) : undefined;
 }
 
-export function overlayMtu(links: Link[], routes: Route[], ignore: (l: Link) => boolean): { mtu: number; from: string } {
+export function overlayMtu(
+  links: Link[],
+  routes: Route[],
+  ignore: (l: Link) => boolean,
+): { mtu: number; from: string } {
   const u = underlayMtu(links, routes, ignore);
-  return u === undefined ? { mtu: FALLBACK_MTU, from: `no underlay interface found, using ${FALLBACK_MTU}` } : { mtu: u - VXLAN_OVERHEAD, from: `underlay MTU ${u} - ${VXLAN_OVERHEAD}` };
+  return u === undefined
+    ? { mtu: FALLBACK_MTU, from: `no underlay interface found, using ${FALLBACK_MTU}` }
+    : { mtu: u - VXLAN_OVERHEAD, from: `underlay MTU ${u} - ${VXLAN_OVERHEAD}` };
 }

@@ -35,15 +35,29 @@ export function report(a: Agent): Record<string, unknown> {
             Addresses: e.addresses,
             Pods: e.pods.length,
             Reachable: t!.reachable().has(e.name),
-            Connections: e.connections.map((n) => ({ Name: n, NickName: t!.get(n)?.nickname ?? "", Established: t!.get(n)?.connections.includes(e.name) ?? false })),
+            Connections: e.connections.map((n) => ({
+              Name: n,
+              NickName: t!.get(n)?.nickname ?? "",
+              Established: t!.get(n)?.connections.includes(e.name) ?? false,
+            })),
           })),
           UnicastRoutes: [...t!.routes()].filter(([d]) => d !== a.name).map(([Dest, Via]) => ({ Dest, Via })),
-          Connections: r.connections().map((c) => ({ Address: c.address, Outbound: c.outbound, State: c.state, Info: c.info, Attrs: c.state === "established" ? { name: "fastdp", mtu: a.bridge?.mtu } : null })),
+          Connections: r
+            .connections()
+            .map((c) => ({
+              Address: c.address,
+              Outbound: c.outbound,
+              State: c.state,
+              Info: c.info,
+              Attrs: c.state === "established" ? { name: "fastdp", mtu: a.bridge?.mtu } : null,
+            })),
           Targets: r.explicitTargets(),
           DatapathErrors: a.datapathErrors,
         }
       : null,
-    Bridge: a.bridge ? { Name: a.bridge.name, Address: a.bridge.cidr, MTU: a.bridge.mtu, MTUSource: a.mtuSource } : null,
+    Bridge: a.bridge
+      ? { Name: a.bridge.name, Address: a.bridge.cidr, MTU: a.bridge.mtu, MTUSource: a.mtuSource }
+      : null,
     IPAM: {
       Range: range,
       RangeNumIPs: a.allocator?.capacity ?? 0,
@@ -57,9 +71,25 @@ export function report(a: Agent): Record<string, unknown> {
       Asking: a.ipam.want > 0,
       Entries: (a.router?.topology.entries() ?? []).map((e) => {
         const st = e.name === a.name ? a.ipam : (e.app as { ipam?: IpamState } | undefined)?.ipam;
-        return { Peer: e.name, Nickname: e.nickname, Size: st ? spanSize(st.owned) : 0, Free: st?.free ?? 0, Asking: !!st?.want, Spans: st?.owned.map(spanText) ?? [] };
+        return {
+          Peer: e.name,
+          Nickname: e.nickname,
+          Size: st ? spanSize(st.owned) : 0,
+          Free: st?.free ?? 0,
+          Asking: !!st?.want,
+          Spans: st?.owned.map(spanText) ?? [],
+        };
       }),
-      Owned: a.allocator ? a.podEntries().map((e) => ({ ContainerID: e.containerId, Ifname: e.ifname, Address: withPrefix(e.address, a.cfg.range), Pod: e.pod ?? null })) : [],
+      Owned: a.allocator
+        ? a
+            .podEntries()
+            .map((e) => ({
+              ContainerID: e.containerId,
+              Ifname: e.ifname,
+              Address: withPrefix(e.address, a.cfg.range),
+              Pod: e.pod ?? null,
+            }))
+        : [],
     },
   };
 }
@@ -87,9 +117,15 @@ export function statusText(a: Agent): string {
     );
     if (a.datapathErrors.length) rows.push(["Datapath", `errors: ${a.datapathErrors.join("; ")}`]);
   }
-  rows.push(["Service", "ipam"], ["Status", a.ready ? "ready" : a.reason], ["Range", formatCidr(a.cfg.range)], ["DefaultSubnet", formatCidr(a.cfg.range)]);
+  rows.push(
+    ["Service", "ipam"],
+    ["Status", a.ready ? "ready" : a.reason],
+    ["Range", formatCidr(a.cfg.range)],
+    ["DefaultSubnet", formatCidr(a.cfg.range)],
+  );
   if (a.bridge) rows.push(["Bridge", `${a.bridge.name} ${a.bridge.cidr} mtu ${a.bridge.mtu}`]);
-  if (a.allocator) rows.push(["Pod IPs", `${a.podEntries().length} held, ${a.allocator.capacity - a.allocator.active} free`]);
+  if (a.allocator)
+    rows.push(["Pod IPs", `${a.podEntries().length} held, ${a.allocator.capacity - a.allocator.active} free`]);
   return kv(rows);
 }
 
@@ -100,10 +136,14 @@ export function peersText(a: Agent): string {
   const reach = t.reachable();
   const lines: string[] = [];
   for (const e of t.entries().sort((x, y) => x.nickname.localeCompare(y.nickname))) {
-    lines.push(`${e.name}(${e.nickname})${e.name === a.name ? " [this peer]" : reach.has(e.name) ? "" : " [unreachable]"} ${e.addresses.join(",")} pods=${e.pods.length}`);
+    lines.push(
+      `${e.name}(${e.nickname})${e.name === a.name ? " [this peer]" : reach.has(e.name) ? "" : " [unreachable]"} ${e.addresses.join(",")} pods=${e.pods.length}`,
+    );
     for (const n of e.connections) {
       const other = t.get(n);
-      lines.push(`   -> ${n}(${other?.nickname ?? "?"}) ${other?.connections.includes(e.name) ? "established" : "one-sided"}`);
+      lines.push(
+        `   -> ${n}(${other?.nickname ?? "?"}) ${other?.connections.includes(e.name) ? "established" : "one-sided"}`,
+      );
     }
   }
   return lines.join("\n") + "\n";
@@ -112,28 +152,57 @@ export function peersText(a: Agent): string {
 export function connectionsText(a: Agent): string {
   const r = a.router;
   if (!r) return "mesh not running\n";
-  return r.connections().map((c) => `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${c.state.padEnd(12)} ${c.info}`).join("\n") + "\n";
+  return (
+    r
+      .connections()
+      .map((c) => `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${c.state.padEnd(12)} ${c.info}`)
+      .join("\n") + "\n"
+  );
 }
 
 const spanText = ([s, e]: Span) => (e - s === 1 ? numToIp(s) : `${numToIp(s)}-${numToIp(e - 1)}`);
 
 /** `weave status ipam`: the range, every peer's space and how full it is, what is pending, why not ready. */
 export function ipamText(a: Agent): string {
-  const lines = [`Range: ${formatCidr(a.cfg.range)} (${a.allocator.capacity} addresses)${a.ipam.ring ? `, ring ${a.ipam.ring}` : ""}`];
+  const lines = [
+    `Range: ${formatCidr(a.cfg.range)} (${a.allocator.capacity} addresses)${a.ipam.ring ? `, ring ${a.ipam.ring}` : ""}`,
+  ];
   lines.push(`Status: ${a.ipamWaiting ? a.ipamWaiting : a.bridge ? "ready" : "waiting for space"}`);
   for (const c of a.ipamConflicts) lines.push(`Conflict: ${c}`);
   const t = a.router?.topology;
   const reach = t?.reachable();
-  const rows: { who: string; st: IpamState | undefined; self: boolean; reachable: boolean }[] = [{ who: `${a.name}(${a.cfg.nickname})`, st: a.ipam, self: true, reachable: true }];
-  for (const e of t?.entries() ?? []) if (e.name !== a.name) rows.push({ who: `${e.name}(${e.nickname})`, st: (e.app as { ipam?: IpamState } | undefined)?.ipam, self: false, reachable: !!reach?.has(e.name) });
+  const rows: { who: string; st: IpamState | undefined; self: boolean; reachable: boolean }[] = [
+    { who: `${a.name}(${a.cfg.nickname})`, st: a.ipam, self: true, reachable: true },
+  ];
+  for (const e of t?.entries() ?? [])
+    if (e.name !== a.name)
+      rows.push({
+        who: `${e.name}(${e.nickname})`,
+        st: (e.app as { ipam?: IpamState } | undefined)?.ipam,
+        self: false,
+        reachable: !!reach?.has(e.name),
+      });
   lines.push("", `${"PEER".padEnd(34)}${"OWNS".padStart(9)}${"FREE".padStart(9)}  NOTES`);
   for (const r of rows) {
     const owns = r.st ? spanSize(r.st.owned) : 0;
-    const notes = [r.self ? "this peer" : r.reachable ? "" : "unreachable", r.st?.want ? "asking for space" : "", r.st?.gifts.length ? `giving ${r.st.gifts.map((g) => `${spanSize([g.span])} to ${g.to}`).join(", ")}` : "", r.st && !r.st.ring ? "not in a ring yet" : ""].filter(Boolean);
-    lines.push(`${r.who.padEnd(34)}${String(owns).padStart(9)}${String(r.st?.free ?? 0).padStart(9)}  ${notes.join("; ")}`);
-    if (r.st?.owned.length) lines.push(`${"".padEnd(36)}${r.st.owned.slice(0, 4).map(spanText).join(", ")}${r.st.owned.length > 4 ? `, ... (${r.st.owned.length} spans)` : ""}`);
+    const notes = [
+      r.self ? "this peer" : r.reachable ? "" : "unreachable",
+      r.st?.want ? "asking for space" : "",
+      r.st?.gifts.length ? `giving ${r.st.gifts.map((g) => `${spanSize([g.span])} to ${g.to}`).join(", ")}` : "",
+      r.st && !r.st.ring ? "not in a ring yet" : "",
+    ].filter(Boolean);
+    lines.push(
+      `${r.who.padEnd(34)}${String(owns).padStart(9)}${String(r.st?.free ?? 0).padStart(9)}  ${notes.join("; ")}`,
+    );
+    if (r.st?.owned.length)
+      lines.push(
+        `${"".padEnd(36)}${r.st.owned.slice(0, 4).map(spanText).join(", ")}${r.st.owned.length > 4 ? `, ... (${r.st.owned.length} spans)` : ""}`,
+      );
   }
   lines.push("", "ALLOCATIONS");
-  for (const e of a.allocator.list()) lines.push(`${withPrefix(e.address, a.cfg.range).padEnd(18)} ${e.containerId} ${e.ifname}${e.pod ? ` ${e.pod}` : ""}`);
+  for (const e of a.allocator.list())
+    lines.push(
+      `${withPrefix(e.address, a.cfg.range).padEnd(18)} ${e.containerId} ${e.ifname}${e.pod ? ` ${e.pod}` : ""}`,
+    );
   return lines.join("\n") + "\n";
 }

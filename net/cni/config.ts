@@ -63,7 +63,11 @@ const envError = (msg: string) => new CniError(CniCode.InvalidEnvironment, msg);
 export function parseEnv(env: Record<string, string | undefined>): CniEnv {
   const command = env.CNI_COMMAND ?? "";
   if (!(COMMANDS as readonly string[]).includes(command)) {
-    throw envError(command ? `CNI_COMMAND "${command}" is not one of ${COMMANDS.join(", ")}` : `CNI_COMMAND is not set (one of ${COMMANDS.join(", ")})`);
+    throw envError(
+      command
+        ? `CNI_COMMAND "${command}" is not one of ${COMMANDS.join(", ")}`
+        : `CNI_COMMAND is not set (one of ${COMMANDS.join(", ")})`,
+    );
   }
   const cmd = command as Command;
   // VERSION needs nothing else, and libcni sends "dummy" in the other variables for it.
@@ -73,7 +77,9 @@ export function parseEnv(env: Record<string, string | undefined>): CniEnv {
 
   const containerId = env.CNI_CONTAINERID ?? "";
   if (containerId && !ID_RE.test(containerId)) {
-    throw envError(`CNI_CONTAINERID "${containerId}" has invalid characters (letters, digits, '_', '.', '-', starting with a letter or digit)`);
+    throw envError(
+      `CNI_CONTAINERID "${containerId}" has invalid characters (letters, digits, '_', '.', '-', starting with a letter or digit)`,
+    );
   }
   const ifname = env.CNI_IFNAME ?? "";
   const why = ifname ? invalidIfname(ifname) : undefined;
@@ -81,7 +87,14 @@ export function parseEnv(env: Record<string, string | undefined>): CniEnv {
   const netns = env.CNI_NETNS ?? "";
   if (netns && !netns.startsWith("/")) throw envError(`CNI_NETNS "${netns}" is not an absolute path`);
 
-  return { command: cmd, containerId, netns, ifname, args: parseArgs(env.CNI_ARGS ?? ""), path: (env.CNI_PATH ?? "").split(":").filter(Boolean) };
+  return {
+    command: cmd,
+    containerId,
+    netns,
+    ifname,
+    args: parseArgs(env.CNI_ARGS ?? ""),
+    path: (env.CNI_PATH ?? "").split(":").filter(Boolean),
+  };
 }
 
 /** CNI_ARGS: "K=V;K2=V2". */
@@ -97,7 +110,8 @@ export function parseArgs(s: string): Record<string, string> {
 }
 
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
-const invalid = (field: string, value: unknown, want: string) => new CniError(CniCode.InvalidConfig, `${field} is ${JSON.stringify(value)}, expected ${want}`);
+const invalid = (field: string, value: unknown, want: string) =>
+  new CniError(CniCode.InvalidConfig, `${field} is ${JSON.stringify(value)}, expected ${want}`);
 
 /** Parse the stdin config for `command`. VERSION only needs (and checks) cniVersion. */
 export function parseNetConf(stdin: string, command: Command): NetConf {
@@ -106,20 +120,31 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
   try {
     raw = JSON.parse(stdin);
   } catch (e) {
-    throw new CniError(CniCode.DecodeFailure, `network configuration on stdin is not valid JSON: ${(e as Error).message}`);
+    throw new CniError(
+      CniCode.DecodeFailure,
+      `network configuration on stdin is not valid JSON: ${(e as Error).message}`,
+    );
   }
-  if (!isObj(raw)) throw new CniError(CniCode.DecodeFailure, `network configuration must be a JSON object, got ${JSON.stringify(raw).slice(0, 60)}`);
+  if (!isObj(raw))
+    throw new CniError(
+      CniCode.DecodeFailure,
+      `network configuration must be a JSON object, got ${JSON.stringify(raw).slice(0, 60)}`,
+    );
 
   const cniVersion = requireSupported(raw.cniVersion);
   const since = COMMAND_SINCE[command];
   if (since && compareVersions(cniVersion, since) < 0) {
-    throw new CniError(CniCode.IncompatibleVersion, `${command} needs cniVersion ${since} or later, the configuration has "${cniVersion}"`);
+    throw new CniError(
+      CniCode.IncompatibleVersion,
+      `${command} needs cniVersion ${since} or later, the configuration has "${cniVersion}"`,
+    );
   }
 
   if (typeof raw.name !== "string" || !NAME_RE.test(raw.name)) {
     throw invalid("name", raw.name, "a network name (letters, digits, '_', '.', '-', starting with a letter or digit)");
   }
-  if (typeof raw.type !== "string" || raw.type === "") throw invalid("type", raw.type, "the plugin's name, e.g. \"weave-net\"");
+  if (typeof raw.type !== "string" || raw.type === "")
+    throw invalid("type", raw.type, 'the plugin\'s name, e.g. "weave-net"');
   const bridge = raw.bridge ?? "weave";
   if (typeof bridge !== "string" || invalidIfname(bridge)) throw invalid("bridge", raw.bridge, "an interface name");
   const hairpinMode = raw.hairpinMode ?? true;
@@ -129,13 +154,17 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
     throw invalid("mtu", mtu, "an integer from 576 to 65535");
   }
   if (raw.ipam !== undefined && !(isObj(raw.ipam) && Object.keys(raw.ipam).length === 0)) {
-    throw new CniError(CniCode.UnsupportedField, `ipam ${JSON.stringify(raw.ipam)} is not supported: weave-net takes addresses from the weave agent, remove the ipam section`);
+    throw new CniError(
+      CniCode.UnsupportedField,
+      `ipam ${JSON.stringify(raw.ipam)} is not supported: weave-net takes addresses from the weave agent, remove the ipam section`,
+    );
   }
   if (raw.dns !== undefined && !isObj(raw.dns)) throw invalid("dns", raw.dns, "an object");
 
   let prevResult: Result | undefined;
   if (raw.prevResult !== undefined && raw.prevResult !== null) prevResult = parseResult(raw.prevResult);
-  if (command === "CHECK" && !prevResult) throw invalid("prevResult", raw.prevResult, "the result of ADD (CHECK verifies it)");
+  if (command === "CHECK" && !prevResult)
+    throw invalid("prevResult", raw.prevResult, "the result of ADD (CHECK verifies it)");
 
   let validAttachments: Attachment[] | undefined;
   if (command === "GC") {
@@ -143,10 +172,21 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
     const list = raw[key] ?? [];
     if (!Array.isArray(list)) throw invalid(key, list, "a list of {containerID, ifname}");
     validAttachments = list.map((a, i) => {
-      if (!isObj(a) || typeof a.containerID !== "string" || typeof a.ifname !== "string") throw invalid(`${key}[${i}]`, a, "{containerID, ifname}");
+      if (!isObj(a) || typeof a.containerID !== "string" || typeof a.ifname !== "string")
+        throw invalid(`${key}[${i}]`, a, "{containerID, ifname}");
       return { containerID: a.containerID, ifname: a.ifname };
     });
   }
 
-  return { cniVersion, name: raw.name, type: raw.type, bridge, hairpinMode, mtu: mtu as number | undefined, prevResult, dns: raw.dns as Result["dns"], validAttachments };
+  return {
+    cniVersion,
+    name: raw.name,
+    type: raw.type,
+    bridge,
+    hairpinMode,
+    mtu: mtu as number | undefined,
+    prevResult,
+    dns: raw.dns as Result["dns"],
+    validAttachments,
+  };
 }

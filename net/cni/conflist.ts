@@ -19,5 +19,10 @@ export function weaveConflist(): Conflist {
 
 /** One plugin's stdin as a runtime builds it from a conflist (name and cniVersion copied in). */
 export function pluginConfig(list: Conflist, index: number, prevResult?: unknown): Record<string, unknown> {
-  return { ...list.plugins[index], cniVersion: list.cniVersion, name: list.name, ...(prevResult ? { prevResult } : {}) };
+  return {
+    ...list.plugins[index],
+    cniVersion: list.cniVersion,
+    name: list.name,
+    ...(prevResult ? { prevResult } : {}),
+  };
 }

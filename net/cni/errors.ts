@@ -18,7 +18,12 @@ export type CniCodeValue = (typeof CniCode)[keyof typeof CniCode];
 
 /** A failure the plugin reports to the runtime as spec JSON. */
 export class CniError extends Error {
-  constructor(readonly code: CniCodeValue, msg: string, readonly details?: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: CniCodeValue,
+    msg: string,
+    readonly details?: string,
+    options?: { cause?: unknown },
+  ) {
     super(msg, options);
     this.name = "CniError";
   }

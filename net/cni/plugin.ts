@@ -22,7 +22,11 @@ export interface AgentCni {
 export type PluginDeps = { agent: AgentCni; log(msg: string): void; pid?: number };
 export type PluginOutput = { stdout: string; exitCode: number };
 
-export async function runPlugin(env: Record<string, string | undefined>, stdin: string, deps: PluginDeps): Promise<PluginOutput> {
+export async function runPlugin(
+  env: Record<string, string | undefined>,
+  stdin: string,
+  deps: PluginDeps,
+): Promise<PluginOutput> {
   let version = CURRENT_VERSION;
   try {
     const e = parseEnv(env);

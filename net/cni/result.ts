@@ -17,7 +17,10 @@ export function chainResult(prev: Result | undefined, ours: Result): Result {
   const shift = prev.interfaces.length;
   return {
     interfaces: [...prev.interfaces, ...ours.interfaces],
-    ips: [...prev.ips, ...ours.ips.map((ip) => (ip.interface === undefined ? ip : { ...ip, interface: ip.interface + shift }))],
+    ips: [
+      ...prev.ips,
+      ...ours.ips.map((ip) => (ip.interface === undefined ? ip : { ...ip, interface: ip.interface + shift })),
+    ],
     routes: [...prev.routes, ...ours.routes],
     dns: prev.dns ?? ours.dns,
   };
@@ -61,15 +64,27 @@ export function parseResult(raw: unknown): Result {
     if (!isObj(x)) throw bad(`interfaces[${i}]`, x, "an object");
     const mtu = x.mtu;
     if (mtu !== undefined && typeof mtu !== "number") throw bad(`interfaces[${i}].mtu`, mtu, "a number");
-    return { name: str(x, "name", `interfaces[${i}]`, false)!, mac: str(x, "mac", `interfaces[${i}]`), sandbox: str(x, "sandbox", `interfaces[${i}]`), ...(mtu !== undefined ? { mtu } : {}) };
+    return {
+      name: str(x, "name", `interfaces[${i}]`, false)!,
+      mac: str(x, "mac", `interfaces[${i}]`),
+      sandbox: str(x, "sandbox", `interfaces[${i}]`),
+      ...(mtu !== undefined ? { mtu } : {}),
+    };
   });
   const ips = list("ips").map((x, i) => {
     if (!isObj(x)) throw bad(`ips[${i}]`, x, "an object");
     const idx = x.interface;
-    if (idx !== undefined && (typeof idx !== "number" || !Number.isInteger(idx) || idx < 0 || idx >= interfaces.length)) {
+    if (
+      idx !== undefined &&
+      (typeof idx !== "number" || !Number.isInteger(idx) || idx < 0 || idx >= interfaces.length)
+    ) {
       throw bad(`ips[${i}].interface`, idx, `an index below ${interfaces.length}`);
     }
-    return { address: str(x, "address", `ips[${i}]`, false)!, gateway: str(x, "gateway", `ips[${i}]`), interface: idx as number | undefined };
+    return {
+      address: str(x, "address", `ips[${i}]`, false)!,
+      gateway: str(x, "gateway", `ips[${i}]`),
+      interface: idx as number | undefined,
+    };
   });
   const routes = list("routes").map((x, i) => {
     if (!isObj(x)) throw bad(`routes[${i}]`, x, "an object");
@@ -77,7 +92,12 @@ export function parseResult(raw: unknown): Result {
   });
   const dns = raw.dns;
   if (dns !== undefined && !isObj(dns)) throw bad("dns", dns, "an object");
-  return { interfaces: interfaces.map(dropUndefined), ips: ips.map(dropUndefined), routes: routes.map(dropUndefined), ...(dns ? { dns: dns as Dns } : {}) };
+  return {
+    interfaces: interfaces.map(dropUndefined),
+    ips: ips.map(dropUndefined),
+    routes: routes.map(dropUndefined),
+    ...(dns ? { dns: dns as Dns } : {}),
+  };
 }
 
 function dropUndefined<T extends object>(o: T): T {

@@ -19,11 +19,17 @@ export function compareVersions(a: string, b: string): number {
 /** Refuse a cniVersion we cannot speak, naming it and what we do speak. */
 export function requireSupported(v: unknown, field = "cniVersion"): string {
   if (typeof v !== "string" || v === "") {
-    throw new CniError(CniCode.IncompatibleVersion, `${field} is missing or not a string (got ${JSON.stringify(v)}); supported: ${SUPPORTED_VERSIONS.join(", ")}`);
+    throw new CniError(
+      CniCode.IncompatibleVersion,
+      `${field} is missing or not a string (got ${JSON.stringify(v)}); supported: ${SUPPORTED_VERSIONS.join(", ")}`,
+    );
   }
   if (!(SUPPORTED_VERSIONS as readonly string[]).includes(v)) {
     const why = parseVersion(v) && compareVersions(v, SUPPORTED_VERSIONS[0]) < 0 ? "is too old" : "is not supported";
-    throw new CniError(CniCode.IncompatibleVersion, `${field} "${v}" ${why}; supported: ${SUPPORTED_VERSIONS.join(", ")}`);
+    throw new CniError(
+      CniCode.IncompatibleVersion,
+      `${field} "${v}" ${why}; supported: ${SUPPORTED_VERSIONS.join(", ")}`,
+    );
   }
   return v;
 }

@@ -16,14 +16,36 @@ export function checkAgents(f: Facts): CheckResult[] {
   return localNodes(f).map((n) => {
     const a = n.agent;
     const pid = a.pid ? ` (pid ${a.pid})` : "";
-    if (a.running === false) return result("agent", "fail", n.name, `the agent is not running${a.pid ? `: pid ${a.pid} is gone` : ""}`, f.hints.startAgent(n.name));
-    if (a.error) return result("agent", "fail", n.name, `the agent's API (127.0.0.1:6784) does not answer: ${a.error}`, `${f.hints.startAgent(n.name)}; if it is running, read its log: ${f.hints.agentLogs(n.name)}`);
-    if (!a.ready) return result("agent", "fail", n.name, `the agent${pid} is running but not ready: ${a.report?.Reason ?? a.statusText ?? "no reason given"}`, `see why in ${f.hints.agentLogs(n.name)}; most often it waits for its peers (see mesh-peers) or for address space (see ipam-ready)`);
+    if (a.running === false)
+      return result(
+        "agent",
+        "fail",
+        n.name,
+        `the agent is not running${a.pid ? `: pid ${a.pid} is gone` : ""}`,
+        f.hints.startAgent(n.name),
+      );
+    if (a.error)
+      return result(
+        "agent",
+        "fail",
+        n.name,
+        `the agent's API (127.0.0.1:6784) does not answer: ${a.error}`,
+        `${f.hints.startAgent(n.name)}; if it is running, read its log: ${f.hints.agentLogs(n.name)}`,
+      );
+    if (!a.ready)
+      return result(
+        "agent",
+        "fail",
+        n.name,
+        `the agent${pid} is running but not ready: ${a.report?.Reason ?? a.statusText ?? "no reason given"}`,
+        `see why in ${f.hints.agentLogs(n.name)}; most often it waits for its peers (see mesh-peers) or for address space (see ipam-ready)`,
+      );
     return result("agent", "pass", n.name, `running${pid} and ready`);
   });
 }
 
-const seesReachable = (observer: NodeFacts, subject: string) => observer.agent.report?.Router?.Peers.some((p) => p.NickName === subject && p.Reachable) ?? false;
+const seesReachable = (observer: NodeFacts, subject: string) =>
+  observer.agent.report?.Router?.Peers.some((p) => p.NickName === subject && p.Reachable) ?? false;
 
 export function checkMeshPeers(f: Facts): CheckResult[] {
   const out: CheckResult[] = [];
@@ -41,12 +63,26 @@ export function checkMeshPeers(f: Facts): CheckResult[] {
       }
       const direct = own.Peers.find((p) => p.Name === own.Name)?.Connections.filter((c) => c.Established).length;
       const others = own.Peers.filter((p) => p.Reachable && p.Name !== own.Name).length;
-      out.push(result("mesh-peers", "pass", x.name, `reaches ${plural(others, "other peer")}${direct !== undefined && direct < others ? ` (${direct} directly, the rest routed)` : ""}`));
+      out.push(
+        result(
+          "mesh-peers",
+          "pass",
+          x.name,
+          `reaches ${plural(others, "other peer")}${direct !== undefined && direct < others ? ` (${direct} directly, the rest routed)` : ""}`,
+        ),
+      );
       continue;
     }
-    const why = x.agent.running === false ? "; its agent is not running" : x.agent.error ? "; its agent does not answer" : "";
-    const parts = [notSeenBy.length ? `not reachable from ${list(notSeenBy)}` : "", doesNotSee.length ? `does not reach ${list(doesNotSee)}` : ""].filter(Boolean);
-    const fix = x.agent.running === false || x.agent.error ? f.hints.startAgent(x.name) : `make sure TCP 6783 gets through between ${x.name} and the others (see tcp-6783), then read ${f.hints.agentLogs(x.name)}`;
+    const why =
+      x.agent.running === false ? "; its agent is not running" : x.agent.error ? "; its agent does not answer" : "";
+    const parts = [
+      notSeenBy.length ? `not reachable from ${list(notSeenBy)}` : "",
+      doesNotSee.length ? `does not reach ${list(doesNotSee)}` : "",
+    ].filter(Boolean);
+    const fix =
+      x.agent.running === false || x.agent.error
+        ? f.hints.startAgent(x.name)
+        : `make sure TCP 6783 gets through between ${x.name} and the others (see tcp-6783), then read ${f.hints.agentLogs(x.name)}`;
     out.push(result("mesh-peers", "fail", x.name, parts.join(", ") + why, fix));
   }
   return out;
@@ -67,9 +103,13 @@ export function checkMeshConnections(f: Facts): CheckResult[] {
   for (const n of f.nodes) {
     const errs = errors.get(n.name);
     if (errs) {
-      const fix = n.agent.running === false ? f.hints.startAgent(n.name) : `make ${n.ip ?? n.name}:6783 reachable from the other nodes (see tcp-6783); a peer address that is not a node belongs out of --peers / KUBE_PEERS`;
+      const fix =
+        n.agent.running === false
+          ? f.hints.startAgent(n.name)
+          : `make ${n.ip ?? n.name}:6783 reachable from the other nodes (see tcp-6783); a peer address that is not a node belongs out of --peers / KUBE_PEERS`;
       out.push(result("mesh-connections", "fail", n.name, list(errs, 4), fix));
-    } else if (f.nodes.some((o) => o.agent.report?.Router)) out.push(result("mesh-connections", "pass", n.name, "no failed connections to or from it"));
+    } else if (f.nodes.some((o) => o.agent.report?.Router))
+      out.push(result("mesh-connections", "pass", n.name, "no failed connections to or from it"));
   }
   return out;
 }
@@ -81,13 +121,36 @@ export function checkMeshProtocol(f: Facts): CheckResult[] {
     const problems: string[] = [];
     for (const { n: o, r: s } of routers) {
       if (o === n) continue;
-      if (r.ProtocolMaxVersion < s.ProtocolMinVersion || s.ProtocolMaxVersion < r.ProtocolMinVersion) problems.push(`speaks ${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}, ${o.name} speaks ${s.ProtocolMinVersion}-${s.ProtocolMaxVersion}`);
-      if ((r.Encryption ?? "disabled") !== (s.Encryption ?? "disabled")) problems.push(`encryption ${r.Encryption}, ${o.name} has ${s.Encryption}`);
+      if (r.ProtocolMaxVersion < s.ProtocolMinVersion || s.ProtocolMaxVersion < r.ProtocolMinVersion)
+        problems.push(
+          `speaks ${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}, ${o.name} speaks ${s.ProtocolMinVersion}-${s.ProtocolMaxVersion}`,
+        );
+      if ((r.Encryption ?? "disabled") !== (s.Encryption ?? "disabled"))
+        problems.push(`encryption ${r.Encryption}, ${o.name} has ${s.Encryption}`);
     }
-    const seen = [...r.Connections.filter((c) => /speaks mesh protocol versions/.test(c.Info)).map((c) => c.Info), ...protocolMismatchLines(n.log?.lines ?? []).slice(-2)];
+    const seen = [
+      ...r.Connections.filter((c) => /speaks mesh protocol versions/.test(c.Info)).map((c) => c.Info),
+      ...protocolMismatchLines(n.log?.lines ?? []).slice(-2),
+    ];
     if (problems.length || seen.length) {
-      out.push(result("mesh-protocol", "fail", n.name, [...new Set([...problems, ...seen])].join("; "), "run the same weave version on every node (a rolling upgrade keeps old and new overlapping: upgrade one node at a time), with the same WEAVE_PASSWORD setting"));
-    } else out.push(result("mesh-protocol", "pass", n.name, `mesh protocol ${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}, encryption ${r.Encryption ?? "disabled"}${routers.length > 1 ? ", as every peer" : ""}`));
+      out.push(
+        result(
+          "mesh-protocol",
+          "fail",
+          n.name,
+          [...new Set([...problems, ...seen])].join("; "),
+          "run the same weave version on every node (a rolling upgrade keeps old and new overlapping: upgrade one node at a time), with the same WEAVE_PASSWORD setting",
+        ),
+      );
+    } else
+      out.push(
+        result(
+          "mesh-protocol",
+          "pass",
+          n.name,
+          `mesh protocol ${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}, encryption ${r.Encryption ?? "disabled"}${routers.length > 1 ? ", as every peer" : ""}`,
+        ),
+      );
   }
   return out;
 }
@@ -96,17 +159,50 @@ export function checkAgentLogs(f: Facts): CheckResult[] {
   const out: CheckResult[] = [];
   for (const n of localNodes(f)) {
     const dp = n.agent.report?.Router?.DatapathErrors ?? [];
-    if (dp.length) out.push(result("agent-logs", "fail", n.name, `datapath errors: ${list(dp, 3)}`, `the agent could not program vxlan-6784 (FDB/neighbour entries); read ${f.hints.agentLogs(n.name)} and restart the agent if it persists`));
+    if (dp.length)
+      out.push(
+        result(
+          "agent-logs",
+          "fail",
+          n.name,
+          `datapath errors: ${list(dp, 3)}`,
+          `the agent could not program vxlan-6784 (FDB/neighbour entries); read ${f.hints.agentLogs(n.name)} and restart the agent if it persists`,
+        ),
+      );
     if (!n.log) continue;
     if (n.log.error) {
-      out.push(result("agent-logs", "warn", n.name, `cannot read ${n.log.path}: ${n.log.error}`, `read the log by hand: ${f.hints.agentLogs(n.name)}`));
+      out.push(
+        result(
+          "agent-logs",
+          "warn",
+          n.name,
+          `cannot read ${n.log.path}: ${n.log.error}`,
+          `read the log by hand: ${f.hints.agentLogs(n.name)}`,
+        ),
+      );
       continue;
     }
     const recent = recentErrorLines(n.log.lines, f.now, LOG_WINDOW_MS);
     if (recent.length) {
       const shown = recent.slice(-3).map((l) => l.replace(/^(\S+) weave-agent: /, "$1 "));
-      out.push(result("agent-logs", "warn", n.name, `${plural(recent.length, "error line")} in the last ${LOG_WINDOW_MS / 60_000} min, latest: ${shown.join(" | ")}`, `read the whole story in ${f.hints.agentLogs(n.name)}; lines from a fault already fixed age out in ${LOG_WINDOW_MS / 60_000} min`));
-    } else if (!dp.length) out.push(result("agent-logs", "pass", n.name, `no error lines in the last ${LOG_WINDOW_MS / 60_000} min of ${n.log.path}`));
+      out.push(
+        result(
+          "agent-logs",
+          "warn",
+          n.name,
+          `${plural(recent.length, "error line")} in the last ${LOG_WINDOW_MS / 60_000} min, latest: ${shown.join(" | ")}`,
+          `read the whole story in ${f.hints.agentLogs(n.name)}; lines from a fault already fixed age out in ${LOG_WINDOW_MS / 60_000} min`,
+        ),
+      );
+    } else if (!dp.length)
+      out.push(
+        result(
+          "agent-logs",
+          "pass",
+          n.name,
+          `no error lines in the last ${LOG_WINDOW_MS / 60_000} min of ${n.log.path}`,
+        ),
+      );
   }
   return out;
 }

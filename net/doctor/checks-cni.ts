@@ -47,7 +47,17 @@ export function checkCniConfig(f: Facts): CheckResult[] {
     if (!n.cni) continue;
     const dir = n.cni.dir;
     if (n.cni.error) {
-      out.push(result("cni-config", f.mode === "lab" && !dir ? "warn" : "fail", n.name, n.cni.error, dir ? `write weave's config: weave setup-cni --conf-dir ${dir} (the DaemonSet's init container does this)` : "bring the lab up again with this weave (older labs have no conf dir per node)"));
+      out.push(
+        result(
+          "cni-config",
+          f.mode === "lab" && !dir ? "warn" : "fail",
+          n.name,
+          n.cni.error,
+          dir
+            ? `write weave's config: weave setup-cni --conf-dir ${dir} (the DaemonSet's init container does this)`
+            : "bring the lab up again with this weave (older labs have no conf dir per node)",
+        ),
+      );
       continue;
     }
     const { configs, ignored } = networkConfigs(n.cni.files);
@@ -55,7 +65,15 @@ export function checkCniConfig(f: Facts): CheckResult[] {
     const ours = configs.filter((c) => c.ours);
     const others = configs.filter((c) => !c.ours);
     if (!ours.length && !others.length) {
-      out.push(result("cni-config", "fail", n.name, `no network config in ${dir}${note}`, `write weave's config: weave setup-cni --conf-dir ${dir} (the DaemonSet's init container does this); kubelet keeps the node NotReady without one`));
+      out.push(
+        result(
+          "cni-config",
+          "fail",
+          n.name,
+          `no network config in ${dir}${note}`,
+          `write weave's config: weave setup-cni --conf-dir ${dir} (the DaemonSet's init container does this); kubelet keeps the node NotReady without one`,
+        ),
+      );
     } else if (others.length) {
       const first = configs[0]!;
       const what = list(others.map((c) => `${c.name} (${c.types.join(", ")})`));
@@ -67,8 +85,19 @@ export function checkCniConfig(f: Facts): CheckResult[] {
         : `if weave is this node's network: remove the other network's config from ${dir}, then write weave's: weave setup-cni --conf-dir ${dir}`;
       out.push(result("cni-config", "fail", n.name, evidence, fix));
     } else if (ours.length > 1) {
-      out.push(result("cni-config", "fail", n.name, `${dir} holds ${ours.length} weave configs: ${list(ours.map((c) => c.name))}; the runtime uses ${ours[0]!.name}`, `keep only ${CONFLIST_FILE} in ${dir}`));
-    } else out.push(result("cni-config", "pass", n.name, `${dir}: only ${ours[0]!.name} (${ours[0]!.types.join(", ")})${note}`));
+      out.push(
+        result(
+          "cni-config",
+          "fail",
+          n.name,
+          `${dir} holds ${ours.length} weave configs: ${list(ours.map((c) => c.name))}; the runtime uses ${ours[0]!.name}`,
+          `keep only ${CONFLIST_FILE} in ${dir}`,
+        ),
+      );
+    } else
+      out.push(
+        result("cni-config", "pass", n.name, `${dir}: only ${ours[0]!.name} (${ours[0]!.types.join(", ")})${note}`),
+      );
   }
   return out;
 }

@@ -44,12 +44,24 @@ export function checkDevices(f: Facts): CheckResult[] {
       if (vx.kind !== "vxlan") wrong.push(`${VXLAN_DEVICE} is not a vxlan device`);
       if (!vx.up) wrong.push(`${VXLAN_DEVICE} is down`);
       if (vx.master !== bridgeName(n)) wrong.push(`${VXLAN_DEVICE} is not a port of ${bridgeName(n)}`);
-      if (vx.vxlanPort !== undefined && vx.vxlanPort !== VXLAN_PORT) wrong.push(`${VXLAN_DEVICE} uses UDP ${vx.vxlanPort}`);
+      if (vx.vxlanPort !== undefined && vx.vxlanPort !== VXLAN_PORT)
+        wrong.push(`${VXLAN_DEVICE} uses UDP ${vx.vxlanPort}`);
     }
     if (wrong.length) {
-      const fix = n.agent.running === false ? `${f.hints.startAgent(n.name)}: the agent makes both and keeps them` : `the agent puts them back within 5 s; if they stay wrong, restart the agent and read ${f.hints.agentLogs(n.name)}`;
+      const fix =
+        n.agent.running === false
+          ? `${f.hints.startAgent(n.name)}: the agent makes both and keeps them`
+          : `the agent puts them back within 5 s; if they stay wrong, restart the agent and read ${f.hints.agentLogs(n.name)}`;
       out.push(result("devices", "fail", n.name, wrong.join("; "), fix));
-    } else out.push(result("devices", "pass", n.name, `${br!.name} (bridge) and ${VXLAN_DEVICE} (vxlan, UDP ${vx!.vxlanPort ?? VXLAN_PORT}) exist and are up`));
+    } else
+      out.push(
+        result(
+          "devices",
+          "pass",
+          n.name,
+          `${br!.name} (bridge) and ${VXLAN_DEVICE} (vxlan, UDP ${vx!.vxlanPort ?? VXLAN_PORT}) exist and are up`,
+        ),
+      );
   }
   return out;
 }
@@ -82,7 +94,8 @@ export function checkMtu(f: Facts): CheckResult[] {
       seen.push(`${VXLAN_DEVICE} ${vx.mtu}`);
       if (vx.mtu !== b) wrong.push(`${VXLAN_DEVICE} has ${vx.mtu}`);
     }
-    for (const l of n.links!.filter((l) => l.master === bridgeName(n) && l.name !== VXLAN_DEVICE && l.mtu !== b)) wrong.push(`port ${l.name} has ${l.mtu}`);
+    for (const l of n.links!.filter((l) => l.master === bridgeName(n) && l.name !== VXLAN_DEVICE && l.mtu !== b))
+      wrong.push(`port ${l.name} has ${l.mtu}`);
     const pods = f.pods.filter((p) => p.node === n.name && p.mtu !== undefined);
     if (pods.length) seen.push(`${pods.length} pod(s) ${[...new Set(pods.map((p) => p.mtu))].join("/")}`);
     for (const p of pods) if (p.mtu !== b) wrong.push(`pod ${p.name} has ${p.mtu}`);
@@ -90,7 +103,9 @@ export function checkMtu(f: Facts): CheckResult[] {
     if (u) seen.push(`underlay ${u.name} ${u.mtu}`);
     let fix = `set every pod-side MTU to ${b}: the agent sets the bridge and VXLAN device; pods keep the MTU they were made with, so re-create pods made before an MTU change`;
     if (u && b > u.mtu - VXLAN_OVERHEAD) {
-      wrong.unshift(`overlay ${b} + ${VXLAN_OVERHEAD} bytes of VXLAN headers do not fit the underlay ${u.name} MTU ${u.mtu}`);
+      wrong.unshift(
+        `overlay ${b} + ${VXLAN_OVERHEAD} bytes of VXLAN headers do not fit the underlay ${u.name} MTU ${u.mtu}`,
+      );
       fix = `give ${u.name} on ${n.name} an MTU of at least ${b + VXLAN_OVERHEAD} again, or set WEAVE_MTU=${u.mtu - VXLAN_OVERHEAD} on every node and restart the agents (then re-create the pods)`;
     } else if (usual !== undefined && b !== usual) {
       wrong.unshift(`overlay MTU ${b} differs from the other nodes' ${usual}`);
@@ -108,23 +123,98 @@ export function checkPods(f: Facts): CheckResult[] {
   for (const p of f.pods) {
     const node = f.nodes.find((n) => n.name === p.node);
     if (p.error) {
-      out.push(result("pod-address", "fail", p.node, `pod ${p.name}: cannot look into its namespace: ${p.error}`, "the pod's network namespace is gone: delete the pod so it is made again"));
+      out.push(
+        result(
+          "pod-address",
+          "fail",
+          p.node,
+          `pod ${p.name}: cannot look into its namespace: ${p.error}`,
+          "the pod's network namespace is gone: delete the pod so it is made again",
+        ),
+      );
       continue;
     }
     // address
     const owned = node?.agent.report?.IPAM.Owned;
-    const held = owned?.find((o) => o.Address.split("/")[0] === p.ip && (!p.containerId || o.ContainerID === p.containerId));
-    if (!p.ip) out.push(result("pod-address", "fail", p.node, `pod ${p.name}: eth0 has no IPv4 address`, "the pod is stuck without an address: delete it so the runtime runs CNI ADD again (see the agent check if that fails)"));
-    else if (r && !contains(r, ipToNum(p.ip))) out.push(result("pod-address", "fail", p.node, `pod ${p.name}: ${p.ip} is outside the pod range`, "another network plugin wired this pod (see cni-config): delete the pod once only weave's config is left"));
-    else if (p.expectedIp && p.expectedIp !== p.ip) out.push(result("pod-address", "fail", p.node, `pod ${p.name}: eth0 has ${p.ip}, it was given ${p.expectedIp}`, "something changed the pod's address by hand: delete the pod so it is wired again"));
-    else if (owned && !held) out.push(result("pod-address", "fail", p.node, `pod ${p.name}: ${p.ip} is not held by the agent of ${p.node}, so it can be handed out twice`, "delete the pod so CNI ADD allocates its address again"));
-    else out.push(result("pod-address", "pass", p.node, `pod ${p.name}: ${p.ip}${held ? `, held by the agent of ${p.node}` : ""}`));
+    const held = owned?.find(
+      (o) => o.Address.split("/")[0] === p.ip && (!p.containerId || o.ContainerID === p.containerId),
+    );
+    if (!p.ip)
+      out.push(
+        result(
+          "pod-address",
+          "fail",
+          p.node,
+          `pod ${p.name}: eth0 has no IPv4 address`,
+          "the pod is stuck without an address: delete it so the runtime runs CNI ADD again (see the agent check if that fails)",
+        ),
+      );
+    else if (r && !contains(r, ipToNum(p.ip)))
+      out.push(
+        result(
+          "pod-address",
+          "fail",
+          p.node,
+          `pod ${p.name}: ${p.ip} is outside the pod range`,
+          "another network plugin wired this pod (see cni-config): delete the pod once only weave's config is left",
+        ),
+      );
+    else if (p.expectedIp && p.expectedIp !== p.ip)
+      out.push(
+        result(
+          "pod-address",
+          "fail",
+          p.node,
+          `pod ${p.name}: eth0 has ${p.ip}, it was given ${p.expectedIp}`,
+          "something changed the pod's address by hand: delete the pod so it is wired again",
+        ),
+      );
+    else if (owned && !held)
+      out.push(
+        result(
+          "pod-address",
+          "fail",
+          p.node,
+          `pod ${p.name}: ${p.ip} is not held by the agent of ${p.node}, so it can be handed out twice`,
+          "delete the pod so CNI ADD allocates its address again",
+        ),
+      );
+    else
+      out.push(
+        result(
+          "pod-address",
+          "pass",
+          p.node,
+          `pod ${p.name}: ${p.ip}${held ? `, held by the agent of ${p.node}` : ""}`,
+        ),
+      );
     // default route
     const gw = node ? bridgeIp(node) : undefined;
     if (!p.ip) continue;
-    if (!p.gateway) out.push(result("pod-route", "fail", p.node, `pod ${p.name} has no default route${gw ? ` (should be via ${gw}, the bridge)` : ""}`, `put it back: ${f.hints.onNode(p.name)}ip route add default via ${gw ?? "<bridge address>"} dev eth0, or delete the pod so it is wired again`));
-    else if (gw && p.gateway !== gw) out.push(result("pod-route", "fail", p.node, `pod ${p.name}'s default route goes via ${p.gateway}, not via the bridge ${gw}`, `fix it: ${f.hints.onNode(p.name)}ip route replace default via ${gw} dev eth0, or delete the pod so it is wired again`));
-    else out.push(result("pod-route", "pass", p.node, `pod ${p.name}: default via ${p.gateway}${gw ? " (the bridge)" : ""}`));
+    if (!p.gateway)
+      out.push(
+        result(
+          "pod-route",
+          "fail",
+          p.node,
+          `pod ${p.name} has no default route${gw ? ` (should be via ${gw}, the bridge)` : ""}`,
+          `put it back: ${f.hints.onNode(p.name)}ip route add default via ${gw ?? "<bridge address>"} dev eth0, or delete the pod so it is wired again`,
+        ),
+      );
+    else if (gw && p.gateway !== gw)
+      out.push(
+        result(
+          "pod-route",
+          "fail",
+          p.node,
+          `pod ${p.name}'s default route goes via ${p.gateway}, not via the bridge ${gw}`,
+          `fix it: ${f.hints.onNode(p.name)}ip route replace default via ${gw} dev eth0, or delete the pod so it is wired again`,
+        ),
+      );
+    else
+      out.push(
+        result("pod-route", "pass", p.node, `pod ${p.name}: default via ${p.gateway}${gw ? " (the bridge)" : ""}`),
+      );
   }
   return out;
 }
@@ -138,8 +228,19 @@ export function checkRangeOverlap(f: Facts): CheckResult[] {
     let svc: Cidr | undefined;
     try {
       svc = parseCidr(f.serviceRange, false);
-    } catch { /* an unreadable service range is not checked */ }
-    if (svc && overlaps(r, svc)) out.push(result("range-overlap", "fail", undefined, `the pod range ${rangeText} overlaps the service range ${f.serviceRange}`, "pick an IPALLOC_RANGE outside the service range (a new range needs every agent's data dir reset)"));
+    } catch {
+      /* an unreadable service range is not checked */
+    }
+    if (svc && overlaps(r, svc))
+      out.push(
+        result(
+          "range-overlap",
+          "fail",
+          undefined,
+          `the pod range ${rangeText} overlaps the service range ${f.serviceRange}`,
+          "pick an IPALLOC_RANGE outside the service range (a new range needs every agent's data dir reset)",
+        ),
+      );
   }
   for (const n of localNodes(f)) {
     if (!n.addrs && !n.routes) continue;
@@ -169,8 +270,25 @@ export function checkRangeOverlap(f: Facts): CheckResult[] {
       } else wide.push(`route ${text} covers it`);
     }
     if (bad.length) out.push(result("range-overlap", "fail", n.name, `pod range ${rangeText}: ${list(bad, 4)}`, fix));
-    else if (wide.length) out.push(result("range-overlap", "warn", n.name, `pod range ${rangeText}: ${list(wide, 3)}; pods still win by longest prefix while the bridge route exists`, "make sure the wider route is meant to cover pod addresses, or narrow it"));
-    else out.push(result("range-overlap", "pass", n.name, `pod range ${rangeText} overlaps no address or route of the node${f.serviceRange ? ` nor the service range ${f.serviceRange}` : ""}`));
+    else if (wide.length)
+      out.push(
+        result(
+          "range-overlap",
+          "warn",
+          n.name,
+          `pod range ${rangeText}: ${list(wide, 3)}; pods still win by longest prefix while the bridge route exists`,
+          "make sure the wider route is meant to cover pod addresses, or narrow it",
+        ),
+      );
+    else
+      out.push(
+        result(
+          "range-overlap",
+          "pass",
+          n.name,
+          `pod range ${rangeText} overlaps no address or route of the node${f.serviceRange ? ` nor the service range ${f.serviceRange}` : ""}`,
+        ),
+      );
   }
   return out;
 }

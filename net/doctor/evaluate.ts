@@ -2,11 +2,23 @@
  * Every check, in the order they are shown, evaluated over gathered facts; the
  * summary and exit code. Pure: the same facts give the same verdicts.
  */
-import { checkAgentLogs, checkAgents, checkMeshConnections, checkMeshPeers, checkMeshProtocol } from "./checks-agent.ts";
+import {
+  checkAgentLogs,
+  checkAgents,
+  checkMeshConnections,
+  checkMeshPeers,
+  checkMeshProtocol,
+} from "./checks-agent.ts";
 import { checkCniConfig } from "./checks-cni.ts";
 import { checkIpamOrphans, checkIpamReady, checkIpamSpace } from "./checks-ipam.ts";
 import { checkDevices, checkMtu, checkPods, checkRangeOverlap } from "./checks-node.ts";
-import { checkCrossNodePing, checkFullSizePing, checkSameNodePing, checkTcp6783, checkUdp6784 } from "./checks-reach.ts";
+import {
+  checkCrossNodePing,
+  checkFullSizePing,
+  checkSameNodePing,
+  checkTcp6783,
+  checkUdp6784,
+} from "./checks-reach.ts";
 import type { CheckResult, Facts } from "./types.ts";
 
 /** The checks, in display order, with what each looks at (docs/troubleshooting.md has the fixes). */
@@ -18,7 +30,10 @@ export const CATALOG: { name: string; what: string }[] = [
   { name: "agent", what: "the agent runs and is ready on every node" },
   { name: "mesh-peers", what: "every peer reaches every other (directly or routed)" },
   { name: "mesh-connections", what: "no failed mesh connections" },
-  { name: "mesh-protocol", what: "every peer speaks an overlapping mesh protocol version and the same encryption setting" },
+  {
+    name: "mesh-protocol",
+    what: "every peer speaks an overlapping mesh protocol version and the same encryption setting",
+  },
   { name: "ipam-ready", what: "IPAM ready on every node, no ring conflict" },
   { name: "ipam-space", what: "the pod range is not exhausted" },
   { name: "ipam-orphans", what: "no address space held by a peer that is gone" },
@@ -38,11 +53,24 @@ export const CATALOG: { name: string; what: string }[] = [
 ];
 
 const CHECKS: ((f: Facts) => CheckResult[])[] = [
-  checkAgents, checkMeshPeers, checkMeshConnections, checkMeshProtocol,
-  checkIpamReady, checkIpamSpace, checkIpamOrphans,
-  checkPods, checkDevices, checkMtu,
-  checkSameNodePing, checkCrossNodePing, checkFullSizePing, checkTcp6783, checkUdp6784,
-  checkRangeOverlap, checkCniConfig, checkAgentLogs,
+  checkAgents,
+  checkMeshPeers,
+  checkMeshConnections,
+  checkMeshProtocol,
+  checkIpamReady,
+  checkIpamSpace,
+  checkIpamOrphans,
+  checkPods,
+  checkDevices,
+  checkMtu,
+  checkSameNodePing,
+  checkCrossNodePing,
+  checkFullSizePing,
+  checkTcp6783,
+  checkUdp6784,
+  checkRangeOverlap,
+  checkCniConfig,
+  checkAgentLogs,
 ];
 
 const order = (name: string) => {
@@ -56,7 +84,10 @@ export function evaluate(f: Facts): CheckResult[] {
 }
 
 export function sortResults(rs: CheckResult[]): CheckResult[] {
-  return rs.map((r, i) => ({ r, i })).sort((a, b) => order(a.r.name) - order(b.r.name) || a.i - b.i).map((x) => x.r);
+  return rs
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => order(a.r.name) - order(b.r.name) || a.i - b.i)
+    .map((x) => x.r);
 }
 
 export type Summary = { checks: number; failed: string[]; warned: string[]; line: string; exitCode: 0 | 1 };
@@ -67,7 +98,9 @@ export function summarize(rs: CheckResult[]): Summary {
   const failed = names.filter((n) => rs.some((r) => r.name === n && r.status === "fail"));
   const warned = names.filter((n) => !failed.includes(n) && rs.some((r) => r.name === n && r.status === "warn"));
   const where = [...new Set(rs.filter((r) => r.status === "fail" && r.node).map((r) => r.node!))];
-  const warnText = warned.length ? `${failed.length ? ";" : ","} ${warned.length} ${failed.length ? "more " : ""}with warnings` : "";
+  const warnText = warned.length
+    ? `${failed.length ? ";" : ","} ${warned.length} ${failed.length ? "more " : ""}with warnings`
+    : "";
   const line = failed.length
     ? `❌ ${failed.length} of ${names.length} checks failed${where.length ? ` (on ${where.join(", ")})` : ""}: ${failed.join(", ")}${warnText}`
     : `✅ ${names.length} checks passed${warnText}`;

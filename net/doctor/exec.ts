@@ -41,7 +41,11 @@ export function hostExec(limit = 24): Exec {
         timedOut = true;
         p.kill("SIGKILL");
       }, o.timeoutMs ?? 3000);
-      const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(p.stdout).text(),
+        new Response(p.stderr).text(),
+        p.exited,
+      ]);
       clearTimeout(timer);
       return { code: timedOut ? 124 : code, stdout, stderr, timedOut };
     } finally {
@@ -50,22 +54,44 @@ export function hostExec(limit = 24): Exec {
   };
 }
 
-const HTTP_GET = 'exec 3<>/dev/tcp/127.0.0.1/6784 || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n" "$1" >&3; cat <&3';
+const HTTP_GET =
+  'exec 3<>/dev/tcp/127.0.0.1/6784 || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n" "$1" >&3; cat <&3';
 
 /** GET `path` from the agent API inside a namespace; the raw response, or why not. */
-export async function agentGetInNetns(exec: Exec, netns: string, path: string, timeoutMs = 3000): Promise<{ raw?: string; error?: string }> {
+export async function agentGetInNetns(
+  exec: Exec,
+  netns: string,
+  path: string,
+  timeoutMs = 3000,
+): Promise<{ raw?: string; error?: string }> {
   const r = await exec(["bash", "-c", HTTP_GET, "weave-doctor", path], { netns, timeoutMs });
   if (r.timedOut) return { error: `no answer within ${timeoutMs / 1000} s` };
-  if (r.code !== 0) return { error: /refused/i.test(r.stderr) ? "connection refused" : r.stderr.trim().split("\n").at(-1) || `exit ${r.code}` };
+  if (r.code !== 0)
+    return {
+      error: /refused/i.test(r.stderr) ? "connection refused" : r.stderr.trim().split("\n").at(-1) || `exit ${r.code}`,
+    };
   return { raw: r.stdout };
 }
 
 /** TCP connect from inside `netns` to ip:port; ok, or why not ("timed out", "refused"). */
-export async function tcpConnect(exec: Exec, netns: string | undefined, ip: string, port: number, timeoutMs = 1000): Promise<{ ok: boolean; detail: string }> {
+export async function tcpConnect(
+  exec: Exec,
+  netns: string | undefined,
+  ip: string,
+  port: number,
+  timeoutMs = 1000,
+): Promise<{ ok: boolean; detail: string }> {
   const r = await exec(["bash", "-c", `exec 3<>/dev/tcp/${ip}/${port}`], { netns, timeoutMs });
   if (r.code === 0) return { ok: true, detail: "" };
   if (r.timedOut) return { ok: false, detail: `timed out after ${timeoutMs / 1000} s` };
-  return { ok: false, detail: /refused/i.test(r.stderr) ? "connection refused" : /unreachable/i.test(r.stderr) ? "no route" : r.stderr.trim().split("\n").at(-1) || `exit ${r.code}` };
+  return {
+    ok: false,
+    detail: /refused/i.test(r.stderr)
+      ? "connection refused"
+      : /unreachable/i.test(r.stderr)
+        ? "no route"
+        : r.stderr.trim().split("\n").at(-1) || `exit ${r.code}`,
+  };
 }
 
 /**
@@ -76,14 +102,31 @@ export async function tcpConnect(exec: Exec, netns: string | undefined, ip: stri
  * refusal of that single request therefore means the path MTU was cached before
  * (from an earlier drop, kept 10 minutes): it is returned as `cachedMtu`.
  */
-export async function ping(exec: Exec, netns: string | undefined, ip: string, size?: number): Promise<{ ok: boolean; detail: string; cachedMtu?: number }> {
-  const argv = ["ping", "-n", "-W", "1", ...(size ? ["-c", "1", "-M", "do", "-s", String(size)] : ["-c", "2", "-i", "0.2"]), ip];
+export async function ping(
+  exec: Exec,
+  netns: string | undefined,
+  ip: string,
+  size?: number,
+): Promise<{ ok: boolean; detail: string; cachedMtu?: number }> {
+  const argv = [
+    "ping",
+    "-n",
+    "-W",
+    "1",
+    ...(size ? ["-c", "1", "-M", "do", "-s", String(size)] : ["-c", "2", "-i", "0.2"]),
+    ip,
+  ];
   const r = await exec(argv, { netns, timeoutMs: 3000 });
   const bytes = size ? `${size + 28} bytes` : "";
   if (r.code === 0) return { ok: true, detail: bytes };
   const out = r.stderr + r.stdout;
   const local = /message too long, mtu=(\d+)/.exec(out);
-  if (local) return { ok: false, detail: [bytes, `path MTU ${local[1]} cached`].filter(Boolean).join(", "), cachedMtu: Number(local[1]) };
+  if (local)
+    return {
+      ok: false,
+      detail: [bytes, `path MTU ${local[1]} cached`].filter(Boolean).join(", "),
+      cachedMtu: Number(local[1]),
+    };
   const why = r.timedOut ? "timed out" : /unreachable/i.test(out) ? "unreachable" : "no reply";
   return { ok: false, detail: [bytes, why].filter(Boolean).join(", ") };
 }

@@ -6,7 +6,13 @@
  */
 import type { CheckResult } from "./types.ts";
 
-export type Paint = { red(s: string): string; green(s: string): string; yellow(s: string): string; dim(s: string): string; bold(s: string): string };
+export type Paint = {
+  red(s: string): string;
+  green(s: string): string;
+  yellow(s: string): string;
+  dim(s: string): string;
+  bold(s: string): string;
+};
 export const NO_PAINT: Paint = { red: (s) => s, green: (s) => s, yellow: (s) => s, dim: (s) => s, bold: (s) => s };
 
 type Row = { check: string; node: string; status: CheckResult["status"]; evidence: string; fix?: string };
@@ -20,9 +26,15 @@ export function rows(rs: CheckResult[]): Row[] {
     if (passed.length) {
       const nodes = [...new Set(passed.map((r) => r.node).filter(Boolean))];
       const node = nodes.length === 0 ? "-" : nodes.length === 1 ? nodes[0]! : `${nodes.length} nodes`;
-      out.push({ check: name, node, status: "pass", evidence: passed[0]!.evidence + (passed.length > 1 ? ` (+${passed.length - 1} more)` : "") });
+      out.push({
+        check: name,
+        node,
+        status: "pass",
+        evidence: passed[0]!.evidence + (passed.length > 1 ? ` (+${passed.length - 1} more)` : ""),
+      });
     }
-    for (const r of mine.filter((r) => r.status !== "pass")) out.push({ check: name, node: r.node ?? "-", status: r.status, evidence: r.evidence, fix: r.fix });
+    for (const r of mine.filter((r) => r.status !== "pass"))
+      out.push({ check: name, node: r.node ?? "-", status: r.status, evidence: r.evidence, fix: r.fix });
   }
   return out;
 }
@@ -53,7 +65,9 @@ export function table(rs: CheckResult[], o: { width?: number; paint?: Paint } = 
   const mark = { pass: p.green("pass"), warn: p.yellow("warn"), fail: p.red("FAIL") };
   const lines = [p.bold(`${"CHECK".padEnd(cw)}${"NODE".padEnd(nw)}${"STATUS".padEnd(sw)}EVIDENCE`)];
   for (const r of rws) {
-    lines.push(`${r.check.padEnd(cw)}${r.node.padEnd(nw)}${mark[r.status]}${" ".repeat(sw - 4)}${wrap(r.evidence, width, indent)}`);
+    lines.push(
+      `${r.check.padEnd(cw)}${r.node.padEnd(nw)}${mark[r.status]}${" ".repeat(sw - 4)}${wrap(r.evidence, width, indent)}`,
+    );
     if (r.fix) lines.push(`${indent}${p.dim(wrap(`fix: ${r.fix}`, width, indent))}`);
   }
   return lines.join("\n") + "\n";

@@ -48,11 +48,15 @@ export async function gatherCluster(kc: KubeConfig, now = Date.now()): Promise<C
 }
 
 /** `io.probes`: run the in-pod probes (probe-pods.ts) with these options; without it they are reported as not run. */
-export async function doctorCluster(kc: KubeConfig, io: { progress(line: string): void; now?: number; probes?: ProbeOptions }): Promise<{ target: string; checks: CheckResult[] }> {
+export async function doctorCluster(
+  kc: KubeConfig,
+  io: { progress(line: string): void; now?: number; probes?: ProbeOptions },
+): Promise<{ target: string; checks: CheckResult[] }> {
   const server = kc.getCurrentCluster()?.server ?? "?";
   io.progress(`cluster ${kc.getCurrentContext()} at ${server}: reading the DaemonSet, nodes and pods`);
   const facts = await gatherCluster(kc, io.now);
   io.progress(`  ${facts.nodes.length} node(s), ${facts.agentPods.length} agent pod(s), ${facts.pods.length} pod(s)`);
-  if (io.probes) facts.probes = await runProbes(kc, facts.nodes, facts.kubernetesService, { progress: io.progress, ...io.probes });
+  if (io.probes)
+    facts.probes = await runProbes(kc, facts.nodes, facts.kubernetesService, { progress: io.progress, ...io.probes });
   return { target: kc.getCurrentContext(), checks: sortResults(evaluateCluster(facts)) };
 }

@@ -39,15 +39,22 @@ export function tailLines(path: string, max = 64 * 1024): string[] {
 export function readCniDir(dir: string): NodeFacts["cni"] {
   try {
     const names = readdirSync(dir);
-    return { dir, files: names.map((name) => {
-      try {
-        return { name, text: readFileSync(join(dir, name), "utf8") };
-      } catch {
-        return { name };
-      }
-    }) };
+    return {
+      dir,
+      files: names.map((name) => {
+        try {
+          return { name, text: readFileSync(join(dir, name), "utf8") };
+        } catch {
+          return { name };
+        }
+      }),
+    };
   } catch (e) {
-    return { dir, files: [], error: `cannot read ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+    return {
+      dir,
+      files: [],
+      error: `cannot read ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    };
   }
 }
 
@@ -97,14 +104,28 @@ async function gatherNode(s: LabState, n: LabState["nodes"][number], exec: Exec)
     links,
     addrs,
     routes,
-    firewall: nft.code === 0 ? { drops: parseNftDrops(nft.stdout) } : { drops: [], error: nft.stderr.trim() || `exit ${nft.code}` },
-    cni: n.cniConfDir ? readCniDir(n.cniConfDir) : { dir: "", files: [], error: `lab ${s.name} records no CNI conf dir for ${n.name} (it was brought up by an older weave)` },
+    firewall:
+      nft.code === 0
+        ? { drops: parseNftDrops(nft.stdout) }
+        : { drops: [], error: nft.stderr.trim() || `exit ${nft.code}` },
+    cni: n.cniConfDir
+      ? readCniDir(n.cniConfDir)
+      : {
+          dir: "",
+          files: [],
+          error: `lab ${s.name} records no CNI conf dir for ${n.name} (it was brought up by an older weave)`,
+        },
     log,
   };
 }
 
 async function gatherPod(p: LabState["pods"][number], exec: Exec): Promise<PodFacts> {
-  const base: PodFacts = { name: p.name, node: p.node, containerId: p.containerId, ...(p.ip ? { expectedIp: p.ip } : {}) };
+  const base: PodFacts = {
+    name: p.name,
+    node: p.node,
+    containerId: p.containerId,
+    ...(p.ip ? { expectedIp: p.ip } : {}),
+  };
   const [addr, route] = await Promise.all([
     exec(["ip", "-j", "-4", "addr", "show", "dev", "eth0"], { netns: p.netns, timeoutMs: 3000 }),
     exec(["ip", "-j", "-4", "route", "show", "default"], { netns: p.netns, timeoutMs: 3000 }),
@@ -147,7 +168,10 @@ export async function gatherLab(s: LabState, io: GatherIO): Promise<Facts> {
     return `${d} s`;
   };
   io.progress(`looking at the agents and kernels of ${s.nodes.length} node(s) and ${s.pods.length} pod(s)`);
-  const [nodes, pods] = await Promise.all([Promise.all(s.nodes.map((n) => gatherNode(s, n, exec))), Promise.all(s.pods.map((p) => gatherPod(p, exec)))]);
+  const [nodes, pods] = await Promise.all([
+    Promise.all(s.nodes.map((n) => gatherNode(s, n, exec))),
+    Promise.all(s.pods.map((p) => gatherPod(p, exec))),
+  ]);
   io.progress(`  done in ${secs()}`);
 
   const ep = (n: NodeFacts): Endpoint => {
@@ -155,25 +179,49 @@ export async function gatherLab(s: LabState, io: GatherIO): Promise<Facts> {
     const pod = pods.find((p) => p.node === n.name && p.ip);
     const labPod = pod && s.pods.find((x) => x.name === pod.name);
     if (pod && labPod) return { node: n.name, netns: labPod.netns, name: pod.name, ip: pod.ip, mtu: pod.mtu };
-    return { node: n.name, netns: netnsPath(lab.netns), name: n.name, ip: bridgeIp(n), mtu: n.links?.find((l) => l.name === (n.agent.report?.Bridge?.Name ?? "weave"))?.mtu };
+    return {
+      node: n.name,
+      netns: netnsPath(lab.netns),
+      name: n.name,
+      ip: bridgeIp(n),
+      mtu: n.links?.find((l) => l.name === (n.agent.report?.Bridge?.Name ?? "weave"))?.mtu,
+    };
   };
   const eps = nodes.map(ep);
   const jobs: Promise<Probe>[] = [];
-  const probe = (kind: Probe["kind"], a: Endpoint, to: string, dst: string, run: Promise<{ ok: boolean; detail: string }>) =>
-    jobs.push(run.then((r) => ({ kind, from: a.node, to, src: a.name, dst, ...r })));
+  const probe = (
+    kind: Probe["kind"],
+    a: Endpoint,
+    to: string,
+    dst: string,
+    run: Promise<{ ok: boolean; detail: string }>,
+  ) => jobs.push(run.then((r) => ({ kind, from: a.node, to, src: a.name, dst, ...r })));
   for (const n of nodes) {
     const mine = pods.filter((p) => p.node === n.name && p.ip);
     const a = eps.find((e) => e.node === n.name)!;
     for (const p of mine) if (p.name !== a.name) probe("ping-local", a, n.name, p.ip!, ping(exec, a.netns, p.ip!));
     const labNode = s.nodes.find((x) => x.name === n.name)!;
-    if (mine[0]) probe("ping-local", { node: n.name, netns: netnsPath(labNode.netns), name: n.name }, n.name, mine[0].ip!, ping(exec, netnsPath(labNode.netns), mine[0].ip!));
+    if (mine[0])
+      probe(
+        "ping-local",
+        { node: n.name, netns: netnsPath(labNode.netns), name: n.name },
+        n.name,
+        mine[0].ip!,
+        ping(exec, netnsPath(labNode.netns), mine[0].ip!),
+      );
   }
   const pairs = eps.flatMap((a) => eps.filter((b) => b !== a).map((b) => [a, b] as const));
   for (const [a, b] of pairs) {
     if (a.ip && b.ip) probe("ping", a, b.node, b.ip, ping(exec, a.netns, b.ip));
     const from = s.nodes.find((x) => x.name === a.node)!;
     const to = s.nodes.find((x) => x.name === b.node)!;
-    probe("tcp-6783", { ...a, netns: netnsPath(from.netns), name: from.name }, to.name, `${to.ip}:6783`, tcpConnect(exec, netnsPath(from.netns), to.ip, 6783));
+    probe(
+      "tcp-6783",
+      { ...a, netns: netnsPath(from.netns), name: from.name },
+      to.name,
+      `${to.ip}:6783`,
+      tcpConnect(exec, netnsPath(from.netns), to.ip, 6783),
+    );
   }
   io.progress(`probing: ${jobs.length} pings and TCP connects on and between nodes`);
   const probes = await Promise.all(jobs);
@@ -181,8 +229,18 @@ export async function gatherLab(s: LabState, io: GatherIO): Promise<Facts> {
 
   const df: Promise<Probe>[] = [];
   for (const [a, b] of pairs) {
-    if (!a.mtu || !b.ip || !probes.some((p) => p.kind === "ping" && p.from === a.node && p.to === b.node && p.ok)) continue;
-    df.push(fullSizePing(exec, a, b.ip).then((r) => ({ kind: "ping-df" as const, from: a.node, to: b.node, src: a.name, dst: b.ip!, ...r })));
+    if (!a.mtu || !b.ip || !probes.some((p) => p.kind === "ping" && p.from === a.node && p.to === b.node && p.ok))
+      continue;
+    df.push(
+      fullSizePing(exec, a, b.ip).then((r) => ({
+        kind: "ping-df" as const,
+        from: a.node,
+        to: b.node,
+        src: a.name,
+        dst: b.ip!,
+        ...r,
+      })),
+    );
   }
   if (df.length) {
     io.progress(`probing: ${df.length} don't-fragment pings at the full pod MTU`);

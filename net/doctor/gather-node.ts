@@ -22,7 +22,12 @@ const LOCAL_PINGS = 4;
 /** A pod address from a MAC the agent derived from it (0a:58:a:b:c:d), else undefined. */
 export function ipFromPodMac(mac: string): string | undefined {
   const m = /^0a:58:([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2})$/i.exec(mac);
-  return m ? m.slice(1).map((h) => parseInt(h, 16)).join(".") : undefined;
+  return m
+    ? m
+        .slice(1)
+        .map((h) => parseInt(h, 16))
+        .join(".")
+    : undefined;
 }
 
 async function get(url: string, timeoutMs: number): Promise<{ status: number; body: string } | { error: string }> {
@@ -60,7 +65,8 @@ export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promi
   ]);
   const agent: NodeFacts["agent"] = {};
   let rep: AgentReport | undefined;
-  if ("error" in status || "error" in report) agent.error = `${base}: ${"error" in status ? status.error : (report as { error: string }).error}`;
+  if ("error" in status || "error" in report)
+    agent.error = `${base}: ${"error" in status ? status.error : (report as { error: string }).error}`;
   else {
     agent.running = true;
     agent.ready = status.status === 200;
@@ -77,7 +83,10 @@ export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promi
     links,
     addrs,
     routes,
-    firewall: nft.code === 0 ? { drops: parseNftDrops(nft.stdout) } : { drops: [], error: nft.stderr.trim() || `exit ${nft.code}` },
+    firewall:
+      nft.code === 0
+        ? { drops: parseNftDrops(nft.stdout) }
+        : { drops: [], error: nft.stderr.trim() || `exit ${nft.code}` },
     cni: readCniDir(o.cniConfDir ?? DEFAULT_CNI_CONF_DIR),
   };
   const remotes: NodeFacts[] = (router?.Peers ?? [])
@@ -85,7 +94,13 @@ export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promi
     .map((p) => ({ name: p.NickName || p.Name, ip: p.Addresses[0]?.replace(/:\d+$/, ""), remote: true, agent: {} }));
 
   const jobs: Promise<Probe>[] = [];
-  const add = (kind: Probe["kind"], to: string, src: string, dst: string, p: Promise<{ ok: boolean; detail: string }>) => jobs.push(p.then((r) => ({ kind, from: name, to, src, dst, ...r })));
+  const add = (
+    kind: Probe["kind"],
+    to: string,
+    src: string,
+    dst: string,
+    p: Promise<{ ok: boolean; detail: string }>,
+  ) => jobs.push(p.then((r) => ({ kind, from: name, to, src, dst, ...r })));
   for (const o of (rep?.IPAM.Owned ?? []).slice(0, LOCAL_PINGS)) {
     const ip = o.Address.split("/")[0]!;
     add("ping-local", name, name, ip, ping(exec, undefined, ip));
@@ -112,7 +127,15 @@ export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promi
   const df = pingTargets.filter(([r]) => probes.some((p) => p.kind === "ping" && p.to === r.name && p.ok));
   if (mtu && df.length) {
     io.progress(`probing: ${df.length} don't-fragment pings at the full MTU ${mtu}`);
-    probes.push(...(await Promise.all(df.map(([r, pod]) => ping(exec, undefined, pod, mtu - 28).then((x): Probe => ({ kind: "ping-df", from: name, to: r.name, src, dst: pod, ...x }))))));
+    probes.push(
+      ...(await Promise.all(
+        df.map(([r, pod]) =>
+          ping(exec, undefined, pod, mtu - 28).then(
+            (x): Probe => ({ kind: "ping-df", from: name, to: r.name, src, dst: pod, ...x }),
+          ),
+        ),
+      )),
+    );
   }
   return {
     mode: "node",
@@ -123,8 +146,10 @@ export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promi
     probes,
     now: now(),
     hints: {
-      startAgent: (node) => `restart the weave agent of ${node}: kubectl -n kube-system delete pod -l name=weave-net --field-selector spec.nodeName=${node}`,
-      agentLogs: (node) => `kubectl -n kube-system logs -c weave $(kubectl -n kube-system get pod -l name=weave-net --field-selector spec.nodeName=${node} -o name)`,
+      startAgent: (node) =>
+        `restart the weave agent of ${node}: kubectl -n kube-system delete pod -l name=weave-net --field-selector spec.nodeName=${node}`,
+      agentLogs: (node) =>
+        `kubectl -n kube-system logs -c weave $(kubectl -n kube-system get pod -l name=weave-net --field-selector spec.nodeName=${node} -o name)`,
       onNode: () => "",
     },
   };

@@ -24,13 +24,21 @@ export function parseHttp(raw: string): { status: number; body: string } | undef
 export function parseReport(text: string): AgentReport | undefined {
   try {
     const r = JSON.parse(text) as AgentReport;
-    return r && typeof r === "object" && typeof r.Ready === "boolean" && r.IPAM && typeof r.IPAM === "object" ? r : undefined;
+    return r && typeof r === "object" && typeof r.Ready === "boolean" && r.IPAM && typeof r.IPAM === "object"
+      ? r
+      : undefined;
   } catch {
     return undefined;
   }
 }
 
-type IpLink = { ifname: string; flags?: string[]; mtu: number; master?: string; linkinfo?: { info_kind?: string; info_data?: { port?: number; local?: string } } };
+type IpLink = {
+  ifname: string;
+  flags?: string[];
+  mtu: number;
+  master?: string;
+  linkinfo?: { info_kind?: string; info_data?: { port?: number; local?: string } };
+};
 
 /** `ip -j -d link show`. */
 export function parseLinks(json: string): Link[] {
@@ -40,28 +48,36 @@ export function parseLinks(json: string): Link[] {
     up: l.flags?.includes("UP") ?? false,
     mtu: l.mtu,
     ...(l.master ? { master: l.master } : {}),
-    ...(l.linkinfo?.info_kind === "vxlan" ? { vxlanPort: l.linkinfo.info_data?.port, vxlanLocal: l.linkinfo.info_data?.local } : {}),
+    ...(l.linkinfo?.info_kind === "vxlan"
+      ? { vxlanPort: l.linkinfo.info_data?.port, vxlanLocal: l.linkinfo.info_data?.local }
+      : {}),
   }));
 }
 
 /** `ip -j -4 addr show`. */
 export function parseAddrs(json: string): Addr[] {
   const out: Addr[] = [];
-  for (const l of JSON.parse(json) as { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[] }[]) {
-    for (const a of l.addr_info ?? []) if (a.family === "inet") out.push({ ifname: l.ifname, ip: a.local, prefix: a.prefixlen });
+  for (const l of JSON.parse(json) as {
+    ifname: string;
+    addr_info?: { family: string; local: string; prefixlen: number }[];
+  }[]) {
+    for (const a of l.addr_info ?? [])
+      if (a.family === "inet") out.push({ ifname: l.ifname, ip: a.local, prefix: a.prefixlen });
   }
   return out;
 }
 
 /** `ip -j -4 route show table all`; "default" becomes 0.0.0.0/0, a host address gets /32. */
 export function parseRoutes(json: string): Route[] {
-  return (JSON.parse(json) as { dst: string; dev?: string; gateway?: string; table?: string; type?: string }[]).map((r) => ({
-    dst: r.dst === "default" ? "0.0.0.0/0" : r.dst.includes("/") ? r.dst : `${r.dst}/32`,
-    ...(r.dev ? { dev: r.dev } : {}),
-    ...(r.gateway ? { gateway: r.gateway } : {}),
-    ...(r.table ? { table: r.table } : {}),
-    ...(r.type ? { type: r.type } : {}),
-  }));
+  return (JSON.parse(json) as { dst: string; dev?: string; gateway?: string; table?: string; type?: string }[]).map(
+    (r) => ({
+      dst: r.dst === "default" ? "0.0.0.0/0" : r.dst.includes("/") ? r.dst : `${r.dst}/32`,
+      ...(r.dev ? { dev: r.dev } : {}),
+      ...(r.gateway ? { gateway: r.gateway } : {}),
+      ...(r.table ? { table: r.table } : {}),
+      ...(r.type ? { type: r.type } : {}),
+    }),
+  );
 }
 
 const WATCHED: { proto: "tcp" | "udp"; port: number }[] = [
@@ -71,7 +87,10 @@ const WATCHED: { proto: "tcp" | "udp"; port: number }[] = [
 
 /** Does an nft port expression (`6784`, `{ 22, 6783 }`, `6000-7000`) include `port`? */
 export function portExprIncludes(expr: string, port: number): boolean {
-  const items = expr.replace(/[{}]/g, " ").split(/[\s,]+/).filter(Boolean);
+  const items = expr
+    .replace(/[{}]/g, " ")
+    .split(/[\s,]+/)
+    .filter(Boolean);
   return items.some((it) => {
     const range = /^(\d+)-(\d+)$/.exec(it);
     if (range) return port >= Number(range[1]) && port <= Number(range[2]);
@@ -82,7 +101,9 @@ export function portExprIncludes(expr: string, port: number): boolean {
 /** Rules of `nft list ruleset` that drop or may drop TCP 6783 or UDP 6784. */
 export function parseNftDrops(text: string): PortDrop[] {
   const out: PortDrop[] = [];
-  let table = "", chain = "", hook = "";
+  let table = "",
+    chain = "",
+    hook = "";
   for (const raw of text.split("\n")) {
     const line = raw.replace(/\s+#.*$/, "").trim();
     let m: RegExpExecArray | null;
@@ -131,7 +152,8 @@ function onlyPortAndProto(rule: string): boolean {
 }
 
 const STAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) /;
-const ERRORISH = /\b(error|errors|failed|fail|cannot|refused|lost|dropping|conflict|conflicts|unexpected|exited|denied|timed out|bad preamble|forgot peer)\b/i;
+const ERRORISH =
+  /\b(error|errors|failed|fail|cannot|refused|lost|dropping|conflict|conflicts|unexpected|exited|denied|timed out|bad preamble|forgot peer)\b/i;
 
 /** Agent log lines that report trouble, written within `windowMs` before `now`. */
 export function recentErrorLines(lines: string[], now: number, windowMs: number): string[] {

@@ -12,7 +12,15 @@
  * not be deleted is reported, never left in silence.
  */
 import { Writable } from "node:stream";
-import { CoreV1Api, Exec, type KubeConfig, type V1Node, type V1Pod, type V1Service, type V1Status } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  Exec,
+  type KubeConfig,
+  type V1Node,
+  type V1Pod,
+  type V1Service,
+  type V1Status,
+} from "@kubernetes/client-node";
 import { describeError } from "../k8s/node-peers.ts";
 import { blame, list, plural, result } from "./result.ts";
 import type { CheckResult } from "./types.ts";
@@ -34,7 +42,14 @@ export type ProbeOptions = {
 };
 
 export type ProbePod = { node: string; name: string; ip?: string; phase?: string; reason?: string; error?: string };
-export type PodProbe = { kind: "ping" | "service" | "dns"; from: string; to: string; target: string; ok: boolean; output: string };
+export type PodProbe = {
+  kind: "ping" | "service" | "dns";
+  from: string;
+  to: string;
+  target: string;
+  ok: boolean;
+  output: string;
+};
 export type ProbeFacts = {
   namespace: string;
   image: string;
@@ -52,7 +67,10 @@ export type ProbeFacts = {
 export type ExecResult = { ok: boolean; code?: number; output: string };
 
 const nodeReady = (n: V1Node) => n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
-const oneLine = (s: string, max = 160) => { const t = s.replace(/\s+/g, " ").trim(); return t.length > max ? `${t.slice(0, max)}…` : t; };
+const oneLine = (s: string, max = 160) => {
+  const t = s.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+};
 
 function exitCode(s: V1Status): number | undefined {
   if (s.status === "Success") return 0;
@@ -61,9 +79,22 @@ function exitCode(s: V1Status): number | undefined {
 }
 
 /** Run `command` in a pod's container through the exec API; resolves (never rejects) with its exit and output. */
-export function podExec(kc: KubeConfig, namespace: string, pod: string, container: string, command: string[], timeoutMs = 15_000): Promise<ExecResult> {
+export function podExec(
+  kc: KubeConfig,
+  namespace: string,
+  pod: string,
+  container: string,
+  command: string[],
+  timeoutMs = 15_000,
+): Promise<ExecResult> {
   const chunks: Buffer[] = [];
-  const sink = () => new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } });
+  const sink = () =>
+    new Writable({
+      write(c, _e, cb) {
+        chunks.push(Buffer.from(c));
+        cb();
+      },
+    });
   const text = () => Buffer.concat(chunks).toString("utf8");
   return new Promise((resolve) => {
     let done = false;
@@ -72,31 +103,56 @@ export function podExec(kc: KubeConfig, namespace: string, pod: string, containe
       if (done) return;
       done = true;
       clearTimeout(timer);
-      try { socket?.close(); } catch { /* already closed */ }
+      try {
+        socket?.close();
+      } catch {
+        /* already closed */
+      }
       resolve(r);
     };
-    const timer = setTimeout(() => finish({ ok: false, output: `no exit status within ${timeoutMs / 1000} s; output so far: ${text()}` }), timeoutMs);
-    new Exec(kc).exec(namespace, pod, container, command, sink(), sink(), null, false, (s) => {
-      const code = exitCode(s);
-      // Let the last stdout chunks be written before reading them.
-      setTimeout(() => finish({ ok: code === 0, ...(code !== undefined ? { code } : {}), output: text() || (s.message ?? "") }), 0);
-    }).then((ws) => {
-      socket = ws;
-      ws.onclose = () => {
-        setTimeout(() => finish({ ok: false, output: `exec connection closed without an exit status; output: ${text()}` }), 50);
-      };
-    }).catch((e) => finish({ ok: false, output: `exec failed: ${describeError(e) || String((e as Error)?.message ?? e)}` }));
+    const timer = setTimeout(
+      () => finish({ ok: false, output: `no exit status within ${timeoutMs / 1000} s; output so far: ${text()}` }),
+      timeoutMs,
+    );
+    new Exec(kc)
+      .exec(namespace, pod, container, command, sink(), sink(), null, false, (s) => {
+        const code = exitCode(s);
+        // Let the last stdout chunks be written before reading them.
+        setTimeout(
+          () =>
+            finish({ ok: code === 0, ...(code !== undefined ? { code } : {}), output: text() || (s.message ?? "") }),
+          0,
+        );
+      })
+      .then((ws) => {
+        socket = ws;
+        ws.onclose = () => {
+          setTimeout(
+            () => finish({ ok: false, output: `exec connection closed without an exit status; output: ${text()}` }),
+            50,
+          );
+        };
+      })
+      .catch((e) =>
+        finish({ ok: false, output: `exec failed: ${describeError(e) || String((e as Error)?.message ?? e)}` }),
+      );
   });
 }
 
 function probePod(name: string, ns: string, node: string, image: string, run: string): V1Pod {
   return {
-    apiVersion: "v1", kind: "Pod",
+    apiVersion: "v1",
+    kind: "Pod",
     metadata: { name, namespace: ns, labels: { [PROBE_LABEL]: PROBE_APP, "weave-doctor-run": run } },
     spec: {
-      nodeName: node, restartPolicy: "Never", terminationGracePeriodSeconds: 0, automountServiceAccountToken: false,
+      nodeName: node,
+      restartPolicy: "Never",
+      terminationGracePeriodSeconds: 0,
+      automountServiceAccountToken: false,
       tolerations: [{ operator: "Exists" }],
-      containers: [{ name: "probe", image, command: ["sleep", "300"], resources: { requests: { cpu: "10m", memory: "16Mi" } } }],
+      containers: [
+        { name: "probe", image, command: ["sleep", "300"], resources: { requests: { cpu: "10m", memory: "16Mi" } } },
+      ],
     },
   };
 }
@@ -104,14 +160,32 @@ function probePod(name: string, ns: string, node: string, image: string, run: st
 /** Why a pod is not Running: its phase and the first container's waiting reason. */
 function podReason(p: V1Pod): string {
   const w = p.status?.containerStatuses?.[0]?.state?.waiting;
-  return [p.status?.phase ?? "Pending", w?.reason && `${w.reason}${w.message ? `: ${oneLine(w.message, 100)}` : ""}`, !p.status?.podIP && "no podIP"].filter(Boolean).join(", ");
+  return [
+    p.status?.phase ?? "Pending",
+    w?.reason && `${w.reason}${w.message ? `: ${oneLine(w.message, 100)}` : ""}`,
+    !p.status?.podIP && "no podIP",
+  ]
+    .filter(Boolean)
+    .join(", ");
 }
 
 /** Start the probe pods, run the probes, remove the pods; facts of all of it. */
-export async function runProbes(kc: KubeConfig, nodes: V1Node[], kubernetesService: V1Service | undefined, o: ProbeOptions = {}): Promise<ProbeFacts> {
+export async function runProbes(
+  kc: KubeConfig,
+  nodes: V1Node[],
+  kubernetesService: V1Service | undefined,
+  o: ProbeOptions = {},
+): Promise<ProbeFacts> {
   const core = kc.makeApiClient(CoreV1Api);
   const namespace = o.namespace ?? "kube-system";
-  const facts: ProbeFacts = { namespace, image: o.image ?? DEFAULT_PROBE_IMAGE, timeoutMs: o.timeoutMs ?? 60_000, pods: [], probes: [], cleanup: [] };
+  const facts: ProbeFacts = {
+    namespace,
+    image: o.image ?? DEFAULT_PROBE_IMAGE,
+    timeoutMs: o.timeoutMs ?? 60_000,
+    pods: [],
+    probes: [],
+    cleanup: [],
+  };
   const say = o.progress ?? (() => {});
   const run = Math.random().toString(36).slice(2, 7);
   let madeNs = false;
@@ -125,18 +199,28 @@ export async function runProbes(kc: KubeConfig, nodes: V1Node[], kubernetesServi
     for (const [i, node] of ready.entries()) {
       const pod: ProbePod = { node, name: `weave-doctor-${run}-${i}` };
       facts.pods.push(pod);
-      await core.createNamespacedPod({ namespace, body: probePod(pod.name, namespace, node, facts.image, run) })
-        .catch((e) => { pod.error = `cannot create: ${describeError(e)}`; });
+      await core
+        .createNamespacedPod({ namespace, body: probePod(pod.name, namespace, node, facts.image, run) })
+        .catch((e) => {
+          pod.error = `cannot create: ${describeError(e)}`;
+        });
     }
     const end = Date.now() + facts.timeoutMs;
     for (;;) {
       const seen = (await core.listNamespacedPod({ namespace, labelSelector: `weave-doctor-run=${run}` })).items;
       for (const pod of facts.pods.filter((p) => !p.error)) {
         const p = seen.find((x) => x.metadata?.name === pod.name);
-        Object.assign(pod, { phase: p ? (p.status?.phase ?? "Pending") : "gone", reason: p ? podReason(p) : "deleted by someone else" });
+        Object.assign(pod, {
+          phase: p ? (p.status?.phase ?? "Pending") : "gone",
+          reason: p ? podReason(p) : "deleted by someone else",
+        });
         if (p?.status?.phase === "Running" && p.status.podIP) pod.ip = p.status.podIP;
       }
-      if (facts.pods.every((p) => p.error || p.ip || ["Failed", "Succeeded", "gone"].includes(p.phase ?? "")) || Date.now() > end) break;
+      if (
+        facts.pods.every((p) => p.error || p.ip || ["Failed", "Succeeded", "gone"].includes(p.phase ?? "")) ||
+        Date.now() > end
+      )
+        break;
       await Bun.sleep(500);
     }
     const up = facts.pods.filter((p) => p.ip);
@@ -144,47 +228,140 @@ export async function runProbes(kc: KubeConfig, nodes: V1Node[], kubernetesServi
     const svc = kubernetesService?.spec?.clusterIP;
     if (!svc || svc === "None") facts.serviceSkipped = "Service default/kubernetes has no ClusterIP";
     const exec = (p: ProbePod, cmd: string[]) => podExec(kc, namespace, p.name, "probe", cmd, o.execTimeoutMs);
-    await Promise.all(up.map(async (a) => {
-      for (const b of up) {
-        if (b === a) continue;
-        const r = await exec(a, ["ping", "-c1", "-W2", b.ip!]);
-        facts.probes.push({ kind: "ping", from: a.node, to: b.node, target: b.ip!, ok: r.ok, output: r.output });
-      }
-      if (!facts.serviceSkipped) {
-        const r = await exec(a, ["nc", "-z", "-w2", svc!, "443"]);
-        facts.probes.push({ kind: "service", from: a.node, to: "default/kubernetes", target: `${svc}:443`, ok: r.ok, output: r.output });
-      }
-      const r = await exec(a, ["nslookup", "kubernetes.default"]);
-      facts.probes.push({ kind: "dns", from: a.node, to: "cluster DNS", target: "kubernetes.default", ok: r.ok, output: r.output });
-    }));
+    await Promise.all(
+      up.map(async (a) => {
+        for (const b of up) {
+          if (b === a) continue;
+          const r = await exec(a, ["ping", "-c1", "-W2", b.ip!]);
+          facts.probes.push({ kind: "ping", from: a.node, to: b.node, target: b.ip!, ok: r.ok, output: r.output });
+        }
+        if (!facts.serviceSkipped) {
+          const r = await exec(a, ["nc", "-z", "-w2", svc!, "443"]);
+          facts.probes.push({
+            kind: "service",
+            from: a.node,
+            to: "default/kubernetes",
+            target: `${svc}:443`,
+            ok: r.ok,
+            output: r.output,
+          });
+        }
+        const r = await exec(a, ["nslookup", "kubernetes.default"]);
+        facts.probes.push({
+          kind: "dns",
+          from: a.node,
+          to: "cluster DNS",
+          target: "kubernetes.default",
+          ok: r.ok,
+          output: r.output,
+        });
+      }),
+    );
   } catch (e) {
     facts.error = describeError(e) || (e as Error).message;
   } finally {
     for (const p of facts.pods.filter((x) => !x.error)) {
-      await core.deleteNamespacedPod({ name: p.name, namespace, gracePeriodSeconds: 0 })
-        .catch((e) => { if ((e as { code?: number }).code !== 404) facts.cleanup.push(`pod ${namespace}/${p.name}: ${describeError(e)}`); });
+      await core.deleteNamespacedPod({ name: p.name, namespace, gracePeriodSeconds: 0 }).catch((e) => {
+        if ((e as { code?: number }).code !== 404)
+          facts.cleanup.push(`pod ${namespace}/${p.name}: ${describeError(e)}`);
+      });
     }
-    if (madeNs) await core.deleteNamespace({ name: namespace }).catch((e) => facts.cleanup.push(`namespace ${namespace}: ${describeError(e)}`));
+    if (madeNs)
+      await core
+        .deleteNamespace({ name: namespace })
+        .catch((e) => facts.cleanup.push(`namespace ${namespace}: ${describeError(e)}`));
   }
   return facts;
 }
 
-const describePod = (ns: string, p: ProbePod) => `kubectl -n ${ns} describe pod ${p.name} (gone now: doctor removes its probes; run doctor again and describe it meanwhile)`;
+const describePod = (ns: string, p: ProbePod) =>
+  `kubectl -n ${ns} describe pod ${p.name} (gone now: doctor removes its probes; run doctor again and describe it meanwhile)`;
 
 /** The checks of the probes: probe-pods, probe-ping (per blamed node), probe-service and probe-dns (per node). */
 export function checkProbes(f: ProbeFacts): CheckResult[] {
   const out: CheckResult[] = [];
-  if (f.error && !f.pods.length) return [result("probe-pods", "warn", undefined, `in-pod probes not run: ${f.error}`, `let doctor create pods in ${f.namespace} and use pods/exec (RBAC), or check by hand from a pod on each node`)];
-  if (!f.error && !f.pods.length) return [result("probe-pods", "warn", undefined, "in-pod probes not run: no Ready node to start a probe pod on", "see node-ready")];
-  if (f.error) out.push(result("probe-pods", "warn", undefined, `in-pod probes stopped early: ${f.error}`, "run doctor again; if it repeats, look at the API server's answer above"));
+  if (f.error && !f.pods.length)
+    return [
+      result(
+        "probe-pods",
+        "warn",
+        undefined,
+        `in-pod probes not run: ${f.error}`,
+        `let doctor create pods in ${f.namespace} and use pods/exec (RBAC), or check by hand from a pod on each node`,
+      ),
+    ];
+  if (!f.error && !f.pods.length)
+    return [
+      result(
+        "probe-pods",
+        "warn",
+        undefined,
+        "in-pod probes not run: no Ready node to start a probe pod on",
+        "see node-ready",
+      ),
+    ];
+  if (f.error)
+    out.push(
+      result(
+        "probe-pods",
+        "warn",
+        undefined,
+        `in-pod probes stopped early: ${f.error}`,
+        "run doctor again; if it repeats, look at the API server's answer above",
+      ),
+    );
   for (const p of f.pods) {
-    if (p.error) out.push(result("probe-pods", "warn", p.node, `probe pod ${p.name} ${p.error}`, `let doctor create pods in ${f.namespace} (RBAC, quotas, admission)`));
-    else if (!p.ip && /ErrImagePull|ImagePullBackOff|InvalidImageName/.test(p.reason ?? "")) out.push(result("probe-pods", "warn", p.node, `probe pod ${p.name} not Running after ${f.timeoutMs / 1000} s: ${p.reason}`, `the node cannot pull ${f.image}: pick an image it can pull (busybox-like, with ping, nc and nslookup)`));
-    else if (!p.ip) out.push(result("probe-pods", "fail", p.node, `probe pod ${p.name} not Running with an address after ${f.timeoutMs / 1000} s: ${p.reason ?? "no status"}`, `a pod that gets no address means CNI ADD fails on this node: see agent-pods for it, and ${describePod(f.namespace, p)}`));
+    if (p.error)
+      out.push(
+        result(
+          "probe-pods",
+          "warn",
+          p.node,
+          `probe pod ${p.name} ${p.error}`,
+          `let doctor create pods in ${f.namespace} (RBAC, quotas, admission)`,
+        ),
+      );
+    else if (!p.ip && /ErrImagePull|ImagePullBackOff|InvalidImageName/.test(p.reason ?? ""))
+      out.push(
+        result(
+          "probe-pods",
+          "warn",
+          p.node,
+          `probe pod ${p.name} not Running after ${f.timeoutMs / 1000} s: ${p.reason}`,
+          `the node cannot pull ${f.image}: pick an image it can pull (busybox-like, with ping, nc and nslookup)`,
+        ),
+      );
+    else if (!p.ip)
+      out.push(
+        result(
+          "probe-pods",
+          "fail",
+          p.node,
+          `probe pod ${p.name} not Running with an address after ${f.timeoutMs / 1000} s: ${p.reason ?? "no status"}`,
+          `a pod that gets no address means CNI ADD fails on this node: see agent-pods for it, and ${describePod(f.namespace, p)}`,
+        ),
+      );
   }
   const up = f.pods.filter((p) => p.ip);
-  if (up.length && up.length === f.pods.length) out.push(result("probe-pods", "pass", undefined, `${plural(up.length, "probe pod")} (${f.image}) Running in ${f.namespace} with addresses: ${list(up.map((p) => `${p.node} ${p.ip}`))}`));
-  for (const c of f.cleanup) out.push(result("probe-pods", "warn", undefined, `could not remove ${c}`, `delete it by hand: kubectl delete pods -A -l ${PROBE_LABEL}=${PROBE_APP}`));
+  if (up.length && up.length === f.pods.length)
+    out.push(
+      result(
+        "probe-pods",
+        "pass",
+        undefined,
+        `${plural(up.length, "probe pod")} (${f.image}) Running in ${f.namespace} with addresses: ${list(up.map((p) => `${p.node} ${p.ip}`))}`,
+      ),
+    );
+  for (const c of f.cleanup)
+    out.push(
+      result(
+        "probe-pods",
+        "warn",
+        undefined,
+        `could not remove ${c}`,
+        `delete it by hand: kubectl delete pods -A -l ${PROBE_LABEL}=${PROBE_APP}`,
+      ),
+    );
 
   const pings = f.probes.filter((p) => p.kind === "ping");
   const failed = pings.filter((p) => !p.ok);
@@ -193,18 +370,79 @@ export function checkProbes(f: ProbeFacts): CheckResult[] {
     const evidence = g.node
       ? `pings between probe pods fail for every pair involving ${g.node}: ${list(g.pairs.map(pair), 4)}`
       : `pings between probe pods fail: ${list(g.pairs.map(pair), 4)}`;
-    out.push(result("probe-ping", "fail", g.node, evidence, `pods cannot reach each other across nodes: check that TCP 6783 and UDP 6784 pass between the nodes (a firewall is the classic cause) with weave doctor --node on ${g.node ?? "each node"}`));
+    out.push(
+      result(
+        "probe-ping",
+        "fail",
+        g.node,
+        evidence,
+        `pods cannot reach each other across nodes: check that TCP 6783 and UDP 6784 pass between the nodes (a firewall is the classic cause) with weave doctor --node on ${g.node ?? "each node"}`,
+      ),
+    );
   }
-  if (pings.length && !failed.length) out.push(result("probe-ping", "pass", undefined, `${plural(pings.length, "ping")} between probe pods on ${plural(up.length, "node")} went through`));
-  if (up.length === 1) out.push(result("probe-ping", "warn", undefined, "only one probe pod ran: no pair of nodes to ping between", "run doctor again once more nodes are Ready"));
+  if (pings.length && !failed.length)
+    out.push(
+      result(
+        "probe-ping",
+        "pass",
+        undefined,
+        `${plural(pings.length, "ping")} between probe pods on ${plural(up.length, "node")} went through`,
+      ),
+    );
+  if (up.length === 1)
+    out.push(
+      result(
+        "probe-ping",
+        "warn",
+        undefined,
+        "only one probe pod ran: no pair of nodes to ping between",
+        "run doctor again once more nodes are Ready",
+      ),
+    );
 
   const perNode = (kind: "service" | "dns", name: string, what: string, fix: string) => {
     const ps = f.probes.filter((p) => p.kind === kind);
-    for (const p of ps.filter((x) => !x.ok)) out.push(result(name, "fail", p.from, `${what} ${p.target} failed from the probe pod on ${p.from}: ${oneLine(p.output) || "no output"}`, fix));
-    if (ps.length && ps.every((p) => p.ok)) out.push(result(name, "pass", undefined, `${what} ${ps[0]!.target} works from probe pods on ${plural(ps.length, "node")}`));
+    for (const p of ps.filter((x) => !x.ok))
+      out.push(
+        result(
+          name,
+          "fail",
+          p.from,
+          `${what} ${p.target} failed from the probe pod on ${p.from}: ${oneLine(p.output) || "no output"}`,
+          fix,
+        ),
+      );
+    if (ps.length && ps.every((p) => p.ok))
+      out.push(
+        result(
+          name,
+          "pass",
+          undefined,
+          `${what} ${ps[0]!.target} works from probe pods on ${plural(ps.length, "node")}`,
+        ),
+      );
   };
-  if (f.serviceSkipped && up.length) out.push(result("probe-service", "warn", undefined, `not probed: ${f.serviceSkipped}`, "check kube-apiserver and the default/kubernetes Service"));
-  perNode("service", "probe-service", "reaching the kubernetes Service at", "pods cannot reach Services: check kube-proxy on this node (its logs, its iptables/ipvs rules) and that the pod range does not overlap the service range (range-overlap)");
-  perNode("dns", "probe-dns", "resolving", "cluster DNS fails from pods: check the CoreDNS pods (kubectl -n kube-system get pods -l k8s-app=kube-dns) and that this node reaches the kube-dns Service (probe-service, probe-ping)");
+  if (f.serviceSkipped && up.length)
+    out.push(
+      result(
+        "probe-service",
+        "warn",
+        undefined,
+        `not probed: ${f.serviceSkipped}`,
+        "check kube-apiserver and the default/kubernetes Service",
+      ),
+    );
+  perNode(
+    "service",
+    "probe-service",
+    "reaching the kubernetes Service at",
+    "pods cannot reach Services: check kube-proxy on this node (its logs, its iptables/ipvs rules) and that the pod range does not overlap the service range (range-overlap)",
+  );
+  perNode(
+    "dns",
+    "probe-dns",
+    "resolving",
+    "cluster DNS fails from pods: check the CoreDNS pods (kubectl -n kube-system get pods -l k8s-app=kube-dns) and that this node reaches the kube-dns Service (probe-service, probe-ping)",
+  );
   return out;
 }

@@ -1,7 +1,13 @@
 /** Small helpers the checks share: building results, and blaming one node for failures between pairs. */
 import type { CheckResult, Facts, NodeFacts, Status } from "./types.ts";
 
-export const result = (name: string, status: Status, node: string | undefined, evidence: string, fix = ""): CheckResult => ({
+export const result = (
+  name: string,
+  status: Status,
+  node: string | undefined,
+  evidence: string,
+  fix = "",
+): CheckResult => ({
   name,
   status,
   ...(node ? { node } : {}),

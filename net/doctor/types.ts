@@ -22,7 +22,13 @@ export type AgentReport = {
     Name: string;
     NickName: string;
     Address?: string;
-    Peers: { Name: string; NickName: string; Addresses: string[]; Reachable: boolean; Connections: { Name: string; NickName: string; Established: boolean }[] }[];
+    Peers: {
+      Name: string;
+      NickName: string;
+      Addresses: string[];
+      Reachable: boolean;
+      Connections: { Name: string; NickName: string; Established: boolean }[];
+    }[];
     Connections: { Address: string; Outbound: boolean; State: string; Info: string }[];
     DatapathErrors?: string[];
   };
@@ -40,12 +46,27 @@ export type AgentReport = {
   };
 };
 
-export type Link = { name: string; kind?: string; up: boolean; mtu: number; master?: string; vxlanPort?: number; vxlanLocal?: string };
+export type Link = {
+  name: string;
+  kind?: string;
+  up: boolean;
+  mtu: number;
+  master?: string;
+  vxlanPort?: number;
+  vxlanLocal?: string;
+};
 export type Addr = { ifname: string; ip: string; prefix: number };
 export type Route = { dst: string; dev?: string; gateway?: string; table?: string; type?: string };
 
 /** A firewall rule that drops (or may drop) mesh or VXLAN traffic. */
-export type PortDrop = { proto: "tcp" | "udp"; port: number; table: string; chain: string; rule: string; certain: boolean };
+export type PortDrop = {
+  proto: "tcp" | "udp";
+  port: number;
+  table: string;
+  chain: string;
+  rule: string;
+  certain: boolean;
+};
 
 /** A CNI config file of a node's conf dir; `text` undefined when it could not be read. */
 export type CniFile = { name: string; text?: string };

@@ -47,7 +47,10 @@ export function desiredTables(remotes: Remote[]): { fdb: FdbWant[]; neigh: Neigh
 }
 
 /** Pure: the difference between what the kernel has and what we want. */
-export function planDatapath(want: { fdb: FdbWant[]; neigh: NeighWant[] }, have: { fdb: FdbWant[]; neigh: NeighWant[] }): DatapathPlan {
+export function planDatapath(
+  want: { fdb: FdbWant[]; neigh: NeighWant[] },
+  have: { fdb: FdbWant[]; neigh: NeighWant[] },
+): DatapathPlan {
   const key = (f: FdbWant) => `${f.mac}>${f.dst}`;
   const wantF = new Set(want.fdb.map(key));
   const haveF = new Set(have.fdb.map(key));
@@ -67,7 +70,11 @@ export type VxlanSettings = { bridge: string; mtu: number; local: string; inRang
  * Bring the VXLAN device and the tables to what `remotes` need. Keeps going past a
  * failed entry and returns every error, so one bad entry never blocks the rest.
  */
-export function reconcileVxlan(host: NetHost, s: VxlanSettings, remotes: Remote[]): { changes: number; errors: string[] } {
+export function reconcileVxlan(
+  host: NetHost,
+  s: VxlanSettings,
+  remotes: Remote[],
+): { changes: number; errors: string[] } {
   const errors: string[] = [];
   const br = host.link(s.bridge);
   if (!br) return { changes: 0, errors: [`bridge ${s.bridge} is missing`] };
@@ -81,7 +88,14 @@ export function reconcileVxlan(host: NetHost, s: VxlanSettings, remotes: Remote[
     changes++;
   }
   if (!vx) {
-    vx = host.addVxlan({ name: VXLAN_NAME, vni: VXLAN_VNI, port: VXLAN_PORT, local: s.local, mtu: s.mtu, learning: false });
+    vx = host.addVxlan({
+      name: VXLAN_NAME,
+      vni: VXLAN_VNI,
+      port: VXLAN_PORT,
+      local: s.local,
+      mtu: s.mtu,
+      learning: false,
+    });
     changes++;
   }
   if (vx.master !== br.index || !vx.up) {
@@ -89,8 +103,14 @@ export function reconcileVxlan(host: NetHost, s: VxlanSettings, remotes: Remote[
     changes++;
   }
   const have = {
-    fdb: host.fdb(vx.index).filter((f) => f.dst !== undefined).map((f) => ({ mac: f.mac, dst: f.dst! })),
-    neigh: host.neighbours(br.index).filter((n) => n.state & 0x80 && s.inRange(n.ip) && n.mac).map((n) => ({ ip: n.ip, mac: n.mac! })),
+    fdb: host
+      .fdb(vx.index)
+      .filter((f) => f.dst !== undefined)
+      .map((f) => ({ mac: f.mac, dst: f.dst! })),
+    neigh: host
+      .neighbours(br.index)
+      .filter((n) => n.state & 0x80 && s.inRange(n.ip) && n.mac)
+      .map((n) => ({ ip: n.ip, mac: n.mac! })),
   };
   const plan = planDatapath(desiredTables(remotes), have);
   const attempt = (what: string, fn: () => void) => {
@@ -101,9 +121,12 @@ export function reconcileVxlan(host: NetHost, s: VxlanSettings, remotes: Remote[
       errors.push(`${what}: ${(e as Error).message}`);
     }
   };
-  for (const f of plan.fdbDel) attempt(`delete fdb ${f.mac} dst ${f.dst}`, () => host.delFdb({ dev: vx!.index, mac: f.mac, dst: f.dst }));
-  for (const f of plan.fdbAdd) attempt(`add fdb ${f.mac} dst ${f.dst}`, () => host.addFdb({ dev: vx!.index, mac: f.mac, dst: f.dst }));
+  for (const f of plan.fdbDel)
+    attempt(`delete fdb ${f.mac} dst ${f.dst}`, () => host.delFdb({ dev: vx!.index, mac: f.mac, dst: f.dst }));
+  for (const f of plan.fdbAdd)
+    attempt(`add fdb ${f.mac} dst ${f.dst}`, () => host.addFdb({ dev: vx!.index, mac: f.mac, dst: f.dst }));
   for (const ip of plan.neighDel) attempt(`delete neighbour ${ip}`, () => host.delNeighbour({ dev: br.index, ip }));
-  for (const n of plan.neighAdd) attempt(`set neighbour ${n.ip}`, () => host.setNeighbour({ dev: br.index, ip: n.ip, mac: n.mac }));
+  for (const n of plan.neighAdd)
+    attempt(`set neighbour ${n.ip}`, () => host.setNeighbour({ dev: br.index, ip: n.ip, mac: n.mac }));
   return { changes, errors };
 }

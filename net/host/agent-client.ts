@@ -8,7 +8,10 @@ import type { CniReply, CniRequest } from "../cni/wire.ts";
 export const DEFAULT_AGENT_URL = "http://127.0.0.1:6784";
 
 export class AgentClient {
-  constructor(readonly baseUrl = DEFAULT_AGENT_URL, private timeoutMs = 15000) {}
+  constructor(
+    readonly baseUrl = DEFAULT_AGENT_URL,
+    private timeoutMs = 15000,
+  ) {}
 
   private async call(method: string, path: string, body?: unknown): Promise<Response> {
     try {

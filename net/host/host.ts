@@ -31,7 +31,16 @@ export type VethSpec = {
   /** The peer, created directly inside the namespace at `peerNetns` (or here). */
   peer: { name: string; netns?: string; mac?: string };
 };
-export type VxlanSpec = { name: string; vni: number; port: number; local?: string; dev?: number; mtu: number; master?: number; learning?: boolean };
+export type VxlanSpec = {
+  name: string;
+  vni: number;
+  port: number;
+  local?: string;
+  dev?: number;
+  mtu: number;
+  master?: number;
+  learning?: boolean;
+};
 
 export interface NetHost {
   /** The namespace path this host acts on; undefined for the caller's own. */
@@ -71,8 +80,7 @@ export function openHost(netns?: string): NetHost {
   return new KernelHost(sock, netns);
 }
 
-const gone = (e: unknown) =>
-  e instanceof NetlinkError && [ENODEV, ESRCH, EADDRNOTAVAIL, ENOENT].includes(e.errno);
+const gone = (e: unknown) => e instanceof NetlinkError && [ENODEV, ESRCH, EADDRNOTAVAIL, ENOENT].includes(e.errno);
 
 function splitCidr(cidr: string): [string, number] {
   const [ip, len] = cidr.split("/");
@@ -80,7 +88,10 @@ function splitCidr(cidr: string): [string, number] {
 }
 
 class KernelHost implements NetHost {
-  constructor(private sock: NetlinkSocket, readonly netns?: string) {}
+  constructor(
+    private sock: NetlinkSocket,
+    readonly netns?: string,
+  ) {}
 
   close(): void {
     this.sock.close();
@@ -101,10 +112,13 @@ class KernelHost implements NetHost {
   }
 
   private newLink(op: string, name: string, attrs: c.Attr[], up = true): Link {
-    this.sock.request(op, c.RTM.NEWLINK, c.NLM_F.CREATE | c.NLM_F.EXCL, c.ifinfomsg(up ? { flags: c.IFF_UP, change: c.IFF_UP } : {}), [
-      c.strAttr(c.IFLA.IFNAME, name),
-      ...attrs,
-    ]);
+    this.sock.request(
+      op,
+      c.RTM.NEWLINK,
+      c.NLM_F.CREATE | c.NLM_F.EXCL,
+      c.ifinfomsg(up ? { flags: c.IFF_UP, change: c.IFF_UP } : {}),
+      [c.strAttr(c.IFLA.IFNAME, name), ...attrs],
+    );
     const l = this.link(name);
     if (!l) throw new Error(`${op}: link ${name} vanished right after creation`);
     return l;
@@ -131,10 +145,18 @@ class KernelHost implements NetHost {
       // to a veth created with IFF_UP and EOPNOTSUPP to one created with IFLA_MASTER;
       // callers set the master and each end up with setLink once it is configured.
       const peer = new Uint8Array([...c.ifinfomsg(), ...c.encodeAttrs(peerAttrs)]);
-      return this.newLink(`add veth ${s.name} (peer ${s.peer.name})`, s.name, [
-        c.u32Attr(c.IFLA.MTU, s.mtu),
-        c.nest(c.IFLA.LINKINFO, [c.strAttr(c.IFLA_INFO.KIND, "veth"), c.nest(c.IFLA_INFO.DATA, [c.attr(c.VETH_INFO_PEER, peer)])]),
-      ], false);
+      return this.newLink(
+        `add veth ${s.name} (peer ${s.peer.name})`,
+        s.name,
+        [
+          c.u32Attr(c.IFLA.MTU, s.mtu),
+          c.nest(c.IFLA.LINKINFO, [
+            c.strAttr(c.IFLA_INFO.KIND, "veth"),
+            c.nest(c.IFLA_INFO.DATA, [c.attr(c.VETH_INFO_PEER, peer)]),
+          ]),
+        ],
+        false,
+      );
     } finally {
       if (fd >= 0) closeSync(fd);
     }
@@ -184,7 +206,9 @@ class KernelHost implements NetHost {
 
   delLinkGroup(group: number): void {
     try {
-      this.sock.request(`delete link group ${group}`, c.RTM.DELLINK, 0, c.ifinfomsg(), [c.u32Attr(c.IFLA.GROUP, group)]);
+      this.sock.request(`delete link group ${group}`, c.RTM.DELLINK, 0, c.ifinfomsg(), [
+        c.u32Attr(c.IFLA.GROUP, group),
+      ]);
     } catch (e) {
       if (!gone(e)) throw e;
     }
@@ -205,16 +229,25 @@ class KernelHost implements NetHost {
   addAddr(index: number, cidr: string): void {
     const [ip, len] = splitCidr(cidr);
     const b = c.ipv4Bytes(ip);
-    this.sock.request(`add address ${cidr}`, c.RTM.NEWADDR, c.NLM_F.CREATE | c.NLM_F.EXCL, c.ifaddrmsg({ family: c.AF_INET, prefixlen: len, index }), [
-      c.attr(c.IFA.LOCAL, b),
-      c.attr(c.IFA.ADDRESS, b),
-    ]);
+    this.sock.request(
+      `add address ${cidr}`,
+      c.RTM.NEWADDR,
+      c.NLM_F.CREATE | c.NLM_F.EXCL,
+      c.ifaddrmsg({ family: c.AF_INET, prefixlen: len, index }),
+      [c.attr(c.IFA.LOCAL, b), c.attr(c.IFA.ADDRESS, b)],
+    );
   }
 
   delAddr(index: number, cidr: string): boolean {
     const [ip, len] = splitCidr(cidr);
     try {
-      this.sock.request(`delete address ${cidr}`, c.RTM.DELADDR, 0, c.ifaddrmsg({ family: c.AF_INET, prefixlen: len, index }), [c.attr(c.IFA.LOCAL, c.ipv4Bytes(ip))]);
+      this.sock.request(
+        `delete address ${cidr}`,
+        c.RTM.DELADDR,
+        0,
+        c.ifaddrmsg({ family: c.AF_INET, prefixlen: len, index }),
+        [c.attr(c.IFA.LOCAL, c.ipv4Bytes(ip))],
+      );
       return true;
     } catch (e) {
       if (gone(e)) return false;
@@ -251,7 +284,13 @@ class KernelHost implements NetHost {
   addRoute(r: { dst: string; gw?: string; dev: number; scope?: number }): void {
     const [hdr, attrs] = this.routeAttrs(r);
     if (r.scope !== undefined) hdr[6] = r.scope;
-    this.sock.request(`add route ${r.dst}${r.gw ? ` via ${r.gw}` : ""}`, c.RTM.NEWROUTE, c.NLM_F.CREATE | c.NLM_F.EXCL, hdr, attrs);
+    this.sock.request(
+      `add route ${r.dst}${r.gw ? ` via ${r.gw}` : ""}`,
+      c.RTM.NEWROUTE,
+      c.NLM_F.CREATE | c.NLM_F.EXCL,
+      hdr,
+      attrs,
+    );
   }
 
   delRoute(r: { dst: string; gw?: string; dev?: number }): boolean {
@@ -274,21 +313,35 @@ class KernelHost implements NetHost {
         const a = c.decodeAttrs(m.payload.subarray(12));
         const ip = a.get(c.NDA.DST);
         const mac = a.get(c.NDA.LLADDR);
-        return { dev: dv.getInt32(4, true), ip: ip ? c.ipv4String(ip) : "", mac: mac ? c.macString(mac) : undefined, state: dv.getUint16(8, true) };
+        return {
+          dev: dv.getInt32(4, true),
+          ip: ip ? c.ipv4String(ip) : "",
+          mac: mac ? c.macString(mac) : undefined,
+          state: dv.getUint16(8, true),
+        };
       })
       .filter((n) => dev === undefined || n.dev === dev);
   }
 
   setNeighbour(n: { dev: number; ip: string; mac: string }): void {
-    this.sock.request(`set neighbour ${n.ip}`, c.RTM.NEWNEIGH, c.NLM_F.CREATE | c.NLM_F.REPLACE, c.ndmsg({ family: c.AF_INET, index: n.dev, state: c.NUD.PERMANENT, flags: 0 }), [
-      c.attr(c.NDA.DST, c.ipv4Bytes(n.ip)),
-      c.attr(c.NDA.LLADDR, c.macBytes(n.mac)),
-    ]);
+    this.sock.request(
+      `set neighbour ${n.ip}`,
+      c.RTM.NEWNEIGH,
+      c.NLM_F.CREATE | c.NLM_F.REPLACE,
+      c.ndmsg({ family: c.AF_INET, index: n.dev, state: c.NUD.PERMANENT, flags: 0 }),
+      [c.attr(c.NDA.DST, c.ipv4Bytes(n.ip)), c.attr(c.NDA.LLADDR, c.macBytes(n.mac))],
+    );
   }
 
   delNeighbour(n: { dev: number; ip: string }): boolean {
     try {
-      this.sock.request(`delete neighbour ${n.ip}`, c.RTM.DELNEIGH, 0, c.ndmsg({ family: c.AF_INET, index: n.dev, state: 0, flags: 0 }), [c.attr(c.NDA.DST, c.ipv4Bytes(n.ip))]);
+      this.sock.request(
+        `delete neighbour ${n.ip}`,
+        c.RTM.DELNEIGH,
+        0,
+        c.ndmsg({ family: c.AF_INET, index: n.dev, state: 0, flags: 0 }),
+        [c.attr(c.NDA.DST, c.ipv4Bytes(n.ip))],
+      );
       return true;
     } catch (e) {
       if (gone(e)) return false;
@@ -303,24 +356,38 @@ class KernelHost implements NetHost {
         const dv = new DataView(m.payload.buffer, m.payload.byteOffset);
         const a = c.decodeAttrs(m.payload.subarray(12));
         const dst = a.get(c.NDA.DST);
-        return { dev: dv.getInt32(4, true), mac: c.macString(a.get(c.NDA.LLADDR) ?? new Uint8Array(6)), dst: dst ? c.ipv4String(dst) : undefined, master: c.readU32(a.get(c.NDA.MASTER)) };
+        return {
+          dev: dv.getInt32(4, true),
+          mac: c.macString(a.get(c.NDA.LLADDR) ?? new Uint8Array(6)),
+          dst: dst ? c.ipv4String(dst) : undefined,
+          master: c.readU32(a.get(c.NDA.MASTER)),
+        };
       })
       .filter((e) => dev === undefined || e.dev === dev);
   }
 
   addFdb(e: { dev: number; mac: string; dst: string }): void {
     // APPEND, not REPLACE: the all-zero flood MAC has one entry per remote peer.
-    this.sock.request(`add fdb ${e.mac} dst ${e.dst}`, c.RTM.NEWNEIGH, c.NLM_F.CREATE | 0x800, c.ndmsg({ family: c.AF_BRIDGE, index: e.dev, state: c.NUD.PERMANENT | c.NUD.NOARP, flags: c.NTF.SELF }), [
-      c.attr(c.NDA.LLADDR, c.macBytes(e.mac)),
-      c.attr(c.NDA.DST, c.ipv4Bytes(e.dst)),
-    ]);
+    this.sock.request(
+      `add fdb ${e.mac} dst ${e.dst}`,
+      c.RTM.NEWNEIGH,
+      c.NLM_F.CREATE | 0x800,
+      c.ndmsg({ family: c.AF_BRIDGE, index: e.dev, state: c.NUD.PERMANENT | c.NUD.NOARP, flags: c.NTF.SELF }),
+      [c.attr(c.NDA.LLADDR, c.macBytes(e.mac)), c.attr(c.NDA.DST, c.ipv4Bytes(e.dst))],
+    );
   }
 
   delFdb(e: { dev: number; mac: string; dst?: string }): boolean {
     const attrs = [c.attr(c.NDA.LLADDR, c.macBytes(e.mac))];
     if (e.dst) attrs.push(c.attr(c.NDA.DST, c.ipv4Bytes(e.dst)));
     try {
-      this.sock.request(`delete fdb ${e.mac}`, c.RTM.DELNEIGH, 0, c.ndmsg({ family: c.AF_BRIDGE, index: e.dev, state: 0, flags: c.NTF.SELF }), attrs);
+      this.sock.request(
+        `delete fdb ${e.mac}`,
+        c.RTM.DELNEIGH,
+        0,
+        c.ndmsg({ family: c.AF_BRIDGE, index: e.dev, state: 0, flags: c.NTF.SELF }),
+        attrs,
+      );
       return true;
     } catch (e2) {
       if (gone(e2)) return false;

@@ -30,7 +30,14 @@ export type LabNode = {
   cniConfDir?: string;
 };
 export type LabPod = { name: string; node: string; netns: string; ip: string; containerId: string };
-export type LabState = { name: string; underlay: string; outside?: { netns: string; ip: string }; ipallocRange?: string; nodes: LabNode[]; pods: LabPod[] };
+export type LabState = {
+  name: string;
+  underlay: string;
+  outside?: { netns: string; ip: string };
+  ipallocRange?: string;
+  nodes: LabNode[];
+  pods: LabPod[];
+};
 
 export type LabTools = {
   /** argv that runs `weave` (compiled binary, or bun + cli.ts). */
@@ -73,7 +80,13 @@ export function inNs(ns: string, cmd: string[], opts: { env?: Record<string, str
 }
 
 /** Run the plugin inside `node` as kubelet would, for the pod `pod`. */
-export function runPlugin(tools: LabTools, node: string, command: string, pod: { name: string; netns?: string; containerId: string }, prevResult?: unknown) {
+export function runPlugin(
+  tools: LabTools,
+  node: string,
+  command: string,
+  pod: { name: string; netns?: string; containerId: string },
+  prevResult?: unknown,
+) {
   const env: Record<string, string> = {
     CNI_COMMAND: command,
     CNI_CONTAINERID: pod.containerId,
@@ -116,7 +129,15 @@ export function startAgent(tools: LabTools, node: LabNode, peers: string[] = [],
   mkdirSync(node.dataDir, { recursive: true });
   const logFd = openSync(join(node.dataDir, "agent.log"), "a");
   try {
-    const args = ["agent", "--data-dir", node.dataDir, "--nickname", node.name, ...(peers.length ? ["--peers", peers.join(",")] : []), ...(ipallocRange ? ["--ipalloc-range", ipallocRange] : [])];
+    const args = [
+      "agent",
+      "--data-dir",
+      node.dataDir,
+      "--nickname",
+      node.name,
+      ...(peers.length ? ["--peers", peers.join(",")] : []),
+      ...(ipallocRange ? ["--ipalloc-range", ipallocRange] : []),
+    ];
     const child = spawn("nsenter", [`--net=${netnsPath(node.netns)}`, ...tools.weave, ...args], {
       detached: true,
       stdio: ["ignore", logFd, logFd],
@@ -139,7 +160,10 @@ export async function waitAgentReady(tools: LabTools, node: LabNode, timeoutMs =
     }
     await Bun.sleep(50);
   }
-  throw new WeaveError("E_LAB_AGENT", `the agent of ${node.name} was not ready after ${timeoutMs / 1000}s (see ${node.dataDir}/agent.log)`);
+  throw new WeaveError(
+    "E_LAB_AGENT",
+    `the agent of ${node.name} was not ready after ${timeoutMs / 1000}s (see ${node.dataDir}/agent.log)`,
+  );
 }
 
 export async function stopAgent(pid: number): Promise<void> {
@@ -149,15 +173,35 @@ export async function stopAgent(pid: number): Promise<void> {
   if (pidAlive(pid)) process.kill(pid, "SIGKILL");
 }
 
-export async function labUp(name: string, nodes: number, podsPerNode: number, tools: LabTools, opts: { ipallocRange?: string } = {}): Promise<LabState> {
-  if (!/^[a-z][a-z0-9]{0,7}$/.test(name)) throw new WeaveError("E_BAD_FLAG", `--name "${name}" must be 1-8 lowercase letters or digits, starting with a letter`);
-  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 200) throw new WeaveError("E_BAD_FLAG", `--nodes "${nodes}" must be an integer from 1 to 200`);
-  if (!Number.isInteger(podsPerNode) || podsPerNode < 0 || podsPerNode > 100) throw new WeaveError("E_BAD_FLAG", `--pods "${podsPerNode}" must be an integer from 0 to 100`);
-  if (readLab(name)) throw new WeaveError("E_LAB_EXISTS", `lab "${name}" is already up; run: weave lab down --name ${name}`);
-  if (!existsSync(tools.plugin)) throw new WeaveError("E_NOT_BUILT", `the plugin ${tools.plugin} does not exist; run: bun run build`);
+export async function labUp(
+  name: string,
+  nodes: number,
+  podsPerNode: number,
+  tools: LabTools,
+  opts: { ipallocRange?: string } = {},
+): Promise<LabState> {
+  if (!/^[a-z][a-z0-9]{0,7}$/.test(name))
+    throw new WeaveError(
+      "E_BAD_FLAG",
+      `--name "${name}" must be 1-8 lowercase letters or digits, starting with a letter`,
+    );
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 200)
+    throw new WeaveError("E_BAD_FLAG", `--nodes "${nodes}" must be an integer from 1 to 200`);
+  if (!Number.isInteger(podsPerNode) || podsPerNode < 0 || podsPerNode > 100)
+    throw new WeaveError("E_BAD_FLAG", `--pods "${podsPerNode}" must be an integer from 0 to 100`);
+  if (readLab(name))
+    throw new WeaveError("E_LAB_EXISTS", `lab "${name}" is already up; run: weave lab down --name ${name}`);
+  if (!existsSync(tools.plugin))
+    throw new WeaveError("E_NOT_BUILT", `the plugin ${tools.plugin} does not exist; run: bun run build`);
 
   mkdirSync(labDir(name), { recursive: true });
-  const s: LabState = { name, underlay: `${name}-u`, ...(opts.ipallocRange ? { ipallocRange: opts.ipallocRange } : {}), nodes: [], pods: [] };
+  const s: LabState = {
+    name,
+    underlay: `${name}-u`,
+    ...(opts.ipallocRange ? { ipallocRange: opts.ipallocRange } : {}),
+    nodes: [],
+    pods: [],
+  };
   saveLab(s);
   try {
     createNamedNetns(s.underlay);
@@ -182,13 +226,24 @@ export async function labUp(name: string, nodes: number, podsPerNode: number, to
       wire(s.outside.netns, "x", `${OUTSIDE_IP}/24`);
       const ips = Array.from({ length: nodes }, (_, k) => nodeIp(k + 1));
       for (let i = 1; i <= nodes; i++) {
-        const node: LabNode = { name: `${name}-n${i}`, netns: `${name}-n${i}`, ip: nodeIp(i), agentPid: 0, dataDir: join(labDir(name), `n${i}`) };
+        const node: LabNode = {
+          name: `${name}-n${i}`,
+          netns: `${name}-n${i}`,
+          ip: nodeIp(i),
+          agentPid: 0,
+          dataDir: join(labDir(name), `n${i}`),
+        };
         node.cniConfDir = writeLabCniConf(node);
         createNamedNetns(node.netns);
         s.nodes.push(node);
         saveLab(s);
         wire(node.netns, `n${i}`, `${node.ip}/24`);
-        node.agentPid = startAgent(tools, node, ips.filter((ip) => ip !== node.ip), s.ipallocRange);
+        node.agentPid = startAgent(
+          tools,
+          node,
+          ips.filter((ip) => ip !== node.ip),
+          s.ipallocRange,
+        );
         saveLab(s);
       }
     } finally {
@@ -200,12 +255,19 @@ export async function labUp(name: string, nodes: number, podsPerNode: number, to
 
     for (const node of s.nodes) {
       for (let j = 1; j <= podsPerNode; j++) {
-        const pod: LabPod = { name: `${node.name}-p${j}`, node: node.name, netns: netnsPath(`${node.name}-p${j}`), ip: "", containerId: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex") };
+        const pod: LabPod = {
+          name: `${node.name}-p${j}`,
+          node: node.name,
+          netns: netnsPath(`${node.name}-p${j}`),
+          ip: "",
+          containerId: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"),
+        };
         createNamedNetns(pod.name);
         s.pods.push(pod);
         saveLab(s);
         const r = runPlugin(tools, node.netns, "ADD", pod);
-        if (r.code !== 0) throw new WeaveError("E_LAB_POD", `CNI ADD for ${pod.name} failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
+        if (r.code !== 0)
+          throw new WeaveError("E_LAB_POD", `CNI ADD for ${pod.name} failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
         const result = JSON.parse(r.stdout) as { ips: { address: string }[] };
         pod.ip = result.ips[0]!.address.split("/")[0]!;
         saveLab(s);
@@ -250,7 +312,12 @@ export async function labDown(name: string, tools: LabTools): Promise<string[]> 
   return problems;
 }
 
-export type MeshView = { node: string; reachable: number; established: number; peers: { nickname: string; address: string; reachable: boolean; connections: number }[] };
+export type MeshView = {
+  node: string;
+  reachable: number;
+  established: number;
+  peers: { nickname: string; address: string; reachable: boolean; connections: number }[];
+};
 
 /** What each running agent's mesh looks like, from its /report. */
 export function meshViews(tools: LabTools, s: LabState): MeshView[] {
@@ -259,13 +326,30 @@ export function meshViews(tools: LabTools, s: LabState): MeshView[] {
     if (!pidAlive(n.agentPid)) continue;
     const r = inNs(n.netns, [...tools.weave, "report"]);
     if (r.code !== 0) continue;
-    const router = (JSON.parse(r.stdout) as { Router?: { Peers: { NickName: string; Addresses: string[]; Reachable: boolean; Connections: { Established: boolean }[] }[]; Connections: { State: string }[] } }).Router;
+    const router = (
+      JSON.parse(r.stdout) as {
+        Router?: {
+          Peers: {
+            NickName: string;
+            Addresses: string[];
+            Reachable: boolean;
+            Connections: { Established: boolean }[];
+          }[];
+          Connections: { State: string }[];
+        };
+      }
+    ).Router;
     if (!router) continue;
     out.push({
       node: n.name,
       reachable: router.Peers.filter((p) => p.Reachable).length,
       established: router.Connections.filter((c) => c.State === "established").length,
-      peers: router.Peers.map((p) => ({ nickname: p.NickName, address: p.Addresses[0] ?? "", reachable: p.Reachable, connections: p.Connections.filter((c) => c.Established).length })),
+      peers: router.Peers.map((p) => ({
+        nickname: p.NickName,
+        address: p.Addresses[0] ?? "",
+        reachable: p.Reachable,
+        connections: p.Connections.filter((c) => c.Established).length,
+      })),
     });
   }
   return out;
@@ -279,7 +363,10 @@ export async function waitMesh(tools: LabTools, s: LabState, timeoutMs = 30000):
     const views = meshViews(tools, s);
     if (views.length === running && views.every((v) => v.reachable === running)) return views;
     if (Date.now() > deadline) {
-      throw new WeaveError("E_LAB_MESH", `the mesh did not connect within ${timeoutMs / 1000}s: ${views.map((v) => `${v.node} reaches ${v.reachable} of ${running}`).join(", ")}`);
+      throw new WeaveError(
+        "E_LAB_MESH",
+        `the mesh did not connect within ${timeoutMs / 1000}s: ${views.map((v) => `${v.node} reaches ${v.reachable} of ${running}`).join(", ")}`,
+      );
     }
     await Bun.sleep(100);
   }
@@ -287,7 +374,11 @@ export async function waitMesh(tools: LabTools, s: LabState, timeoutMs = 30000):
 
 function findNode(s: LabState, node: string): LabNode {
   const n = s.nodes.find((x) => x.name === node || x.name === `${s.name}-${node}`);
-  if (!n) throw new WeaveError("E_NO_NODE", `lab "${s.name}" has no node "${node}" (nodes: ${s.nodes.map((x) => x.name).join(", ")})`);
+  if (!n)
+    throw new WeaveError(
+      "E_NO_NODE",
+      `lab "${s.name}" has no node "${node}" (nodes: ${s.nodes.map((x) => x.name).join(", ")})`,
+    );
   return n;
 }
 
@@ -299,8 +390,14 @@ export async function labAgent(name: string, action: string, node: string, tools
   if (action === "stop") {
     await stopAgent(n.agentPid);
   } else if (action === "start") {
-    if (pidAlive(n.agentPid)) throw new WeaveError("E_AGENT_RUNNING", `the agent of ${n.name} is already running (pid ${n.agentPid})`);
-    n.agentPid = startAgent(tools, n, s.nodes.filter((x) => x !== n).map((x) => x.ip), s.ipallocRange);
+    if (pidAlive(n.agentPid))
+      throw new WeaveError("E_AGENT_RUNNING", `the agent of ${n.name} is already running (pid ${n.agentPid})`);
+    n.agentPid = startAgent(
+      tools,
+      n,
+      s.nodes.filter((x) => x !== n).map((x) => x.ip),
+      s.ipallocRange,
+    );
     saveLab(s);
     await waitAgentReady(tools, n);
   } else throw new WeaveError("E_USAGE", `unknown agent action "${action}" (stop, start)`);
@@ -317,7 +414,12 @@ export function labCut(name: string, node: string, cut: boolean): LabNode {
   const n = findNode(s, node);
   const script = cut
     ? `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\ntable inet ${CUT_TABLE} {\n` +
-      ["input", "output"].map((h) => `  chain ${h} { type filter hook ${h} priority -10; policy accept; tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop; }\n`).join("") +
+      ["input", "output"]
+        .map(
+          (h) =>
+            `  chain ${h} { type filter hook ${h} priority -10; policy accept; tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop; }\n`,
+        )
+        .join("") +
       "}\n"
     : `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\n`;
   const r = inNs(n.netns, ["nft", "-f", "-"], { stdin: script });
@@ -328,10 +430,11 @@ export function labCut(name: string, node: string, cut: boolean): LabNode {
 /** Ping every pod from every pod; true where the ping went through. */
 export function pingMatrix(s: LabState): { from: string; to: string; ok: boolean }[] {
   const out: { from: string; to: string; ok: boolean }[] = [];
-  for (const a of s.pods) for (const b of s.pods) {
-    if (a === b) continue;
-    out.push({ from: a.name, to: b.name, ok: inNs(a.name, ["ping", "-c", "1", "-W", "2", b.ip]).code === 0 });
-  }
+  for (const a of s.pods)
+    for (const b of s.pods) {
+      if (a === b) continue;
+      out.push({ from: a.name, to: b.name, ok: inNs(a.name, ["ping", "-c", "1", "-W", "2", b.ip]).code === 0 });
+    }
   return out;
 }
 

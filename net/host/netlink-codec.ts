@@ -18,10 +18,19 @@ export const NLM_F = {
 } as const;
 
 export const RTM = {
-  NEWLINK: 16, DELLINK: 17, GETLINK: 18, SETLINK: 19,
-  NEWADDR: 20, DELADDR: 21, GETADDR: 22,
-  NEWROUTE: 24, DELROUTE: 25, GETROUTE: 26,
-  NEWNEIGH: 28, DELNEIGH: 29, GETNEIGH: 30,
+  NEWLINK: 16,
+  DELLINK: 17,
+  GETLINK: 18,
+  SETLINK: 19,
+  NEWADDR: 20,
+  DELADDR: 21,
+  GETADDR: 22,
+  NEWROUTE: 24,
+  DELROUTE: 25,
+  GETROUTE: 26,
+  NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
 } as const;
 
 export const AF_UNSPEC = 0;
@@ -30,8 +39,16 @@ export const AF_BRIDGE = 7;
 export const NLA_F_NESTED = 0x8000;
 
 export const IFLA = {
-  ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, PROTINFO: 12, OPERSTATE: 16,
-  LINKINFO: 18, GROUP: 27, NET_NS_FD: 28,
+  ADDRESS: 1,
+  IFNAME: 3,
+  MTU: 4,
+  LINK: 5,
+  MASTER: 10,
+  PROTINFO: 12,
+  OPERSTATE: 16,
+  LINKINFO: 18,
+  GROUP: 27,
+  NET_NS_FD: 28,
 } as const;
 export const IFLA_INFO = { KIND: 1, DATA: 2, SLAVE_KIND: 4 } as const;
 export const VETH_INFO_PEER = 1;
@@ -109,7 +126,13 @@ export function decodeAttrs(buf: Uint8Array): Map<number, Uint8Array> {
   return out;
 }
 
-export function encodeMessage(type: number, flags: number, seq: number, header: Uint8Array, attrs: Attr[] = []): Uint8Array {
+export function encodeMessage(
+  type: number,
+  flags: number,
+  seq: number,
+  header: Uint8Array,
+  attrs: Attr[] = [],
+): Uint8Array {
   const body = encodeAttrs(attrs);
   const len = 16 + align4(header.length) + body.length;
   const out = new Uint8Array(len);
@@ -167,8 +190,28 @@ export function ifaddrmsg(o: { family: number; prefixlen: number; scope?: number
 }
 
 /** struct rtmsg (12 bytes). */
-export function rtmsg(o: { family: number; dstLen: number; table?: number; protocol?: number; scope?: number; type?: number }): Uint8Array {
-  return Uint8Array.of(o.family, o.dstLen, 0, 0, o.table ?? RT_TABLE_MAIN, o.protocol ?? RTPROT_BOOT, o.scope ?? RT_SCOPE.UNIVERSE, o.type ?? RTN_UNICAST, 0, 0, 0, 0);
+export function rtmsg(o: {
+  family: number;
+  dstLen: number;
+  table?: number;
+  protocol?: number;
+  scope?: number;
+  type?: number;
+}): Uint8Array {
+  return Uint8Array.of(
+    o.family,
+    o.dstLen,
+    0,
+    0,
+    o.table ?? RT_TABLE_MAIN,
+    o.protocol ?? RTPROT_BOOT,
+    o.scope ?? RT_SCOPE.UNIVERSE,
+    o.type ?? RTN_UNICAST,
+    0,
+    0,
+    0,
+    0,
+  );
 }
 
 /** struct ndmsg (12 bytes). */

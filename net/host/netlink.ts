@@ -8,7 +8,17 @@
  * of any event-loop work while it holds namespace file descriptors.
  */
 import { libc, errno, strerror } from "./libc.ts";
-import { decodeAttrs, decodeMessages, encodeMessage, NLM_F, NLMSG_DONE, NLMSG_ERROR, cString, type Attr, type RawMessage } from "./netlink-codec.ts";
+import {
+  decodeAttrs,
+  decodeMessages,
+  encodeMessage,
+  NLM_F,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  cString,
+  type Attr,
+  type RawMessage,
+} from "./netlink-codec.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -22,7 +32,11 @@ const NLMSGERR_ATTR_MSG = 1;
 
 /** A netlink request the kernel refused; `errno` is the positive errno (e.g. 17 EEXIST). */
 export class NetlinkError extends Error {
-  constructor(readonly op: string, readonly errno: number, readonly detail?: string) {
+  constructor(
+    readonly op: string,
+    readonly errno: number,
+    readonly detail?: string,
+  ) {
     super(`${op}: ${strerror(errno)}${detail ? ` (${detail})` : ""}`);
     this.name = "NetlinkError";
   }

@@ -71,7 +71,11 @@ export function deleteNamedNetns(name: string): boolean {
 
 export function listNamedNetns(): string[] {
   const r = Bun.spawnSync(["ip", "netns", "list"]);
-  return r.stdout.toString().split("\n").map((l) => l.split(" ")[0]!).filter(Boolean);
+  return r.stdout
+    .toString()
+    .split("\n")
+    .map((l) => l.split(" ")[0]!)
+    .filter(Boolean);
 }
 
 function run(cmd: string[]): void {

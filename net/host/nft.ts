@@ -15,7 +15,10 @@ export type MasqSpec = { range: string; bridge: string; noMasqLocal: boolean };
 /** Pure: the nft script that replaces our table with what `s` wants. */
 export function masqScript(s: MasqSpec): string {
   const rules = [`ip saddr ${s.range} ip daddr != ${s.range} oifname != "${s.bridge}" masquerade comment "weave-masq"`];
-  if (!s.noMasqLocal) rules.push(`ip saddr != ${s.range} ip daddr ${s.range} oifname "${s.bridge}" masquerade comment "weave-masq-local"`);
+  if (!s.noMasqLocal)
+    rules.push(
+      `ip saddr != ${s.range} ip daddr ${s.range} oifname "${s.bridge}" masquerade comment "weave-masq-local"`,
+    );
   return [
     `add table ip ${NFT_TABLE}`,
     `delete table ip ${NFT_TABLE}`,
@@ -30,7 +33,11 @@ export function masqScript(s: MasqSpec): string {
 }
 
 function nft(args: string[], stdin?: string): { code: number; out: string; err: string } {
-  const r = Bun.spawnSync(["nft", ...args], { stdin: stdin === undefined ? "ignore" : Buffer.from(stdin), stdout: "pipe", stderr: "pipe" });
+  const r = Bun.spawnSync(["nft", ...args], {
+    stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString().trim() };
 }
 

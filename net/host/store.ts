@@ -27,18 +27,30 @@ export class Store implements AllocStore {
   }
 
   setMeta(key: string, value: string): void {
-    this.db.query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(key, value);
+    this.db
+      .query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+      .run(key, value);
   }
 
   load(): Entry[] {
     return this.db
-      .query<{ container_id: string; ifname: string; address: number; pod: string | null; created_at: number }, []>("SELECT * FROM allocations")
+      .query<{ container_id: string; ifname: string; address: number; pod: string | null; created_at: number }, []>(
+        "SELECT * FROM allocations",
+      )
       .all()
-      .map((r) => ({ containerId: r.container_id, ifname: r.ifname, address: r.address, createdAt: r.created_at, ...(r.pod ? { pod: r.pod } : {}) }));
+      .map((r) => ({
+        containerId: r.container_id,
+        ifname: r.ifname,
+        address: r.address,
+        createdAt: r.created_at,
+        ...(r.pod ? { pod: r.pod } : {}),
+      }));
   }
 
   put(e: Entry): void {
-    this.db.query("INSERT INTO allocations (container_id, ifname, address, pod, created_at) VALUES (?, ?, ?, ?, ?)").run(e.containerId, e.ifname, e.address, e.pod ?? null, e.createdAt);
+    this.db
+      .query("INSERT INTO allocations (container_id, ifname, address, pod, created_at) VALUES (?, ?, ?, ?, ?)")
+      .run(e.containerId, e.ifname, e.address, e.pod ?? null, e.createdAt);
   }
 
   remove(e: Entry): void {

@@ -15,7 +15,10 @@ class TcpLink implements Link {
   private early: Uint8Array[] = [];
   closed = false;
 
-  constructor(private sock: Socket<Data>, readonly remoteAddress: string) {
+  constructor(
+    private sock: Socket<Data>,
+    readonly remoteAddress: string,
+  ) {
     this.dataCb = (b) => void this.early.push(b);
   }
 

@@ -44,7 +44,12 @@ export class Allocator {
   private cursor = 0;
   private listeners: (() => void)[] = [];
 
-  constructor(readonly range: Cidr, private store: AllocStore, owned: Span[] = [[range.base, range.base + size(range)]], private now: () => number = Date.now) {
+  constructor(
+    readonly range: Cidr,
+    private store: AllocStore,
+    owned: Span[] = [[range.base, range.base + size(range)]],
+    private now: () => number = Date.now,
+  ) {
     this.used = new Uint8Array(size(range));
     this.mine = new Uint8Array(size(range));
     this.used[0] = 1; // network address
@@ -60,7 +65,9 @@ export class Allocator {
   /** The spans this peer owns; allocations outside them stay held but no new ones go there. */
   setOwned(spans: Span[]): void {
     this.mine.fill(0);
-    this.owned = spans.map(([s, e]) => [Math.max(s, this.range.base), Math.min(e, this.range.base + this.used.length)] as Span).filter(([s, e]) => e > s);
+    this.owned = spans
+      .map(([s, e]) => [Math.max(s, this.range.base), Math.min(e, this.range.base + this.used.length)] as Span)
+      .filter(([s, e]) => e > s);
     this.ownedCount = 0;
     this.usedInOwned = 0;
     for (const [s, e] of this.owned) {
@@ -107,7 +114,13 @@ export class Allocator {
       for (let i = 0; i < n; i++) {
         const off = (this.cursor + i) % n;
         if (this.used[off] || !this.mine[off]) continue;
-        const entry: Entry = { containerId, ifname, address: this.range.base + off, createdAt: this.now(), ...(pod ? { pod } : {}) };
+        const entry: Entry = {
+          containerId,
+          ifname,
+          address: this.range.base + off,
+          createdAt: this.now(),
+          ...(pod ? { pod } : {}),
+        };
         this.store.put(entry);
         this.used[off] = 1;
         this.ownedCount--;

@@ -62,7 +62,16 @@ export type PeerView = { name: string; reachable: boolean; addresses: string[]; 
 
 export type StepResult = { state: IpamState; changed: boolean; notes: string[]; waiting?: string; conflicts: string[] };
 
-export const emptyState = (): IpamState => ({ ring: "", owned: [], free: 0, gifts: [], serial: 0, acks: [], want: 0, reclaimed: [] });
+export const emptyState = (): IpamState => ({
+  ring: "",
+  owned: [],
+  free: 0,
+  gifts: [],
+  serial: 0,
+  acks: [],
+  want: 0,
+  reclaimed: [],
+});
 
 export const giftKey = (giver: string, g: Gift) => `${giver}#${g.id}`;
 
@@ -96,7 +105,8 @@ export function subtract(spans: Span[], cut: Span): Span[] {
 
 export function overlap(a: Span[], b: Span[]): Span[] {
   const out: Span[] = [];
-  for (const [s1, e1] of a) for (const [s2, e2] of b) if (Math.max(s1, s2) < Math.min(e1, e2)) out.push([Math.max(s1, s2), Math.min(e1, e2)]);
+  for (const [s1, e1] of a)
+    for (const [s2, e2] of b) if (Math.max(s1, s2) < Math.min(e1, e2)) out.push([Math.max(s1, s2), Math.min(e1, e2)]);
   return normalize(out);
 }
 
@@ -109,7 +119,10 @@ export function share(names: string[], self: string, range: Span): Span {
 }
 
 export function ringId(names: string[]): string {
-  return new Bun.CryptoHasher("sha256").update([...names].sort().join(",")).digest("hex").slice(0, 12);
+  return new Bun.CryptoHasher("sha256")
+    .update([...names].sort().join(","))
+    .digest("hex")
+    .slice(0, 12);
 }
 
 const sameList = (a?: string[], b?: string[]) => !!a && !!b && a.length === b.length && a.every((x, i) => x === b[i]);
@@ -130,7 +143,13 @@ export function step(
   /** In a cluster, the heir also needs the ConfigMap claim (k8s/reclaim-lock.ts). */
   mayReclaim: (dead: string) => boolean = () => true,
 ): StepResult {
-  const s: IpamState = { ...current, owned: normalize(current.owned), gifts: [...current.gifts], acks: [...current.acks], reclaimed: [...current.reclaimed] };
+  const s: IpamState = {
+    ...current,
+    owned: normalize(current.owned),
+    gifts: [...current.gifts],
+    acks: [...current.acks],
+    reclaimed: [...current.reclaimed],
+  };
   const notes: string[] = [];
   const conflicts: string[] = [];
   let changed = false;
@@ -145,7 +164,9 @@ export function step(
     if (!lost.length) continue;
     for (const span of lost) s.owned = subtract(s.owned, span);
     changed = true;
-    notes.push(`${v.name} took over this peer's space while it was away (rmpeer): dropped ${lost.length} span(s); pods still holding addresses there must be restarted`);
+    notes.push(
+      `${v.name} took over this peer's space while it was away (rmpeer): dropped ${lost.length} span(s); pods still holding addresses there must be restarted`,
+    );
   }
 
   if (s.ring === "") {
@@ -160,12 +181,20 @@ export function step(
         s.owned = normalize([...s.owned, share(seeds, self, range)]);
         s.claimed = true;
         notes.push(`took this peer's share of the ring ${s.ring} seeded by ${seeds.length} peer(s)`);
-      } else notes.push(`joined the ring ${s.ring} that ${live.find((v) => v.state!.ring === s.ring)!.name} is part of`);
+      } else
+        notes.push(`joined the ring ${s.ring} that ${live.find((v) => v.state!.ring === s.ring)!.name} is part of`);
       delete s.prop;
     } else if (init.kind === "observer") {
       return { state: s, changed, notes, conflicts, waiting: "observer: waiting for a peer that is part of a ring" };
     } else if (init.kind === "seed") {
-      if (!init.names.includes(self)) return { state: s, changed, notes, conflicts, waiting: `waiting for one of the seed peers ${init.names.join(", ")}` };
+      if (!init.names.includes(self))
+        return {
+          state: s,
+          changed,
+          notes,
+          conflicts,
+          waiting: `waiting for one of the seed peers ${init.names.join(", ")}`,
+        };
       s.owned = [share(init.names, self, range)];
       s.ring = ringId(init.names);
       s.claimed = true;
@@ -179,7 +208,14 @@ export function step(
         if (v) members.push(v.name);
         else missing.push(addr);
       }
-      if (missing.length) return { state: s, changed, notes, conflicts, waiting: `awaiting consensus: no answer yet from ${missing.join(", ")}` };
+      if (missing.length)
+        return {
+          state: s,
+          changed,
+          notes,
+          conflicts,
+          waiting: `awaiting consensus: no answer yet from ${missing.join(", ")}`,
+        };
       const prop = [...new Set(members)].sort();
       if (!sameList(prop, s.prop)) {
         s.prop = prop;
@@ -188,8 +224,16 @@ export function step(
       const disagree = prop.filter((m) => m !== self && !sameList(byName.get(m)?.state?.prop, prop));
       if (disagree.length) {
         const differ = disagree.filter((m) => byName.get(m)?.state?.prop);
-        const why = differ.length ? `; ${differ.join(", ")} propose${differ.length === 1 ? "s" : ""} a different set (give every node the same peers, or set IPALLOC_INIT=seed=<names>)` : "";
-        return { state: s, changed, notes, conflicts, waiting: `awaiting consensus of ${prop.length} peers: waiting for ${disagree.join(", ")}${why}` };
+        const why = differ.length
+          ? `; ${differ.join(", ")} propose${differ.length === 1 ? "s" : ""} a different set (give every node the same peers, or set IPALLOC_INIT=seed=<names>)`
+          : "";
+        return {
+          state: s,
+          changed,
+          notes,
+          conflicts,
+          waiting: `awaiting consensus of ${prop.length} peers: waiting for ${disagree.join(", ")}${why}`,
+        };
       }
       s.owned = [share(prop, self, range)];
       s.ring = ringId(prop);
@@ -201,7 +245,11 @@ export function step(
   }
 
   // From here on we are part of ring s.ring.
-  for (const v of live) if (v.state!.ring && v.state!.ring !== s.ring) conflicts.push(`${v.name} is part of another ring (${v.state!.ring}, ours ${s.ring}): it was seeded by different peers; addresses are not shared with it`);
+  for (const v of live)
+    if (v.state!.ring && v.state!.ring !== s.ring)
+      conflicts.push(
+        `${v.name} is part of another ring (${v.state!.ring}, ours ${s.ring}): it was seeded by different peers; addresses are not shared with it`,
+      );
   const ours = others.filter((v) => v.state?.ring === s.ring);
 
   // Take gifts addressed to us (even from peers unreachable now: a gift is a fact).
@@ -237,10 +285,14 @@ export function step(
     // Someone (maybe us) already gave to this asker and it has not taken it yet: its
     // "want" is stale, do not give twice.
     if (s.gifts.some((g) => g.to === v.name)) continue;
-    if (ours.some((o) => o.state!.gifts.some((g) => g.to === v.name && !v.state!.acks.includes(giftKey(o.name, g))))) continue;
+    if (ours.some((o) => o.state!.gifts.some((g) => g.to === v.name && !v.state!.acks.includes(giftKey(o.name, g)))))
+      continue;
     // Rank on what everyone has gossiped (our published free, not our live count), so
     // all peers with the same view pick the same donor and only one gives.
-    const donors = [{ name: self, free: current.free }, ...ours.filter((o) => o.reachable && o.name !== v.name).map((o) => ({ name: o.name, free: o.state!.free }))];
+    const donors = [
+      { name: self, free: current.free },
+      ...ours.filter((o) => o.reachable && o.name !== v.name).map((o) => ({ name: o.name, free: o.state!.free })),
+    ];
     donors.sort((a, b) => b.free - a.free || a.name.localeCompare(b.name));
     if (donors[0]!.name !== self || myFree < 1) continue;
     const span = spanToGive(s.owned);
@@ -259,7 +311,12 @@ export function step(
     const d = byName.get(dead);
     if (!d || d.reachable) continue;
     if (heirOf(dead, self, ours) !== self || !mayReclaim(dead)) continue;
-    const r = reclaim(self, s, d, others.filter((o) => o.name !== dead));
+    const r = reclaim(
+      self,
+      s,
+      d,
+      others.filter((o) => o.name !== dead),
+    );
     Object.assign(s, r.state);
     myFree += spanSize(r.taken);
     changed = true;
@@ -283,7 +340,9 @@ export function pendingRemovals(self: string, s: IpamState, views: PeerView[]): 
   const ours = views.filter((v) => v.name !== self && v.state?.ring === s.ring);
   const done = new Set([...s.reclaimed, ...ours.flatMap((v) => v.state!.reclaimed)]);
   const asked = new Set([...(s.removing ?? []), ...ours.flatMap((v) => v.state!.removing ?? [])]);
-  return [...asked].filter((d) => !done.has(d) && views.some((v) => v.name === d && !v.reachable) && heirOf(d, self, ours) === self);
+  return [...asked].filter(
+    (d) => !done.has(d) && views.some((v) => v.name === d && !v.reachable) && heirOf(d, self, ours) === self,
+  );
 }
 
 /** Who takes over `dead`'s space: the lowest-named other member of the ring we know of. */
@@ -296,7 +355,12 @@ export function heirOf(dead: string, self: string, ringPeers: PeerView[]): strin
  * Whatever another peer is known to own, or to have been given, is left out, in case
  * our picture of the dead peer is older than its last gift.
  */
-export function reclaim(self: string, current: IpamState, dead: PeerView, others: PeerView[]): { state: IpamState; taken: Span[] } {
+export function reclaim(
+  self: string,
+  current: IpamState,
+  dead: PeerView,
+  others: PeerView[],
+): { state: IpamState; taken: Span[] } {
   if (dead.name === self) throw new Error("a peer cannot reclaim itself");
   let taken = normalize(dead.state?.ring === current.ring ? dead.state.owned : []);
   for (const o of others) {
@@ -304,7 +368,11 @@ export function reclaim(self: string, current: IpamState, dead: PeerView, others
     for (const span of [...o.state.owned, ...o.state.gifts.map((g) => g.span)]) taken = subtract(taken, span);
   }
   return {
-    state: { ...current, owned: normalize([...current.owned, ...taken]), reclaimed: [...new Set([...current.reclaimed, dead.name])] },
+    state: {
+      ...current,
+      owned: normalize([...current.owned, ...taken]),
+      reclaimed: [...new Set([...current.reclaimed, dead.name])],
+    },
     taken,
   };
 }

@@ -35,15 +35,32 @@ export function loadKubeConfig(opts: KubeConfigOptions = {}): KubeConfig {
   const kc = fromFile(paths[0]!);
   for (const p of paths.slice(1)) kc.mergeConfig(fromFile(p), true);
   if (opts.context) {
-    if (!kc.getContextObject(opts.context)) throw new WeaveError("E_KUBECONFIG", `kubeconfig ${paths.join(delimiter)}: no context "${opts.context}" (contexts: ${kc.getContexts().map((c) => c.name).join(", ") || "none"})`);
+    if (!kc.getContextObject(opts.context))
+      throw new WeaveError(
+        "E_KUBECONFIG",
+        `kubeconfig ${paths.join(delimiter)}: no context "${opts.context}" (contexts: ${
+          kc
+            .getContexts()
+            .map((c) => c.name)
+            .join(", ") || "none"
+        })`,
+      );
     kc.setCurrentContext(opts.context);
   }
-  if (!kc.getCurrentCluster()) throw new WeaveError("E_KUBECONFIG", `kubeconfig ${paths.join(delimiter)}: context "${kc.getCurrentContext()}" names no cluster`);
+  if (!kc.getCurrentCluster())
+    throw new WeaveError(
+      "E_KUBECONFIG",
+      `kubeconfig ${paths.join(delimiter)}: context "${kc.getCurrentContext()}" names no cluster`,
+    );
   return kc;
 }
 
 function fromFile(path: string): KubeConfig {
-  if (!existsSync(path)) throw new WeaveError("E_KUBECONFIG", `kubeconfig ${path} does not exist (use --kubeconfig or KUBECONFIG to name one)`);
+  if (!existsSync(path))
+    throw new WeaveError(
+      "E_KUBECONFIG",
+      `kubeconfig ${path} does not exist (use --kubeconfig or KUBECONFIG to name one)`,
+    );
   const kc = new KubeConfig();
   try {
     kc.loadFromFile(path);
@@ -57,13 +74,22 @@ function fromFile(path: string): KubeConfig {
 function inCluster(env: Record<string, string | undefined>, root: string): KubeConfig {
   const dir = root + SERVICE_ACCOUNT_DIR;
   const tokenFile = join(dir, "token");
-  if (!existsSync(tokenFile)) throw new WeaveError("E_KUBECONFIG", `in-cluster config: no service account token at ${tokenFile} (KUBERNETES_SERVICE_HOST is set; use --kubeconfig outside a pod)`);
+  if (!existsSync(tokenFile))
+    throw new WeaveError(
+      "E_KUBECONFIG",
+      `in-cluster config: no service account token at ${tokenFile} (KUBERNETES_SERVICE_HOST is set; use --kubeconfig outside a pod)`,
+    );
   const host = env.KUBERNETES_SERVICE_HOST!;
   const port = env.KUBERNETES_SERVICE_PORT ?? "443";
   const scheme = ["80", "8080", "8001"].includes(port) ? "http" : "https";
   const kc = new KubeConfig();
   kc.loadFromClusterAndUser(
-    { name: "inCluster", server: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}`, caFile: join(dir, "ca.crt"), skipTLSVerify: false },
+    {
+      name: "inCluster",
+      server: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}`,
+      caFile: join(dir, "ca.crt"),
+      skipTLSVerify: false,
+    },
     { name: "inClusterUser", authProvider: { name: "tokenFile", config: { tokenFile } } },
   );
   return kc;

@@ -14,10 +14,28 @@
  * - Uninstall deletes by kind and name what carries our label, with the uid as a
  *   precondition; what is absent is fine, what is not ours is left and named.
  */
-import { ApiException, AppsV1Api, CoreV1Api, KubernetesObjectApi, PatchStrategy, type CoreV1Event, type KubeConfig, type KubernetesObject, type V1Pod } from "@kubernetes/client-node";
+import {
+  ApiException,
+  AppsV1Api,
+  CoreV1Api,
+  KubernetesObjectApi,
+  PatchStrategy,
+  type CoreV1Event,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1Pod,
+} from "@kubernetes/client-node";
 import { contains, formatCidr, ipToNum, isIpv4, maskOf, overlaps, parseCidr, CidrError } from "../cidr.ts";
 import { WeaveError } from "../errors.ts";
-import { describeObject, LABELS, manifestSettings, NAME, NAMESPACE, renderManifests, type ManifestSettings } from "../../manifests/objects.ts";
+import {
+  describeObject,
+  LABELS,
+  manifestSettings,
+  NAME,
+  NAMESPACE,
+  renderManifests,
+  type ManifestSettings,
+} from "../../manifests/objects.ts";
 import { describeError } from "./node-peers.ts";
 
 /** The field manager of every apply. */
@@ -34,7 +52,9 @@ const isNotFound = (e: unknown) => e instanceof ApiException && e.code === 404;
 function apiFailure(kc: KubeConfig, doing: string, e: unknown): WeaveError {
   if (e instanceof WeaveError) return e;
   const code = e instanceof ApiException ? "E_API" : "E_API_UNREACHABLE";
-  return new WeaveError(code, `${doing}: ${describeError(e)} (API server ${kc.getCurrentCluster()?.server})`, { cause: e });
+  return new WeaveError(code, `${doing}: ${describeError(e)} (API server ${kc.getCurrentCluster()?.server})`, {
+    cause: e,
+  });
 }
 
 /**
@@ -45,14 +65,19 @@ function apiFailure(kc: KubeConfig, doing: string, e: unknown): WeaveError {
 export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?: string): Promise<string> {
   const range = parseCidr(rangeText);
   const core = kc.makeApiClient(CoreV1Api);
-  const nodes = await core.listNode().catch((e) => { throw apiFailure(kc, "listing nodes to check --ipalloc-range", e); });
+  const nodes = await core.listNode().catch((e) => {
+    throw apiFailure(kc, "listing nodes to check --ipalloc-range", e);
+  });
   let addresses = 0;
   for (const n of nodes.items) {
     for (const a of n.status?.addresses ?? []) {
       if ((a.type !== "InternalIP" && a.type !== "ExternalIP") || !isIpv4(a.address)) continue;
       addresses++;
       if (contains(range, ipToNum(a.address))) {
-        throw new WeaveError("E_RANGE_OVERLAP", `--ipalloc-range ${rangeText} overlaps node ${n.metadata?.name}: its ${a.type} ${a.address} is inside it; pods and nodes would claim the same addresses. Choose a range that holds no node address.`);
+        throw new WeaveError(
+          "E_RANGE_OVERLAP",
+          `--ipalloc-range ${rangeText} overlaps node ${n.metadata?.name}: its ${a.type} ${a.address} is inside it; pods and nodes would claim the same addresses. Choose a range that holds no node address.`,
+        );
       }
     }
   }
@@ -65,7 +90,11 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
       if (e instanceof CidrError) throw new WeaveError("E_BAD_FLAG", `--service-cidr ${e.message}`);
       throw e;
     }
-    if (overlaps(range, svc)) throw new WeaveError("E_RANGE_OVERLAP", `--ipalloc-range ${rangeText} overlaps the service range ${serviceCidr} (--service-cidr): a pod address could shadow a Service. Choose a range outside it.`);
+    if (overlaps(range, svc))
+      throw new WeaveError(
+        "E_RANGE_OVERLAP",
+        `--ipalloc-range ${rangeText} overlaps the service range ${serviceCidr} (--service-cidr): a pod address could shadow a Service. Choose a range outside it.`,
+      );
     return `${checked} and the service range ${serviceCidr} (--service-cidr)`;
   }
   let clusterIp: string | undefined;
@@ -74,13 +103,23 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
   } catch (e) {
     if (!isNotFound(e)) throw apiFailure(kc, "reading Service default/kubernetes to infer the service range", e);
   }
-  if (!clusterIp || !isIpv4(clusterIp)) return `${checked}; the service range is unknown (no IPv4 ClusterIP on Service default/kubernetes): pass --service-cidr to check it`;
+  if (!clusterIp || !isIpv4(clusterIp))
+    return `${checked}; the service range is unknown (no IPv4 ClusterIP on Service default/kubernetes): pass --service-cidr to check it`;
   if (contains(range, ipToNum(clusterIp))) {
-    throw new WeaveError("E_RANGE_OVERLAP", `--ipalloc-range ${rangeText} overlaps the service range: it holds ${clusterIp}, the ClusterIP of Service default/kubernetes. Choose a range outside the cluster's service range.`);
+    throw new WeaveError(
+      "E_RANGE_OVERLAP",
+      `--ipalloc-range ${rangeText} overlaps the service range: it holds ${clusterIp}, the ClusterIP of Service default/kubernetes. Choose a range outside the cluster's service range.`,
+    );
   }
-  const inferred = formatCidr({ base: maskOf(ipToNum(clusterIp), INFERRED_SERVICE_PREFIX), prefix: INFERRED_SERVICE_PREFIX });
+  const inferred = formatCidr({
+    base: maskOf(ipToNum(clusterIp), INFERRED_SERVICE_PREFIX),
+    prefix: INFERRED_SERVICE_PREFIX,
+  });
   if (overlaps(range, parseCidr(inferred))) {
-    throw new WeaveError("E_RANGE_OVERLAP", `--ipalloc-range ${rangeText} may overlap the service range ${inferred}: that range is inferred, not read from the cluster (the /${INFERRED_SERVICE_PREFIX} around ${clusterIp}, the ClusterIP of Service default/kubernetes; /${INFERRED_SERVICE_PREFIX} is kubeadm's default size). If the real service range (kube-apiserver --service-cluster-ip-range) is smaller, pass it with --service-cidr and it is checked instead.`);
+    throw new WeaveError(
+      "E_RANGE_OVERLAP",
+      `--ipalloc-range ${rangeText} may overlap the service range ${inferred}: that range is inferred, not read from the cluster (the /${INFERRED_SERVICE_PREFIX} around ${clusterIp}, the ClusterIP of Service default/kubernetes; /${INFERRED_SERVICE_PREFIX} is kubeadm's default size). If the real service range (kube-apiserver --service-cluster-ip-range) is smaller, pass it with --service-cidr and it is checked instead.`,
+    );
   }
   return `${checked} and the service range ${inferred} (inferred from ClusterIP ${clusterIp}; --service-cidr overrides)`;
 }
@@ -91,14 +130,25 @@ export async function checkOwnership(kc: KubeConfig, objs: readonly KubernetesOb
   for (const o of objs) {
     const found = await readOrUndefined(kc, api, o);
     if (found && found.metadata?.labels?.[MANAGED] !== LABELS[MANAGED]) {
-      throw new WeaveError("E_NOT_OURS", `${describeObject(o)} exists and was not made by weave install (no label ${MANAGED}=${LABELS[MANAGED]}); is Weave Net or another network installed? Remove it first (kubectl delete ${o.kind?.toLowerCase()} ${o.metadata?.namespace ? `-n ${o.metadata.namespace} ` : ""}${o.metadata?.name}), then install.`);
+      throw new WeaveError(
+        "E_NOT_OURS",
+        `${describeObject(o)} exists and was not made by weave install (no label ${MANAGED}=${LABELS[MANAGED]}); is Weave Net or another network installed? Remove it first (kubectl delete ${o.kind?.toLowerCase()} ${o.metadata?.namespace ? `-n ${o.metadata.namespace} ` : ""}${o.metadata?.name}), then install.`,
+      );
     }
   }
 }
 
-async function readOrUndefined(kc: KubeConfig, api: KubernetesObjectApi, o: KubernetesObject): Promise<KubernetesObject | undefined> {
+async function readOrUndefined(
+  kc: KubeConfig,
+  api: KubernetesObjectApi,
+  o: KubernetesObject,
+): Promise<KubernetesObject | undefined> {
   try {
-    return await api.read({ apiVersion: o.apiVersion!, kind: o.kind!, metadata: { name: o.metadata!.name!, namespace: o.metadata?.namespace } });
+    return await api.read({
+      apiVersion: o.apiVersion!,
+      kind: o.kind!,
+      metadata: { name: o.metadata!.name!, namespace: o.metadata?.namespace },
+    });
   } catch (e) {
     if (isNotFound(e)) return undefined;
     throw apiFailure(kc, `reading ${describeObject(o)}`, e);
@@ -141,16 +191,22 @@ export async function agentProgress(kc: KubeConfig): Promise<AgentProgress> {
     const node = p.spec?.nodeName;
     if (!node || p.metadata?.deletionTimestamp) continue;
     const had = newest.get(node);
-    if (!had || new Date(p.metadata?.creationTimestamp ?? 0) >= new Date(had.metadata?.creationTimestamp ?? 0)) newest.set(node, p);
+    if (!had || new Date(p.metadata?.creationTimestamp ?? 0) >= new Date(had.metadata?.creationTimestamp ?? 0))
+      newest.set(node, p);
   }
   const waiting: AgentProgress["waiting"] = [];
   for (const n of nodes.items) {
     const pod = newest.get(n.metadata?.name ?? "");
-    if (!pod || !isReady(pod)) waiting.push({ node: n.metadata?.name ?? "?", state: pod ? podState(pod) : "no agent pod yet" });
+    if (!pod || !isReady(pod))
+      waiting.push({ node: n.metadata?.name ?? "?", state: pod ? podState(pod) : "no agent pod yet" });
   }
   const st = ds.status;
   const desired = st?.desiredNumberScheduled ?? 0;
-  const rolledOut = !!st && (st.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 0) && (st.updatedNumberScheduled ?? 0) >= desired && (st.numberReady ?? 0) >= desired;
+  const rolledOut =
+    !!st &&
+    (st.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 0) &&
+    (st.updatedNumberScheduled ?? 0) >= desired &&
+    (st.numberReady ?? 0) >= desired;
   return { nodes: nodes.items.length, ready: nodes.items.length - waiting.length, rolledOut, waiting };
 }
 
@@ -159,16 +215,24 @@ const isReady = (p: V1Pod) => p.status?.conditions?.some((c) => c.type === "Read
 /** What a pod that is not Ready is doing, from its container states (init containers first). */
 export function podState(p: V1Pod): string {
   const name = p.metadata?.name;
-  for (const [what, list] of [["init container", p.status?.initContainerStatuses], ["container", p.status?.containerStatuses]] as const) {
+  for (const [what, list] of [
+    ["init container", p.status?.initContainerStatuses],
+    ["container", p.status?.containerStatuses],
+  ] as const) {
     for (const c of list ?? []) {
       const w = c.state?.waiting;
       const t = c.state?.terminated;
       const last = c.lastState?.terminated;
-      const why = (s: { reason?: string; message?: string; exitCode?: number } | undefined) => [s?.reason, s?.exitCode !== undefined ? `exit ${s.exitCode}` : undefined, s?.message?.trim().split("\n").at(-1)].filter(Boolean).join(", ");
+      const why = (s: { reason?: string; message?: string; exitCode?: number } | undefined) =>
+        [s?.reason, s?.exitCode !== undefined ? `exit ${s.exitCode}` : undefined, s?.message?.trim().split("\n").at(-1)]
+          .filter(Boolean)
+          .join(", ");
       // a restart loop's own message ("back-off 20s ...") says less than how the last run ended
-      if (w && w.reason !== "PodInitializing") return `pod ${name}: ${what} ${c.name} ${w.reason ?? "waiting"}${last ? ` (last run: ${why(last)})` : w.message ? ` (${w.message})` : ""}`;
+      if (w && w.reason !== "PodInitializing")
+        return `pod ${name}: ${what} ${c.name} ${w.reason ?? "waiting"}${last ? ` (last run: ${why(last)})` : w.message ? ` (${w.message})` : ""}`;
       if (t && t.exitCode !== 0) return `pod ${name}: ${what} ${c.name} failed (${why(t)})`;
-      if (what === "container" && c.state?.running && !c.ready) return `pod ${name}: agent running, not ready yet (GET /status answers 503 until it is)`;
+      if (what === "container" && c.state?.running && !c.ready)
+        return `pod ${name}: agent running, not ready yet (GET /status answers 503 until it is)`;
     }
   }
   return `pod ${name}: ${p.status?.phase ?? "Pending"}`;
@@ -178,7 +242,10 @@ export function podState(p: V1Pod): string {
 export function progressLine(p: AgentProgress): string {
   const head = `${p.ready}/${p.nodes} agents ready`;
   if (!p.waiting.length) return p.rolledOut ? head : `${head}; the DaemonSet is still rolling out`;
-  const shown = p.waiting.slice(0, 3).map((w) => `${w.node} (${w.state})`).join(", ");
+  const shown = p.waiting
+    .slice(0, 3)
+    .map((w) => `${w.node} (${w.state})`)
+    .join(", ");
   return `${head}; waiting for ${shown}${p.waiting.length > 3 ? ` and ${p.waiting.length - 3} more` : ""}`;
 }
 
@@ -197,7 +264,10 @@ export interface WaitOptions {
  */
 export async function waitForAgents(kc: KubeConfig, o: WaitOptions): Promise<AgentProgress> {
   const start = Date.now();
-  let said = "", saidAt = 0, last: AgentProgress | undefined, lastError = "";
+  let said = "",
+    saidAt = 0,
+    last: AgentProgress | undefined,
+    lastError = "";
   for (;;) {
     try {
       last = await agentProgress(kc);
@@ -214,8 +284,13 @@ export async function waitForAgents(kc: KubeConfig, o: WaitOptions): Promise<Age
       lastError = why;
     }
     if (Date.now() - start >= o.timeoutMs) {
-      const where = last?.waiting[0] ? ` Look at: kubectl -n ${NAMESPACE} get pods -l name=${NAME} -o wide; kubectl describe node ${last.waiting[0].node} (a WeaveCNIConflict event there means another network's config is on that node).` : "";
-      throw new WeaveError("E_TIMEOUT", `agents not ready after ${Math.round(o.timeoutMs / 1000)} s: ${last ? progressLine(last) : lastError}.${where} The objects are applied; run install again to keep waiting, or weave uninstall.`);
+      const where = last?.waiting[0]
+        ? ` Look at: kubectl -n ${NAMESPACE} get pods -l name=${NAME} -o wide; kubectl describe node ${last.waiting[0].node} (a WeaveCNIConflict event there means another network's config is on that node).`
+        : "";
+      throw new WeaveError(
+        "E_TIMEOUT",
+        `agents not ready after ${Math.round(o.timeoutMs / 1000)} s: ${last ? progressLine(last) : lastError}.${where} The objects are applied; run install again to keep waiting, or weave uninstall.`,
+      );
     }
     await Bun.sleep(Math.min(o.pollMs ?? 2000, Math.max(1, o.timeoutMs - (Date.now() - start))));
   }
@@ -252,9 +327,18 @@ export interface UninstallResult {
 /** Deletes what install makes (and the password Secret the ConfigMap names), newest first. */
 export async function uninstall(kc: KubeConfig, log: Log): Promise<UninstallResult> {
   const api = KubernetesObjectApi.makeApiClient(kc);
-  const cm = await readOrUndefined(kc, api, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: NAME, namespace: NAMESPACE } });
-  const secret = cm?.metadata?.labels?.[MANAGED] === LABELS[MANAGED] ? (cm as { data?: Record<string, string> }).data?.["password-secret"] : undefined;
-  const objs = renderManifests(manifestSettings(secret ? { passwordSecret: { name: secret, password: "" } } : {})).reverse();
+  const cm = await readOrUndefined(kc, api, {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: NAME, namespace: NAMESPACE },
+  });
+  const secret =
+    cm?.metadata?.labels?.[MANAGED] === LABELS[MANAGED]
+      ? (cm as { data?: Record<string, string> }).data?.["password-secret"]
+      : undefined;
+  const objs = renderManifests(
+    manifestSettings(secret ? { passwordSecret: { name: secret, password: "" } } : {}),
+  ).reverse();
   const r: UninstallResult = { deleted: [], absent: [], notOurs: [] };
   for (const o of objs) {
     const what = describeObject(o);
@@ -267,7 +351,9 @@ export async function uninstall(kc: KubeConfig, log: Log): Promise<UninstallResu
       log(`left alone: ${what} (not made by weave install: no label ${MANAGED}=${LABELS[MANAGED]})`);
     } else {
       try {
-        await api.delete(o, undefined, undefined, undefined, undefined, "Background", { preconditions: { uid: found.metadata?.uid } });
+        await api.delete(o, undefined, undefined, undefined, undefined, "Background", {
+          preconditions: { uid: found.metadata?.uid },
+        });
         r.deleted.push(what);
         log(`deleted ${what}`);
       } catch (e) {
@@ -285,7 +371,13 @@ export async function uninstall(kc: KubeConfig, log: Log): Promise<UninstallResu
  * timestamps), so `kubectl describe node` lists it. `uid` is the Node's; kubectl also
  * finds node events whose uid is the node's name, which is the fallback.
  */
-export function nodeEvent(node: { name: string; uid?: string }, reason: string, message: string, component: string, now: Date): CoreV1Event {
+export function nodeEvent(
+  node: { name: string; uid?: string },
+  reason: string,
+  message: string,
+  component: string,
+  now: Date,
+): CoreV1Event {
   return {
     apiVersion: "v1",
     kind: "Event",
@@ -304,9 +396,20 @@ export function nodeEvent(node: { name: string; uid?: string }, reason: string, 
 }
 
 /** Records `nodeEvent` on the named Node; throws a WeaveError when the API refuses. */
-export async function recordNodeEvent(kc: KubeConfig, nodeName: string, reason: string, message: string, component: string): Promise<void> {
+export async function recordNodeEvent(
+  kc: KubeConfig,
+  nodeName: string,
+  reason: string,
+  message: string,
+  component: string,
+): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
-  const uid = await core.readNode({ name: nodeName }).then((n) => n.metadata?.uid, () => undefined);
+  const uid = await core.readNode({ name: nodeName }).then(
+    (n) => n.metadata?.uid,
+    () => undefined,
+  );
   const body = nodeEvent({ name: nodeName, uid }, reason, message, component, new Date());
-  await core.createNamespacedEvent({ namespace: "default", body }).catch((e) => { throw apiFailure(kc, `recording event ${reason} on node ${nodeName}`, e); });
+  await core.createNamespacedEvent({ namespace: "default", body }).catch((e) => {
+    throw apiFailure(kc, `recording event ${reason} on node ${nodeName}`, e);
+  });
 }

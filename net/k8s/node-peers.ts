@@ -9,7 +9,14 @@
  * `start()` never throws; the first failure of a streak is logged once, the recovery
  * too, and the last known peers stay until a list says otherwise.
  */
-import { CoreV1Api, Observable, Watch, type ConfigurationOptions, type KubeConfig, type V1Node } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  Observable,
+  Watch,
+  type ConfigurationOptions,
+  type KubeConfig,
+  type V1Node,
+} from "@kubernetes/client-node";
 import { ipToNum, isIpv4 } from "../cidr.ts";
 import { realScheduler, type Scheduler } from "../mesh/transport.ts";
 
@@ -101,7 +108,8 @@ export class NodePeers {
         if (rv === undefined) {
           rv = await this.list();
           if (this.stopped) break;
-          if (failures > 0) this.opts.log(`kubernetes: API server reachable again, ${plural(this.addresses.length, "peer")}`);
+          if (failures > 0)
+            this.opts.log(`kubernetes: API server reachable again, ${plural(this.addresses.length, "peer")}`);
           failures = 0;
         }
         const end = await this.watch(rv);
@@ -112,7 +120,10 @@ export class NodePeers {
         if (this.stopped) break;
         this.ready = false;
         this.lastError = describeError(e);
-        if (failures++ === 0) this.opts.log(`kubernetes: cannot follow the Node list at ${this.opts.kubeConfig.getCurrentCluster()?.server}: ${this.lastError}; keeping ${plural(this.addresses.length, "known peer")}, retrying in the background`);
+        if (failures++ === 0)
+          this.opts.log(
+            `kubernetes: cannot follow the Node list at ${this.opts.kubeConfig.getCurrentCluster()?.server}: ${this.lastError}; keeping ${plural(this.addresses.length, "known peer")}, retrying in the background`,
+          );
       }
       await this.sleep(this.delay(failures));
     }
@@ -143,7 +154,8 @@ export class NodePeers {
       };
       this.endWatch = end;
       const onEvent = (type: string, obj: V1Node & { code?: number; message?: string }) => {
-        if (type === "ERROR") return end(obj.code === 410 ? {} : { error: new Error(`watch error ${obj.code}: ${obj.message}`) });
+        if (type === "ERROR")
+          return end(obj.code === 410 ? {} : { error: new Error(`watch error ${obj.code}: ${obj.message}`) });
         last = obj.metadata?.resourceVersion ?? last;
         if (type === "BOOKMARK") return;
         if (type === "DELETED") this.nodes.delete(obj.metadata?.name ?? "");
@@ -154,8 +166,16 @@ export class NodePeers {
       const onDone = (err: unknown) => end(err == null || isTimeout(err) ? { rv: last } : { error: err });
       const seconds = this.opts.watchSeconds ?? 20 + Math.floor(this.random() * 9);
       new Watch(this.opts.kubeConfig)
-        .watch("/api/v1/nodes", { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: seconds }, onEvent, onDone)
-        .then((ctl) => (done ? ctl.abort() : (this.endWatch = (e) => (ctl.abort(), end(e)))), (err) => end({ error: err }));
+        .watch(
+          "/api/v1/nodes",
+          { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: seconds },
+          onEvent,
+          onDone,
+        )
+        .then(
+          (ctl) => (done ? ctl.abort() : (this.endWatch = (e) => (ctl.abort(), end(e)))),
+          (err) => end({ error: err }),
+        );
     });
   }
 
@@ -198,10 +218,12 @@ export class NodePeers {
 /** Request options that make a call abortable (the 2.x client takes "observable" middleware). */
 function withSignal(signal: AbortSignal): ConfigurationOptions {
   return {
-    middleware: [{
-      pre: (ctx) => (ctx.setSignal(signal), new Observable(Promise.resolve(ctx))),
-      post: (res) => new Observable(Promise.resolve(res)),
-    }],
+    middleware: [
+      {
+        pre: (ctx) => (ctx.setSignal(signal), new Observable(Promise.resolve(ctx))),
+        post: (res) => new Observable(Promise.resolve(res)),
+      },
+    ],
     middlewareMergeStrategy: "append",
   };
 }

@@ -8,10 +8,26 @@ import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from "@ku
 
 export function networkAvailablePatch(now: Date): Record<string, unknown> {
   const t = now.toISOString().replace(/\.\d{3}Z$/, "Z");
-  return { status: { conditions: [{ type: "NetworkUnavailable", status: "False", reason: "WeaveIsUp", message: "Weave pod has set this", lastTransitionTime: t, lastHeartbeatTime: t }] } };
+  return {
+    status: {
+      conditions: [
+        {
+          type: "NetworkUnavailable",
+          status: "False",
+          reason: "WeaveIsUp",
+          message: "Weave pod has set this",
+          lastTransitionTime: t,
+          lastHeartbeatTime: t,
+        },
+      ],
+    },
+  };
 }
 
 export async function markNetworkAvailable(kc: KubeConfig, nodeName: string, now = new Date()): Promise<void> {
   const api = kc.makeApiClient(CoreV1Api);
-  await api.patchNodeStatus({ name: nodeName, body: networkAvailablePatch(now) }, setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch));
+  await api.patchNodeStatus(
+    { name: nodeName, body: networkAvailablePatch(now) },
+    setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch),
+  );
 }

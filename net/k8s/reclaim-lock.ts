@@ -35,9 +35,20 @@ export async function claimReclaim(kc: KubeConfig, dead: string, heir: string): 
     const annotations = { ...cm?.metadata?.annotations, [RECLAIM_ANNOTATION]: JSON.stringify(claims) };
     try {
       if (cm) {
-        await api.replaceNamespacedConfigMap({ name: NAME, namespace: NAMESPACE, body: { ...cm, metadata: { ...cm.metadata, annotations } } });
+        await api.replaceNamespacedConfigMap({
+          name: NAME,
+          namespace: NAMESPACE,
+          body: { ...cm, metadata: { ...cm.metadata, annotations } },
+        });
       } else {
-        await api.createNamespacedConfigMap({ namespace: NAMESPACE, body: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: NAME, namespace: NAMESPACE, labels: LABELS, annotations } } });
+        await api.createNamespacedConfigMap({
+          namespace: NAMESPACE,
+          body: {
+            apiVersion: "v1",
+            kind: "ConfigMap",
+            metadata: { name: NAME, namespace: NAMESPACE, labels: LABELS, annotations },
+          },
+        });
       }
       return true;
     } catch (e) {

@@ -16,7 +16,14 @@ export const MAX_FRAME = 16 << 20;
  * frequent frames are read without making a string. Request: 6-byte names whose entries
  * we want. Heartbeat: nothing.
  */
-export const FrameType = { Hello: 0x48, Gossip: 0x47, Digest: 0x44, Announce: 0x41, Request: 0x52, Heartbeat: 0x42 } as const;
+export const FrameType = {
+  Hello: 0x48,
+  Gossip: 0x47,
+  Digest: 0x44,
+  Announce: 0x41,
+  Request: 0x52,
+  Heartbeat: 0x42,
+} as const;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -59,7 +66,8 @@ export class FrameReader {
     const out: Frame[] = [];
     if (!this.gotPreamble) {
       if (buf.length < 8) {
-        if (!PREAMBLE_MAGIC.startsWith(dec.decode(buf.subarray(0, Math.min(6, buf.length))))) throw new ProtocolError("not a weave peer (bad preamble)");
+        if (!PREAMBLE_MAGIC.startsWith(dec.decode(buf.subarray(0, Math.min(6, buf.length)))))
+          throw new ProtocolError("not a weave peer (bad preamble)");
         this.buf = buf.slice();
         return out;
       }
@@ -120,6 +128,7 @@ export function readNum(dv: DataView, off: number): number {
 }
 
 export function checkStride(payload: Uint8Array, width: number, what: string): DataView {
-  if (payload.length % width !== 0) throw new ProtocolError(`${what} of ${payload.length} bytes is not a multiple of ${width}`);
+  if (payload.length % width !== 0)
+    throw new ProtocolError(`${what} of ${payload.length} bytes is not a multiple of ${width}`);
   return new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
 }

@@ -9,7 +9,17 @@
  * every 30 s with a few neighbours, both sides send a digest of everything they know and
  * fill each other's gaps. Merges only report news, so a change spreads once and stops.
  */
-import { checkStride, encodeFrame, encodeKeys, encodeNames, FrameType, KEY_BYTES, ProtocolError, readNum, type Frame } from "./frame.ts";
+import {
+  checkStride,
+  encodeFrame,
+  encodeKeys,
+  encodeNames,
+  FrameType,
+  KEY_BYTES,
+  ProtocolError,
+  readNum,
+  type Frame,
+} from "./frame.ts";
 import type { News, PeerEntry, Topology } from "./topology.ts";
 import type { Scheduler } from "./transport.ts";
 
@@ -136,7 +146,8 @@ export class Gossip<C> {
     const items = [...this.queued];
     this.queued.clear();
     let everyone: Uint8Array | undefined;
-    const enc = (xs: typeof items) => encodeFrame(FrameType.Announce, encodeKeys(xs.map(([num, q]) => ({ num, version: q.version }))));
+    const enc = (xs: typeof items) =>
+      encodeFrame(FrameType.Announce, encodeKeys(xs.map(([num, q]) => ({ num, version: q.version }))));
     for (const c of this.d.established()) {
       const keys = items.filter(([, q]) => !q.holders.includes(c));
       if (!keys.length) continue;

@@ -5,7 +5,10 @@
 
 /** Format the low 48 bits of a hex digest as aa:bb:cc:dd:ee:ff, locally administered. */
 export function nameFromSeed(hexDigest: string): string {
-  const bytes = hexDigest.slice(0, 12).match(/../g)!.map((h) => parseInt(h, 16));
+  const bytes = hexDigest
+    .slice(0, 12)
+    .match(/../g)!
+    .map((h) => parseInt(h, 16));
   bytes[0] = (bytes[0]! | 0x02) & 0xfe; // locally administered, unicast
   return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");
 }

@@ -7,7 +7,17 @@
  * changes (the first version at once, later ones debounced).
  * sockets or timers directly: both come in through `Transport` and `Scheduler`.
  */
-import { encodeFrame, FrameReader, FrameType, negotiate, preamble, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN, type Frame } from "./frame.ts";
+import {
+  encodeFrame,
+  FrameReader,
+  FrameType,
+  negotiate,
+  preamble,
+  ProtocolError,
+  PROTOCOL_MAX,
+  PROTOCOL_MIN,
+  type Frame,
+} from "./frame.ts";
 import { Topology, TopologyError, type PeerEntry } from "./topology.ts";
 import { Gossip } from "./gossip.ts";
 import { nameToNum, randomUid } from "./peer-name.ts";
@@ -43,7 +53,14 @@ export type RouterOptions = {
 
 export type ConnState = "pending" | "established";
 
-export type ConnectionInfo = { address: string; outbound: boolean; state: ConnState | "failed" | "retrying"; info: string; name?: string; nickname?: string };
+export type ConnectionInfo = {
+  address: string;
+  outbound: boolean;
+  state: ConnState | "failed" | "retrying";
+  info: string;
+  name?: string;
+  nickname?: string;
+};
 
 class Connection {
   reader = new FrameReader();
@@ -51,12 +68,24 @@ class Connection {
   peer?: { name: string; nickname: string; uid: string };
   lastRecv: number;
   closed = false;
-  constructor(readonly link: Link, readonly outbound: boolean, readonly address: string, now: number) {
+  constructor(
+    readonly link: Link,
+    readonly outbound: boolean,
+    readonly address: string,
+    now: number,
+  ) {
     this.lastRecv = now;
   }
 }
 
-type Target = { address: string; attempt: number; nextTry: number; dialing: boolean; lastError?: string; explicit: boolean };
+type Target = {
+  address: string;
+  attempt: number;
+  nextTry: number;
+  dialing: boolean;
+  lastError?: string;
+  explicit: boolean;
+};
 
 export class Router {
   readonly topology: Topology;
@@ -99,7 +128,15 @@ export class Router {
     this.self = opts.advertise ?? opts.listen;
     this.selfNum = nameToNum(opts.name);
     this.topology = new Topology(opts.name);
-    this.own = { name: opts.name, nickname: opts.nickname, uid: this.uid, version: opts.sched.now(), addresses: [this.self], connections: [], pods: [] };
+    this.own = {
+      name: opts.name,
+      nickname: opts.nickname,
+      uid: this.uid,
+      version: opts.sched.now(),
+      addresses: [this.self],
+      connections: [],
+      pods: [],
+    };
     this.topology.setOwn(this.own);
     this.gossip = new Gossip<Connection>({
       topology: this.topology,
@@ -153,7 +190,12 @@ export class Router {
     const addresses = o.addresses ?? this.own.addresses;
     const pods = o.pods ?? this.own.pods;
     const app = "app" in o ? o.app : this.own.app;
-    if (sameList(addresses, this.own.addresses) && sameList(pods, this.own.pods) && JSON.stringify(app) === JSON.stringify(this.own.app)) return;
+    if (
+      sameList(addresses, this.own.addresses) &&
+      sameList(pods, this.own.pods) &&
+      JSON.stringify(app) === JSON.stringify(this.own.app)
+    )
+      return;
     this.own = { ...this.own, addresses, pods, app };
     this.publish(urgent);
   }
@@ -187,15 +229,29 @@ export class Router {
   }
 
   established(): { name: string; nickname: string; address: string; outbound: boolean }[] {
-    return [...this.conns].filter((c) => c.state === "established").map((c) => ({ name: c.peer!.name, nickname: c.peer!.nickname, address: c.address, outbound: c.outbound }));
+    return [...this.conns]
+      .filter((c) => c.state === "established")
+      .map((c) => ({ name: c.peer!.name, nickname: c.peer!.nickname, address: c.address, outbound: c.outbound }));
   }
 
   connections(): ConnectionInfo[] {
-    const out: ConnectionInfo[] = [...this.conns].map((c) => ({ address: c.address, outbound: c.outbound, state: c.state, info: c.state === "established" ? `${c.peer!.name}(${c.peer!.nickname})` : "handshaking", name: c.peer?.name, nickname: c.peer?.nickname }));
+    const out: ConnectionInfo[] = [...this.conns].map((c) => ({
+      address: c.address,
+      outbound: c.outbound,
+      state: c.state,
+      info: c.state === "established" ? `${c.peer!.name}(${c.peer!.nickname})` : "handshaking",
+      name: c.peer?.name,
+      nickname: c.peer?.nickname,
+    }));
     const busy = this.busyAddresses();
     for (const t of this.targets.values()) {
       if (t.dialing || busy.has(t.address)) continue;
-      out.push({ address: t.address, outbound: true, state: t.lastError ? "failed" : "retrying", info: t.lastError ?? "waiting to dial" });
+      out.push({
+        address: t.address,
+        outbound: true,
+        state: t.lastError ? "failed" : "retrying",
+        info: t.lastError ?? "waiting to dial",
+      });
     }
     return out;
   }
@@ -228,7 +284,10 @@ export class Router {
     link.onData((b) => this.receive(c, b));
     link.onClose(() => this.drop(c, "connection closed", true));
     this.send(c, preamble(this.o.versions.min, this.o.versions.max));
-    this.send(c, encodeFrame(FrameType.Hello, JSON.stringify({ name: this.o.name, nickname: this.o.nickname, uid: this.uid })));
+    this.send(
+      c,
+      encodeFrame(FrameType.Hello, JSON.stringify({ name: this.o.name, nickname: this.o.nickname, uid: this.uid })),
+    );
     // A peer that never completes the handshake is dropped by the heartbeat check.
   }
 
@@ -292,7 +351,8 @@ export class Router {
         const text = f.text();
         if (c.peer) throw new ProtocolError("second hello");
         const h = JSON.parse(text) as { name?: unknown; nickname?: unknown; uid?: unknown };
-        if (typeof h.name !== "string" || typeof h.nickname !== "string" || typeof h.uid !== "string") throw new ProtocolError("malformed hello");
+        if (typeof h.name !== "string" || typeof h.nickname !== "string" || typeof h.uid !== "string")
+          throw new ProtocolError("malformed hello");
         c.peer = { name: h.name, nickname: h.nickname, uid: h.uid };
         if (h.name === this.o.name) {
           this.targets.delete(c.address);
@@ -331,7 +391,9 @@ export class Router {
       t.attempt = 0;
       t.lastError = undefined;
     }
-    this.o.log(`connection to ${c.peer!.nickname} (${name}) at ${c.address} established (${c.outbound ? "outbound" : "inbound"})`);
+    this.o.log(
+      `connection to ${c.peer!.nickname} (${name}) at ${c.address} established (${c.outbound ? "outbound" : "inbound"})`,
+    );
     if (!this.own.connections.includes(name)) {
       this.own = { ...this.own, connections: [...this.own.connections, name].sort() };
       this.publish();
@@ -371,14 +433,21 @@ export class Router {
   private fullGossip(): void {
     const est = [...this.conns].filter((c) => c.state === "established");
     const payload = this.gossip.digestFrame();
-    for (let i = 0; i < 3 && est.length; i++) this.send(est.splice(Math.floor(Math.random() * est.length), 1)[0]!, payload);
+    for (let i = 0; i < 3 && est.length; i++)
+      this.send(est.splice(Math.floor(Math.random() * est.length), 1)[0]!, payload);
   }
 
   private heartbeat(): void {
     const now = this.o.sched.now();
     for (const c of [...this.conns]) {
       if (now - c.lastRecv > this.o.deadAfterMs) {
-        this.drop(c, c.state === "established" ? `nothing heard for ${Math.round((now - c.lastRecv) / 1000)}s` : "handshake timed out", true);
+        this.drop(
+          c,
+          c.state === "established"
+            ? `nothing heard for ${Math.round((now - c.lastRecv) / 1000)}s`
+            : "handshake timed out",
+          true,
+        );
         continue;
       }
       if (c.state === "established") this.send(c, encodeFrame(FrameType.Heartbeat));
@@ -412,7 +481,9 @@ export class Router {
       const connected = new Set(this.established().map((e) => e.name));
       for (const e of this.topology.entries()) {
         if (e.name === this.o.name || connected.has(e.name)) continue;
-        for (const a of e.addresses) if (a !== this.self && !this.targets.has(a)) this.targets.set(a, { address: a, attempt: 0, nextTry: 0, dialing: false, explicit: false });
+        for (const a of e.addresses)
+          if (a !== this.self && !this.targets.has(a))
+            this.targets.set(a, { address: a, attempt: 0, nextTry: 0, dialing: false, explicit: false });
       }
     }
     const now = this.o.sched.now();
@@ -440,7 +511,9 @@ export class Router {
         this.topology.forget(e.name);
         this.unreachableSince.delete(e.name);
         for (const a of e.addresses) if (!this.targets.get(a)?.explicit) this.targets.delete(a);
-        this.o.log(`forgot peer ${e.nickname} (${e.name}): unreachable for ${Math.round(this.o.forgetAfterMs / 1000)}s`);
+        this.o.log(
+          `forgot peer ${e.nickname} (${e.name}): unreachable for ${Math.round(this.o.forgetAfterMs / 1000)}s`,
+        );
         this.changed();
       }
     }

@@ -58,16 +58,35 @@ export function decodeEntry(line: string): PeerEntry {
     throw new TopologyError(`entry ${name} is not valid JSON`);
   }
   const strs = (x: unknown) => Array.isArray(x) && x.every((v) => typeof v === "string");
-  if (typeof o !== "object" || o === null || typeof o.k !== "string" || typeof o.u !== "string" || !strs(o.a) || !strs(o.c) || !Array.isArray(o.p) || !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
+  if (
+    typeof o !== "object" ||
+    o === null ||
+    typeof o.k !== "string" ||
+    typeof o.u !== "string" ||
+    !strs(o.a) ||
+    !strs(o.c) ||
+    !Array.isArray(o.p) ||
+    !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)
+  ) {
     throw new TopologyError(`entry ${name} has missing or mistyped fields`);
   }
   const c = o.c as string[];
   // Peers send their connections sorted; sort only when one does not.
-  for (let i = 1; i < c.length; i++) if (c[i - 1]! > c[i]!) {
-    c.sort();
-    break;
-  }
-  return { name, nickname: o.k, uid: o.u, version, addresses: o.a as string[], connections: c, pods: o.p as number[], ...(o.x === undefined ? {} : { app: o.x }) };
+  for (let i = 1; i < c.length; i++)
+    if (c[i - 1]! > c[i]!) {
+      c.sort();
+      break;
+    }
+  return {
+    name,
+    nickname: o.k,
+    uid: o.u,
+    version,
+    addresses: o.a as string[],
+    connections: c,
+    pods: o.p as number[],
+    ...(o.x === undefined ? {} : { app: o.x }),
+  };
 }
 
 export class Topology {

@@ -35,7 +35,12 @@ describe.skipIf(!canRunHost)("doctor's in-pod probes on the stand-in backed by a
     api = await startApiServer({ websocket: kubelet.websocket });
     kubelet.attach(api.store);
     for (const n of kubelet.nodes()) api.store.put(n);
-    api.store.put({ apiVersion: "v1", kind: "Service", metadata: { name: "kubernetes", namespace: "default" }, spec: { clusterIP: "10.96.0.1", ports: [{ port: 443 }] } });
+    api.store.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "kubernetes", namespace: "default" },
+      spec: { clusterIP: "10.96.0.1", ports: [{ port: 443 }] },
+    });
   }, 90_000);
 
   afterAll(async () => {
@@ -45,8 +50,15 @@ describe.skipIf(!canRunHost)("doctor's in-pod probes on the stand-in backed by a
     if (readLab(name)) await labDown(name, tools);
   }, 60_000);
 
-  const probe = () => runProbes(api.kubeConfig, api.store.list("v1", "Node") as never, api.store.get("v1", "Service", "kubernetes", "default") as never, { timeoutMs: 20_000, execTimeoutMs: 10_000 });
-  const leftovers = () => api.store.list("v1", "Pod").filter((p) => p.metadata.labels?.[PROBE_LABEL] === PROBE_APP).length;
+  const probe = () =>
+    runProbes(
+      api.kubeConfig,
+      api.store.list("v1", "Node") as never,
+      api.store.get("v1", "Service", "kubernetes", "default") as never,
+      { timeoutMs: 20_000, execTimeoutMs: 10_000 },
+    );
+  const leftovers = () =>
+    api.store.list("v1", "Pod").filter((p) => p.metadata.labels?.[PROBE_LABEL] === PROBE_APP).length;
 
   test("probe pods get real addresses on every node, pings pass, and everything is removed", async () => {
     const f: ProbeFacts = await probe();
@@ -55,7 +67,10 @@ describe.skipIf(!canRunHost)("doctor's in-pod probes on the stand-in backed by a
     for (const p of f.pods) expect(p.ip, JSON.stringify(p)).toMatch(/^10\.(3[2-9]|4[0-7])\.\d+\.\d+$/);
     const pings = f.probes.filter((p) => p.kind === "ping");
     expect(pings.length).toBe(6);
-    expect(pings.filter((p) => !p.ok), JSON.stringify(pings, null, 1)).toEqual([]);
+    expect(
+      pings.filter((p) => !p.ok),
+      JSON.stringify(pings, null, 1),
+    ).toEqual([]);
     expect(pings[0]!.output).toContain("1 packets transmitted");
     const checks = checkProbes(f);
     expect(checks.find((c) => c.name === "probe-ping")).toMatchObject({ status: "pass" });
@@ -78,7 +93,15 @@ describe.skipIf(!canRunHost)("doctor's in-pod probes on the stand-in backed by a
 
   test("UDP 6784 dropped on one node: the pings involving it fail and name it", async () => {
     const n3 = lab.nodes[2]!;
-    const script = `table inet ${TABLE} {\n` + ["input", "output"].map((h) => `  chain ${h} { type filter hook ${h} priority -10; policy accept; udp dport 6784 drop; udp sport 6784 drop; }\n`).join("") + "}\n";
+    const script =
+      `table inet ${TABLE} {\n` +
+      ["input", "output"]
+        .map(
+          (h) =>
+            `  chain ${h} { type filter hook ${h} priority -10; policy accept; udp dport 6784 drop; udp sport 6784 drop; }\n`,
+        )
+        .join("") +
+      "}\n";
     const r = inNs(n3.netns, ["nft", "-f", "-"], { stdin: script });
     expect(r.code, r.stderr).toBe(0);
     try {
@@ -98,7 +121,10 @@ describe.skipIf(!canRunHost)("doctor's in-pod probes on the stand-in backed by a
   }, 90_000);
 
   test("through doctorCluster: the probe checks replace the in-pod-probes warning", async () => {
-    const r = await doctorCluster(api.kubeConfig, { progress: () => {}, probes: { timeoutMs: 20_000, execTimeoutMs: 10_000 } });
+    const r = await doctorCluster(api.kubeConfig, {
+      progress: () => {},
+      probes: { timeoutMs: 20_000, execTimeoutMs: 10_000 },
+    });
     const names = new Set(r.checks.map((c) => c.name));
     expect(names.has("in-pod-probes")).toBe(false);
     expect(names.has("probe-ping")).toBe(true);
@@ -111,9 +137,23 @@ describe("probe pods that never run (no kubelet)", () => {
   test("a clear fail per node naming the pod's state, and the pods are removed", async () => {
     const api = await startApiServer();
     try {
-      api.store.put({ apiVersion: "v1", kind: "Node", metadata: { name: "n1" }, status: { conditions: [{ type: "Ready", status: "True" }] } });
-      api.store.put({ apiVersion: "v1", kind: "Node", metadata: { name: "n2" }, status: { conditions: [{ type: "Ready", status: "False" }] } });
-      const f = await runProbes(api.kubeConfig, api.store.list("v1", "Node") as never, undefined, { timeoutMs: 1_000, namespace: "weave-doctor", createNamespace: true });
+      api.store.put({
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: { name: "n1" },
+        status: { conditions: [{ type: "Ready", status: "True" }] },
+      });
+      api.store.put({
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: { name: "n2" },
+        status: { conditions: [{ type: "Ready", status: "False" }] },
+      });
+      const f = await runProbes(api.kubeConfig, api.store.list("v1", "Node") as never, undefined, {
+        timeoutMs: 1_000,
+        namespace: "weave-doctor",
+        createNamespace: true,
+      });
       expect(f.pods.map((p) => p.node)).toEqual(["n1"]);
       const c = checkProbes(f).filter((x) => x.name === "probe-pods");
       expect(c).toHaveLength(1);

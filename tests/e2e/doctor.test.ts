@@ -21,8 +21,15 @@ type Run = { code: number; checks: Check[]; stdout: string; stderr: string; ms: 
 
 async function doctor(name: string, json = true): Promise<Run> {
   const t = Date.now();
-  const p = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "doctor", "--lab", name, ...(json ? ["-o", "json"] : [])], { stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  const p = Bun.spawn(
+    [process.execPath, join(ROOT, "cli.ts"), "doctor", "--lab", name, ...(json ? ["-o", "json"] : [])],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
   let checks: Check[] = [];
   if (json) {
     try {
@@ -47,7 +54,8 @@ async function doctorUntil(name: string, ok: (r: Run) => boolean, ms = 30_000): 
   }
 }
 
-const failsWith = (check: string, node: string) => (r: Run) => r.code === 1 && r.checks.some((c) => c.name === check && c.status === "fail" && c.node === node);
+const failsWith = (check: string, node: string) => (r: Run) =>
+  r.code === 1 && r.checks.some((c) => c.name === check && c.status === "fail" && c.node === node);
 
 /** Doctor exits 1 naming `check` on `node` with a fix; returns that result. */
 async function expectFault(name: string, check: string, node: string): Promise<Check> {
@@ -84,7 +92,24 @@ describe.skipIf(!canRunHost)("weave doctor on a 3-node lab", () => {
   test("a healthy lab: every check passes, in a few seconds, and the table ends with the summary", async () => {
     const r = await expectHealthy(name);
     const names = new Set(r.checks.map((c) => c.name));
-    for (const c of ["agent", "mesh-peers", "ipam-ready", "pod-address", "pod-route", "devices", "mtu", "ping-same-node", "ping-cross-node", "ping-full-size", "tcp-6783", "udp-6784", "range-overlap", "cni-config", "agent-logs"]) expect(names).toContain(c);
+    for (const c of [
+      "agent",
+      "mesh-peers",
+      "ipam-ready",
+      "pod-address",
+      "pod-route",
+      "devices",
+      "mtu",
+      "ping-same-node",
+      "ping-cross-node",
+      "ping-full-size",
+      "tcp-6783",
+      "udp-6784",
+      "range-overlap",
+      "cni-config",
+      "agent-logs",
+    ])
+      expect(names).toContain(c);
     expect(r.ms).toBeLessThan(8000);
     const text = await doctor(name, false);
     expect(text.code).toBe(0);
@@ -104,13 +129,20 @@ describe.skipIf(!canRunHost)("weave doctor on a 3-node lab", () => {
   }, 90_000);
 
   test("UDP 6784 dropped by nftables on one node: udp-6784 names the node and the rule", async () => {
-    ok(nft("table inet doctortest {\n chain input { type filter hook input priority 0; policy accept; udp dport 6784 drop; }\n}\n"));
+    ok(
+      nft(
+        "table inet doctortest {\n chain input { type filter hook input priority 0; policy accept; udp dport 6784 drop; }\n}\n",
+      ),
+    );
     try {
       const hit = await expectFault(name, "udp-6784", n2.name);
       expect(hit.evidence).toContain("udp dport 6784 drop");
       expect(hit.fix).toContain("nft");
       const r = await doctor(name);
-      expect(failures(r).some((c) => c.name === "ping-cross-node" && c.node === n2.name), describeRun(r)).toBe(true);
+      expect(
+        failures(r).some((c) => c.name === "ping-cross-node" && c.node === n2.name),
+        describeRun(r),
+      ).toBe(true);
     } finally {
       ok(nft("delete table inet doctortest\n"));
     }
@@ -146,7 +178,10 @@ describe.skipIf(!canRunHost)("weave doctor on a 3-node lab", () => {
     const dir = n2.cniConfDir!;
     expect(dir).toBeDefined();
     const other = join(dir, "05-othernet.conflist");
-    writeFileSync(other, JSON.stringify({ cniVersion: "1.0.0", name: "othernet", plugins: [{ type: "bridge", bridge: "cni0" }] }));
+    writeFileSync(
+      other,
+      JSON.stringify({ cniVersion: "1.0.0", name: "othernet", plugins: [{ type: "bridge", bridge: "cni0" }] }),
+    );
     try {
       const hit = await expectFault(name, "cni-config", n2.name);
       expect(hit.evidence).toContain("05-othernet.conflist");

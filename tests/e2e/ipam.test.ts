@@ -7,7 +7,18 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eventually } from "../support/wait.ts";
 import { canRunHost, PLUGIN, PLUGIN_DIR, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { inNs, labAgent, pidAlive, labCut, labDown, labUp, readLab, stopAgent, waitMesh, type LabState } from "../../net/host/lab.ts";
+import {
+  inNs,
+  labAgent,
+  pidAlive,
+  labCut,
+  labDown,
+  labUp,
+  readLab,
+  stopAgent,
+  waitMesh,
+  type LabState,
+} from "../../net/host/lab.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 import { ipToNum } from "../../net/cidr.ts";
 
@@ -16,7 +27,14 @@ const conf = JSON.stringify({ cniVersion: "1.0.0", name: "weave", type: "weave-n
 /** Run the plugin in `node` asynchronously; resolves to its exit code and output. */
 function cni(node: string, command: string, id: string, netns?: string): Promise<{ code: number; out: string }> {
   const p = Bun.spawn(["nsenter", `--net=${netnsPath(node)}`, PLUGIN], {
-    env: { PATH: process.env.PATH!, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_IFNAME: "eth0", CNI_PATH: PLUGIN_DIR, ...(netns ? { CNI_NETNS: netns } : {}) },
+    env: {
+      PATH: process.env.PATH!,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: id,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: PLUGIN_DIR,
+      ...(netns ? { CNI_NETNS: netns } : {}),
+    },
     stdin: new Blob([conf]),
     stdout: "pipe",
     stderr: "pipe",
@@ -29,7 +47,12 @@ function held(s: LabState): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const n of s.nodes) {
     const r = inNs(n.netns, [WEAVE, "status", "ipam"]);
-    out.set(n.name, [...r.stdout.matchAll(/^(\d+\.\d+\.\d+\.\d+)\/\d+\s+(\S+)/gm)].filter((m) => m[2] !== "weave:expose").map((m) => `${m[1]} ${m[2]}`));
+    out.set(
+      n.name,
+      [...r.stdout.matchAll(/^(\d+\.\d+\.\d+\.\d+)\/\d+\s+(\S+)/gm)]
+        .filter((m) => m[2] !== "weave:expose")
+        .map((m) => `${m[1]} ${m[2]}`),
+    );
   }
   return out;
 }
@@ -39,7 +62,6 @@ function expectNoDuplicates(s: LabState): string[] {
   expect(all.length).toBe(new Set(all).size);
   return all;
 }
-
 
 describe.skipIf(!canRunHost)("distributed IPAM on a 3-node lab", () => {
   const name = uniqueName("i");
@@ -64,7 +86,8 @@ describe.skipIf(!canRunHost)("distributed IPAM on a 3-node lab", () => {
       const ipam = JSON.parse(inNs(node, [WEAVE, "report"]).stdout).IPAM;
       return `${ipam.Status} ${ipam.Entries.map((e: { Size: number }) => e.Size).sort()}`;
     };
-    for (const n of s.nodes) expect(await eventually(() => sizes(n.netns) === "ready 85,85,86"), `${n.name}: ${sizes(n.netns)}`).toBe(true);
+    for (const n of s.nodes)
+      expect(await eventually(() => sizes(n.netns) === "ready 85,85,86"), `${n.name}: ${sizes(n.netns)}`).toBe(true);
   });
 
   test("60 concurrent ADDs spread over the nodes: all succeed, unique, in range", async () => {
@@ -106,7 +129,11 @@ describe.skipIf(!canRunHost)("distributed IPAM on a 3-node lab", () => {
     expectNoDuplicates(s);
     // a runtime DELs what failed; afterwards nothing of this test is held
     await Promise.all(calls.map((c) => cni(node.netns, "DEL", c.id, c.ns)));
-    expect(held(s).get(node.name)!.filter((l) => / k\d+$/.test(l))).toEqual([]);
+    expect(
+      held(s)
+        .get(node.name)!
+        .filter((l) => / k\d+$/.test(l)),
+    ).toEqual([]);
   }, 120_000);
 
   test("a partition with allocations on both sides heals with no duplicates", async () => {
@@ -126,7 +153,8 @@ describe.skipIf(!canRunHost)("distributed IPAM on a 3-node lab", () => {
   test("a node removed for good: rmpeer (asked on two nodes at once) hands its space to one heir, which uses it", async () => {
     const gone = s.nodes[2]!;
     const [a, b] = [s.nodes[0]!, s.nodes[1]!];
-    const entries = (node: string) => JSON.parse(inNs(node, [WEAVE, "report"]).stdout).IPAM.Entries as { Nickname: string; Size: number }[];
+    const entries = (node: string) =>
+      JSON.parse(inNs(node, [WEAVE, "report"]).stdout).IPAM.Entries as { Nickname: string; Size: number }[];
     const size = (node: string, who: string) => entries(node).find((e) => e.Nickname === who)?.Size ?? 0;
     const before = { a: size(a.netns, a.name), b: size(a.netns, b.name), gone: size(a.netns, gone.name) };
     await stopAgent(gone.agentPid);

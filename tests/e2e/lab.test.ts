@@ -23,10 +23,24 @@ describe.skipIf(!canRunHost)("weave lab", () => {
     expect(r.out).toMatch(/MESH VIEW OF\s+PEERS REACHABLE\s+CONNECTIONS/);
     const s = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8"));
     expect(s.name).toBe(name);
-    expect(s.nodes).toEqual([1, 2, 3].map((i) => ({ name: `${name}-n${i}`, netns: `${name}-n${i}`, ip: `198.18.0.${10 + i}`, agentPid: expect.any(Number), dataDir: `/run/weave-lab/${name}/n${i}`, cniConfDir: `/run/weave-lab/${name}/n${i}/net.d` })));
-    expect(s.pods.map((p: { name: string }) => p.name)).toEqual([1, 2, 3].flatMap((i) => [`${name}-n${i}-p1`, `${name}-n${i}-p2`]));
+    expect(s.nodes).toEqual(
+      [1, 2, 3].map((i) => ({
+        name: `${name}-n${i}`,
+        netns: `${name}-n${i}`,
+        ip: `198.18.0.${10 + i}`,
+        agentPid: expect.any(Number),
+        dataDir: `/run/weave-lab/${name}/n${i}`,
+        cniConfDir: `/run/weave-lab/${name}/n${i}/net.d`,
+      })),
+    );
+    expect(s.pods.map((p: { name: string }) => p.name)).toEqual(
+      [1, 2, 3].flatMap((i) => [`${name}-n${i}-p1`, `${name}-n${i}-p2`]),
+    );
     for (const p of s.pods) {
-      expect(p).toMatchObject({ netns: `/var/run/netns/${p.name}`, containerId: expect.stringMatching(/^[0-9a-f]{32}$/) });
+      expect(p).toMatchObject({
+        netns: `/var/run/netns/${p.name}`,
+        containerId: expect.stringMatching(/^[0-9a-f]{32}$/),
+      });
       expect(p.ip).toMatch(/^10\.(3[2-9]|4[0-7])\.\d+\.\d+$/);
     }
     expect(new Set(s.pods.map((p: { ip: string }) => p.ip)).size).toBe(6);
@@ -52,7 +66,9 @@ describe.skipIf(!canRunHost)("weave lab", () => {
     const before = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8")).nodes[2].agentPid;
     expect(weave("lab", "agent", "stop", "n3", "--name", name).out).toContain(`agent of ${name}-n3 stopped`);
     expect(pidAlive(before)).toBe(false);
-    expect(weave("lab", "status", "--name", name).out).toMatch(new RegExp(`${name}-n3\\s+198\\.18\\.0\\.13\\s+stopped`));
+    expect(weave("lab", "status", "--name", name).out).toMatch(
+      new RegExp(`${name}-n3\\s+198\\.18\\.0\\.13\\s+stopped`),
+    );
     const started = weave("lab", "agent", "start", `${name}-n3`, "--name", name);
     expect(started.code, started.err).toBe(0);
     const after = JSON.parse(readFileSync(`/run/weave-lab/${name}/lab.json`, "utf8")).nodes[2].agentPid;
@@ -74,7 +90,9 @@ describe.skipIf(!canRunHost)("weave lab", () => {
     const s = readLab(name)!;
     const r = weave("lab", "down", "--name", name);
     expect(r.code, r.err).toBe(0);
-    const left = listNamedNetns().filter((n) => n === s.underlay || s.nodes.some((x) => x.netns === n) || s.pods.some((p) => p.name === n));
+    const left = listNamedNetns().filter(
+      (n) => n === s.underlay || s.nodes.some((x) => x.netns === n) || s.pods.some((p) => p.name === n),
+    );
     expect(left).toEqual([]);
     for (const n of s.nodes) expect(pidAlive(n.agentPid)).toBe(false);
     expect(existsSync(`/run/weave-lab/${name}`)).toBe(false);

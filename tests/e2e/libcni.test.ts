@@ -8,7 +8,16 @@
  */
 import { describe, test, expect, beforeAll, afterAll } from "bun:test";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { canRunHost, PLUGIN_DIR, REF_PLUGINS, ROOT } from "../support/env.ts";
@@ -26,7 +35,8 @@ function fmt(what: string, r: Run): string {
 /** Build tests/support/libcni into /tmp/weave-cnitool-<hash>/cnitool-weave (reused while the source is unchanged). */
 function buildCnitool(): string {
   const goVersion = Bun.spawnSync(["go", "version"], { stdout: "pipe", stderr: "pipe" });
-  if (goVersion.exitCode !== 0) throw new Error("`go` is not available: install golang-go and golang-github-appc-cni-dev");
+  if (goVersion.exitCode !== 0)
+    throw new Error("`go` is not available: install golang-go and golang-github-appc-cni-dev");
   if (!existsSync("/usr/share/gocode/src/github.com/containernetworking/cni/libcni")) {
     throw new Error("libcni sources are missing: install golang-github-appc-cni-dev");
   }
@@ -55,7 +65,14 @@ function buildCnitool(): string {
       stdout: "pipe",
       stderr: "pipe",
     });
-    if (r.exitCode !== 0) throw new Error(fmt("go build of tests/support/libcni", { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() }));
+    if (r.exitCode !== 0)
+      throw new Error(
+        fmt("go build of tests/support/libcni", {
+          code: r.exitCode ?? -1,
+          stdout: r.stdout.toString(),
+          stderr: r.stderr.toString(),
+        }),
+      );
     // Atomic: a concurrent run either sees no binary or a complete one.
     renameSync(out, bin);
     return bin;
@@ -119,7 +136,11 @@ describe.skipIf(!canRunHost)("libcni drives weave-net + portmap", () => {
       CNITOOL_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-${id.slice(0, 8)};K8S_POD_INFRA_CONTAINER_ID=${id}`,
     };
     if (capArgs) env.CNITOOL_CAP_ARGS = JSON.stringify(capArgs);
-    const r = Bun.spawnSync(["nsenter", `--net=/var/run/netns/${lab!.node}`, tool, cmd, file, netns, id], { env, stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync(["nsenter", `--net=/var/run/netns/${lab!.node}`, tool, cmd, file, netns, id], {
+      env,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
   }
 
@@ -162,105 +183,111 @@ describe.skipIf(!canRunHost)("libcni drives weave-net + portmap", () => {
   });
 
   for (const cniVersion of ["0.4.0", "1.0.0"]) {
-    test(
-      `cniVersion ${cniVersion}: ADD, CHECK, DEL, DEL again`,
-      async () => {
-        const file = writeConflist(cniVersion);
-        const netns = lab!.podNs();
-        const pod = basename(netns);
-        const id = containerId();
-        const vethsBefore = await lab!.veths();
+    test(`cniVersion ${cniVersion}: ADD, CHECK, DEL, DEL again`, async () => {
+      const file = writeConflist(cniVersion);
+      const netns = lab!.podNs();
+      const pod = basename(netns);
+      const id = containerId();
+      const vethsBefore = await lab!.veths();
 
-        // ADD through weave-net then portmap (runtimeConfig.portMappings from CapabilityArgs).
-        const result = add(file, netns, id, PORT_MAPPINGS);
-        const dump = JSON.stringify(result, null, 2);
-        expect(result.cniVersion, dump).toBe(cniVersion);
-        expect(Array.isArray(result.ips) && result.ips.length, dump).toBe(1);
-        const ip = result.ips[0];
-        expect(ip.address, dump).toMatch(POD_CIDR_RE);
-        if (cniVersion === "1.0.0") expect("version" in ip, `ips[].version must be absent in 1.0.0:\n${dump}`).toBe(false);
-        else expect(ip.version, dump).toBe("4");
-        expect(typeof ip.interface, dump).toBe("number");
-        const iface = result.interfaces?.[ip.interface];
-        expect(iface, dump).toBeDefined();
-        expect(iface.name, dump).toBe("eth0");
-        expect(iface.sandbox, dump).toBe(netns);
-        expect(iface.mac, dump).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i);
-        const gw: string = ip.gateway;
-        expect(gw, dump).toMatch(/^10\.(3[2-9]|4[0-7])\.\d+\.\d+$/);
-        const addr = ip.address.split("/")[0];
+      // ADD through weave-net then portmap (runtimeConfig.portMappings from CapabilityArgs).
+      const result = add(file, netns, id, PORT_MAPPINGS);
+      const dump = JSON.stringify(result, null, 2);
+      expect(result.cniVersion, dump).toBe(cniVersion);
+      expect(Array.isArray(result.ips) && result.ips.length, dump).toBe(1);
+      const ip = result.ips[0];
+      expect(ip.address, dump).toMatch(POD_CIDR_RE);
+      if (cniVersion === "1.0.0")
+        expect("version" in ip, `ips[].version must be absent in 1.0.0:\n${dump}`).toBe(false);
+      else expect(ip.version, dump).toBe("4");
+      expect(typeof ip.interface, dump).toBe("number");
+      const iface = result.interfaces?.[ip.interface];
+      expect(iface, dump).toBeDefined();
+      expect(iface.name, dump).toBe("eth0");
+      expect(iface.sandbox, dump).toBe(netns);
+      expect(iface.mac, dump).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i);
+      const gw: string = ip.gateway;
+      expect(gw, dump).toMatch(/^10\.(3[2-9]|4[0-7])\.\d+\.\d+$/);
+      const addr = ip.address.split("/")[0];
 
-        // The agent holds the address for this container.
-        const held = lab!.held();
-        expect(held.some((l) => l.includes(id) && l.startsWith(ip.address)), `agent holds:\n${held.join("\n")}`).toBe(true);
+      // The agent holds the address for this container.
+      const held = lab!.held();
+      expect(
+        held.some((l) => l.includes(id) && l.startsWith(ip.address)),
+        `agent holds:\n${held.join("\n")}`,
+      ).toBe(true);
 
-        // The pod: eth0 with the address, default route via the gateway.
-        const a = lab!.exec(pod, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
-        expect(a.code, fmt("ip addr (pod)", a)).toBe(0);
-        expect(a.stdout, a.stdout).toContain(`inet ${ip.address}`);
-        const rt = lab!.exec(pod, ["ip", "-4", "route", "show", "default"]);
-        expect(rt.stdout, fmt("ip route (pod)", rt)).toContain(`default via ${gw} dev eth0`);
+      // The pod: eth0 with the address, default route via the gateway.
+      const a = lab!.exec(pod, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+      expect(a.code, fmt("ip addr (pod)", a)).toBe(0);
+      expect(a.stdout, a.stdout).toContain(`inet ${ip.address}`);
+      const rt = lab!.exec(pod, ["ip", "-4", "route", "show", "default"]);
+      expect(rt.stdout, fmt("ip route (pod)", rt)).toContain(`default via ${gw} dev eth0`);
 
-        // portmap's rules on the node: the hostport chain and a DNAT of 8080 to the pod.
-        const rules = nat();
-        expect(rules, rules).toContain("CNI-HOSTPORT-DNAT");
-        expect(rules, rules).toMatch(new RegExp(`--dport 8080 .*--to-destination ${addr.replace(/\./g, "\\.")}:80`));
+      // portmap's rules on the node: the hostport chain and a DNAT of 8080 to the pod.
+      const rules = nat();
+      expect(rules, rules).toContain("CNI-HOSTPORT-DNAT");
+      expect(rules, rules).toMatch(new RegExp(`--dport 8080 .*--to-destination ${addr.replace(/\./g, "\\.")}:80`));
 
-        // CHECK: both plugins in order, with the cached result as prevResult. Debian's portmap
-        // (containernetworking-plugins 1.1.1) fails CHECK for IPv4-only pods whenever ip6tables
-        // works: it looks for its per-container chain in ip6tables too (upstream bug
-        // containernetworking/plugins#819, fixed in 1.2.0). libcni runs CHECK in list order, so
-        // that error means weave-net's CHECK has already passed; anything else is a failure.
-        const c = cnitool("check", file, netns, id, PORT_MAPPINGS);
-        const portmapV6Bug = /check: could not check ipv6 dnat: chain CNI-DN-[0-9a-f]+ not found in iptables table nat/;
-        expect(c.code === 0 || portmapV6Bug.test(c.stderr), fmt("cnitool-weave check", c)).toBe(true);
-        // weave-net's CHECK alone (same network name, so libcni finds the cached result).
-        const c1 = cnitool("check", writeConflist(cniVersion, true), netns, id);
-        expect(c1.code, fmt("cnitool-weave check (weave-net only)", c1)).toBe(0);
+      // CHECK: both plugins in order, with the cached result as prevResult. Debian's portmap
+      // (containernetworking-plugins 1.1.1) fails CHECK for IPv4-only pods whenever ip6tables
+      // works: it looks for its per-container chain in ip6tables too (upstream bug
+      // containernetworking/plugins#819, fixed in 1.2.0). libcni runs CHECK in list order, so
+      // that error means weave-net's CHECK has already passed; anything else is a failure.
+      const c = cnitool("check", file, netns, id, PORT_MAPPINGS);
+      const portmapV6Bug = /check: could not check ipv6 dnat: chain CNI-DN-[0-9a-f]+ not found in iptables table nat/;
+      expect(c.code === 0 || portmapV6Bug.test(c.stderr), fmt("cnitool-weave check", c)).toBe(true);
+      // weave-net's CHECK alone (same network name, so libcni finds the cached result).
+      const c1 = cnitool("check", writeConflist(cniVersion, true), netns, id);
+      expect(c1.code, fmt("cnitool-weave check (weave-net only)", c1)).toBe(0);
 
-        // DEL: address released, portmap's DNAT gone, host veth gone.
-        const d1 = del(file, netns, id, PORT_MAPPINGS);
-        expect(d1.code, fmt("cnitool-weave del", d1)).toBe(0);
-        const heldAfter = lab!.held();
-        expect(heldAfter.filter((l) => l.includes(id)), `agent still holds:\n${heldAfter.join("\n")}`).toEqual([]);
-        const rulesAfter = nat();
-        expect(rulesAfter, rulesAfter).not.toContain(`${addr}:80`);
-        expect(rulesAfter, rulesAfter).not.toMatch(/--dport 8080 /);
-        expect(await lab!.veths()).toEqual(vethsBefore);
-        const gone = lab!.exec(pod, ["ip", "-o", "link", "show", "dev", "eth0"]);
-        expect(gone.code, `eth0 still in the pod:\n${gone.stdout}`).not.toBe(0);
+      // DEL: address released, portmap's DNAT gone, host veth gone.
+      const d1 = del(file, netns, id, PORT_MAPPINGS);
+      expect(d1.code, fmt("cnitool-weave del", d1)).toBe(0);
+      const heldAfter = lab!.held();
+      expect(
+        heldAfter.filter((l) => l.includes(id)),
+        `agent still holds:\n${heldAfter.join("\n")}`,
+      ).toEqual([]);
+      const rulesAfter = nat();
+      expect(rulesAfter, rulesAfter).not.toContain(`${addr}:80`);
+      expect(rulesAfter, rulesAfter).not.toMatch(/--dport 8080 /);
+      expect(await lab!.veths()).toEqual(vethsBefore);
+      const gone = lab!.exec(pod, ["ip", "-o", "link", "show", "dev", "eth0"]);
+      expect(gone.code, `eth0 still in the pod:\n${gone.stdout}`).not.toBe(0);
 
-        // DEL again: idempotent (libcni has dropped its cache, so plugins get no prevResult).
-        const d2 = cnitool("del", file, netns, id, PORT_MAPPINGS);
-        expect(d2.code, fmt("second cnitool-weave del", d2)).toBe(0);
-        expect(lab!.held().filter((l) => l.includes(id))).toEqual([]);
-      },
-      120_000,
-    );
+      // DEL again: idempotent (libcni has dropped its cache, so plugins get no prevResult).
+      const d2 = cnitool("del", file, netns, id, PORT_MAPPINGS);
+      expect(d2.code, fmt("second cnitool-weave del", d2)).toBe(0);
+      expect(lab!.held().filter((l) => l.includes(id))).toEqual([]);
+    }, 120_000);
   }
 
-  test(
-    "two pods added via libcni ping each other",
-    async () => {
-      const file = writeConflist("1.0.0");
-      const vethsBefore = await lab!.veths();
-      const pods = [0, 1].map(() => ({ netns: lab!.podNs(), id: containerId(), ip: "" }));
-      for (const p of pods) p.ip = add(file, p.netns, p.id).ips[0].address.split("/")[0];
-      expect(pods[0]!.ip).not.toBe(pods[1]!.ip);
+  test("two pods added via libcni ping each other", async () => {
+    const file = writeConflist("1.0.0");
+    const vethsBefore = await lab!.veths();
+    const pods = [0, 1].map(() => ({ netns: lab!.podNs(), id: containerId(), ip: "" }));
+    for (const p of pods) p.ip = add(file, p.netns, p.id).ips[0].address.split("/")[0];
+    expect(pods[0]!.ip).not.toBe(pods[1]!.ip);
 
-      for (const [from, to] of [[pods[0]!, pods[1]!], [pods[1]!, pods[0]!]] as const) {
-        const r = lab!.exec(basename(from.netns), ["ping", "-c1", "-W2", to.ip]);
-        expect(r.code, fmt(`ping ${to.ip} from ${basename(from.netns)}`, r)).toBe(0);
-      }
+    for (const [from, to] of [
+      [pods[0]!, pods[1]!],
+      [pods[1]!, pods[0]!],
+    ] as const) {
+      const r = lab!.exec(basename(from.netns), ["ping", "-c1", "-W2", to.ip]);
+      expect(r.code, fmt(`ping ${to.ip} from ${basename(from.netns)}`, r)).toBe(0);
+    }
 
-      for (const p of pods) {
-        const r = del(file, p.netns, p.id);
-        expect(r.code, fmt("cnitool-weave del", r)).toBe(0);
-      }
-      const held = lab!.held();
-      for (const p of pods) expect(held.filter((l) => l.includes(p.id)), held.join("\n")).toEqual([]);
-      expect(await lab!.veths()).toEqual(vethsBefore);
-    },
-    120_000,
-  );
+    for (const p of pods) {
+      const r = del(file, p.netns, p.id);
+      expect(r.code, fmt("cnitool-weave del", r)).toBe(0);
+    }
+    const held = lab!.held();
+    for (const p of pods)
+      expect(
+        held.filter((l) => l.includes(p.id)),
+        held.join("\n"),
+      ).toEqual([]);
+    expect(await lab!.veths()).toEqual(vethsBefore);
+  }, 120_000);
 });

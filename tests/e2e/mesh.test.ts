@@ -8,11 +8,23 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eventually } from "../support/wait.ts";
 import { canRunHost, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { inNs, labAgent, pidAlive, labCut, labDown, labUp, meshViews, pingMatrix, readLab, waitMesh, type LabState } from "../../net/host/lab.ts";
+import {
+  inNs,
+  labAgent,
+  pidAlive,
+  labCut,
+  labDown,
+  labUp,
+  meshViews,
+  pingMatrix,
+  readLab,
+  waitMesh,
+  type LabState,
+} from "../../net/host/lab.ts";
 import { netnsPath } from "../../net/host/netns.ts";
 
-const ping = (from: string, ip: string, extra: string[] = []) => inNs(from, ["ping", "-c", "1", "-W", "2", ...extra, ip]).code === 0;
-
+const ping = (from: string, ip: string, extra: string[] = []) =>
+  inNs(from, ["ping", "-c", "1", "-W", "2", ...extra, ip]).code === 0;
 
 function fdbDsts(s: LabState, node: string): string[] {
   const out = inNs(node, ["bridge", "fdb", "show", "dev", "vxlan-6784"]).stdout;
@@ -35,7 +47,13 @@ describe.skipIf(!canRunHost)("mesh on a 5-node lab", () => {
   });
 
   test("each node floods to exactly the other four", () => {
-    for (const n of s.nodes) expect(fdbDsts(s, n.netns)).toEqual(s.nodes.filter((o) => o !== n).map((o) => o.ip).sort());
+    for (const n of s.nodes)
+      expect(fdbDsts(s, n.netns)).toEqual(
+        s.nodes
+          .filter((o) => o !== n)
+          .map((o) => o.ip)
+          .sort(),
+      );
   });
 });
 
@@ -61,7 +79,10 @@ describe.skipIf(!canRunHost)("mesh on a 3-node lab", () => {
     const [a, b] = [s.pods.find((p) => p.node.endsWith("-n1"))!, s.pods.find((p) => p.node.endsWith("-n2"))!];
     for (const p of [a, b]) {
       const pod = p.name;
-      expect(inNs(pod, ["cat", "/sys/class/net/eth0/mtu"]).stdout.trim() === "1450" || inNs(pod, ["ip", "link", "show", "eth0"]).stdout.includes("mtu 1450")).toBe(true);
+      expect(
+        inNs(pod, ["cat", "/sys/class/net/eth0/mtu"]).stdout.trim() === "1450" ||
+          inNs(pod, ["ip", "link", "show", "eth0"]).stdout.includes("mtu 1450"),
+      ).toBe(true);
       inNs(pod, ["ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro", "off"]);
     }
     expect(ping(a.name, b.ip, ["-M", "do", "-s", "1422"])).toBe(true);
@@ -72,7 +93,16 @@ describe.skipIf(!canRunHost)("mesh on a 3-node lab", () => {
 
   test("a pod reaches a host outside the cluster, which sees the node's address", async () => {
     const outside = s.outside!;
-    const server = Bun.spawn(["nsenter", `--net=${netnsPath(outside.netns)}`, process.execPath, "-e", `const s = Bun.listen({ hostname: "${outside.ip}", port: 8080, socket: { open(k) { console.log(k.remoteAddress); k.end(); setTimeout(() => process.exit(0), 50); }, data() {} } }); setTimeout(() => process.exit(1), 15000);`], { stdout: "pipe" });
+    const server = Bun.spawn(
+      [
+        "nsenter",
+        `--net=${netnsPath(outside.netns)}`,
+        process.execPath,
+        "-e",
+        `const s = Bun.listen({ hostname: "${outside.ip}", port: 8080, socket: { open(k) { console.log(k.remoteAddress); k.end(); setTimeout(() => process.exit(0), 50); }, data() {} } }); setTimeout(() => process.exit(1), 15000);`,
+      ],
+      { stdout: "pipe" },
+    );
     try {
       await Bun.sleep(300);
       const pod = s.pods.find((p) => p.node.endsWith("-n2"))!;
@@ -93,7 +123,8 @@ describe.skipIf(!canRunHost)("mesh on a 3-node lab", () => {
     const survivors = s.nodes.filter((n) => n !== victim);
     expect(await eventually(() => survivors.every((n) => !fdbDsts(s, n.netns).includes(victim.ip)))).toBe(true);
     const alive = s.pods.filter((p) => p.node !== victim.name);
-    for (const a of alive) for (const b of alive) if (a !== b) expect(ping(a.name, b.ip), `${a.name} -> ${b.name}`).toBe(true);
+    for (const a of alive)
+      for (const b of alive) if (a !== b) expect(ping(a.name, b.ip), `${a.name} -> ${b.name}`).toBe(true);
 
     expect(await eventually(() => !pidAlive(victim.agentPid), 10000)).toBe(true);
     await labAgent(name, "start", victim.name, tools);
@@ -108,7 +139,15 @@ describe.skipIf(!canRunHost)("mesh on a 3-node lab", () => {
   test("a node cut off with nftables is lost, and after healing the mesh converges again", async () => {
     const cut = s.nodes[1]!;
     labCut(name, cut.name, true);
-    expect(await eventually(() => meshViews(tools, s).filter((v) => v.node !== cut.name).every((v) => v.reachable === 2), 30000)).toBe(true);
+    expect(
+      await eventually(
+        () =>
+          meshViews(tools, s)
+            .filter((v) => v.node !== cut.name)
+            .every((v) => v.reachable === 2),
+        30000,
+      ),
+    ).toBe(true);
     const other = s.pods.find((p) => p.node !== cut.name)!;
     const inside = s.pods.find((p) => p.node === cut.name)!;
     expect(ping(other.name, inside.ip)).toBe(false);

@@ -12,7 +12,20 @@
  * `ip netns exec`, which remounts /sys).
  */
 import { describe, test, expect, beforeAll, afterAll } from "bun:test";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { canRunHost, PLUGIN_DIR, REF_PLUGINS, uniqueName } from "../support/env.ts";
@@ -74,8 +87,19 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
 
   function podman(args: string[], stdin?: string): Run {
     const argv = ["nsenter", `--net=/var/run/netns/${lab!.node}`, "podman", ...args];
-    const r = Bun.spawnSync(argv, { env, stdin: stdin === undefined ? "ignore" : Buffer.from(stdin), stdout: "pipe", stderr: "pipe", timeout: 90_000 });
-    const run = { argv: ["podman", ...args], code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+    const r = Bun.spawnSync(argv, {
+      env,
+      stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 90_000,
+    });
+    const run = {
+      argv: ["podman", ...args],
+      code: r.exitCode ?? -1,
+      stdout: r.stdout.toString(),
+      stderr: r.stderr.toString(),
+    };
     log.push(run);
     return run;
   }
@@ -128,10 +152,12 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
   beforeAll(async () => {
     const missing = ["podman", "runc", "conmon", "nsenter", "iptables"].filter((c) => !which(c));
     if (!existsSync(BUSYBOX)) missing.push(`${BUSYBOX} (busybox-static)`);
-    if (missing.length) throw new Error(`podman e2e needs: ${missing.join(", ")} (apt-get install podman runc busybox-static)`);
+    if (missing.length)
+      throw new Error(`podman e2e needs: ${missing.join(", ")} (apt-get install podman runc busybox-static)`);
 
     dir = mkdtempSync(join(tmpdir(), "weave-podman-"));
-    for (const d of ["net.d", "root", "runroot", "tmp", "home", "rootfs/bin", "www"]) mkdirSync(join(dir, d), { recursive: true });
+    for (const d of ["net.d", "root", "runroot", "tmp", "home", "rootfs/bin", "www"])
+      mkdirSync(join(dir, d), { recursive: true });
     writeFileSync(
       join(dir, "containers.conf"),
       [
@@ -153,7 +179,16 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
         "",
       ].join("\n"),
     );
-    writeFileSync(join(dir, "storage.conf"), ["[storage]", 'driver = "vfs"', `graphroot = ${JSON.stringify(join(dir, "root"))}`, `runroot = ${JSON.stringify(join(dir, "runroot"))}`, ""].join("\n"));
+    writeFileSync(
+      join(dir, "storage.conf"),
+      [
+        "[storage]",
+        'driver = "vfs"',
+        `graphroot = ${JSON.stringify(join(dir, "root"))}`,
+        `runroot = ${JSON.stringify(join(dir, "runroot"))}`,
+        "",
+      ].join("\n"),
+    );
     writeFileSync(join(dir, "net.d", `${NET}.conflist`), JSON.stringify(conflist(), null, 2));
     writeFileSync(join(dir, "www", "index.html"), "hello from weave\n");
     env = {
@@ -169,7 +204,10 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
     copyFileSync(BUSYBOX, join(bin, "busybox"));
     chmodSync(join(bin, "busybox"), 0o755);
     for (const a of APPLETS) symlinkSync("busybox", join(bin, a));
-    const tar = Bun.spawnSync(["tar", "-C", join(dir, "rootfs"), "-cf", join(dir, "rootfs.tar"), "."], { stdout: "pipe", stderr: "pipe" });
+    const tar = Bun.spawnSync(["tar", "-C", join(dir, "rootfs"), "-cf", join(dir, "rootfs.tar"), "."], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     if (tar.exitCode !== 0) throw new Error(`tar of the busybox rootfs failed: ${tar.stderr}`);
 
     lab = await startLab({ nodes: 1, pods: 0 });
@@ -226,115 +264,152 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
     expect(r.stderr, fmt(r)).not.toMatch(/Error validating CNI config file/);
   });
 
-  test(
-    "podman run --rm: eth0 gets an address in 10.32.0.0/12, released afterwards",
-    async () => {
-      const heldBefore = lab!.held();
-      const vethsBefore = await lab!.veths();
-      const r = ok(podman(["run", "--rm", "--name", name("once"), "--network", NET, IMAGE, "ip", "-o", "-4", "addr", "show", "dev", "eth0"]));
-      expect(r.stdout, fmt(r)).toMatch(POD_IP_RE);
-      expect(lab!.held(), recent()).toEqual(heldBefore);
-      expect(await lab!.veths(), recent()).toEqual(vethsBefore);
-    },
-    120_000,
-  );
+  test("podman run --rm: eth0 gets an address in 10.32.0.0/12, released afterwards", async () => {
+    const heldBefore = lab!.held();
+    const vethsBefore = await lab!.veths();
+    const r = ok(
+      podman([
+        "run",
+        "--rm",
+        "--name",
+        name("once"),
+        "--network",
+        NET,
+        IMAGE,
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "dev",
+        "eth0",
+      ]),
+    );
+    expect(r.stdout, fmt(r)).toMatch(POD_IP_RE);
+    expect(lab!.held(), recent()).toEqual(heldBefore);
+    expect(await lab!.veths(), recent()).toEqual(vethsBefore);
+  }, 120_000);
 
-  test(
-    "two containers: distinct addresses, ping each other, podman rm -f releases both",
-    async () => {
-      const vethsBefore = await lab!.veths();
-      const [a, b] = [name("a"), name("b")];
-      const idA = runDetached(a, [IMAGE, "sleep", "300"]);
-      const idB = runDetached(b, [IMAGE, "sleep", "300"]);
-      const ipA = containerIp(a);
-      const ipB = containerIp(b);
-      expect(ipA, recent()).not.toBe(ipB);
+  test("two containers: distinct addresses, ping each other, podman rm -f releases both", async () => {
+    const vethsBefore = await lab!.veths();
+    const [a, b] = [name("a"), name("b")];
+    const idA = runDetached(a, [IMAGE, "sleep", "300"]);
+    const idB = runDetached(b, [IMAGE, "sleep", "300"]);
+    const ipA = containerIp(a);
+    const ipB = containerIp(b);
+    expect(ipA, recent()).not.toBe(ipB);
 
-      // podman recorded the address weave-net's result gave it.
-      const insp = ok(podman(["inspect", "-f", `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, a]));
-      expect(insp.stdout.trim(), fmt(insp)).toBe(ipA);
+    // podman recorded the address weave-net's result gave it.
+    const insp = ok(podman(["inspect", "-f", `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, a]));
+    expect(insp.stdout.trim(), fmt(insp)).toBe(ipA);
 
-      // The agent holds both, under podman's container ids.
-      const held = lab!.held();
-      expect(held.some((l) => l.startsWith(`${ipA}/`) && l.includes(idA)), `agent holds:\n${held.join("\n")}`).toBe(true);
-      expect(held.some((l) => l.startsWith(`${ipB}/`) && l.includes(idB)), `agent holds:\n${held.join("\n")}`).toBe(true);
+    // The agent holds both, under podman's container ids.
+    const held = lab!.held();
+    expect(
+      held.some((l) => l.startsWith(`${ipA}/`) && l.includes(idA)),
+      `agent holds:\n${held.join("\n")}`,
+    ).toBe(true);
+    expect(
+      held.some((l) => l.startsWith(`${ipB}/`) && l.includes(idB)),
+      `agent holds:\n${held.join("\n")}`,
+    ).toBe(true);
 
-      ok(podman(["exec", a, "ping", "-c1", "-W2", ipB]));
-      ok(podman(["exec", b, "ping", "-c1", "-W2", ipA]));
+    ok(podman(["exec", a, "ping", "-c1", "-W2", ipB]));
+    ok(podman(["exec", b, "ping", "-c1", "-W2", ipA]));
 
-      ok(podman(["rm", "-f", "-t", "0", a, b]));
-      const after = lab!.held();
-      expect(after.filter((l) => l.includes(idA) || l.includes(idB) || l.startsWith(`${ipA}/`) || l.startsWith(`${ipB}/`)), `agent still holds:\n${after.join("\n")}\n${recent()}`).toEqual([]);
-      expect(await lab!.veths(), recent()).toEqual(vethsBefore);
-    },
-    120_000,
-  );
+    ok(podman(["rm", "-f", "-t", "0", a, b]));
+    const after = lab!.held();
+    expect(
+      after.filter((l) => l.includes(idA) || l.includes(idB) || l.startsWith(`${ipA}/`) || l.startsWith(`${ipB}/`)),
+      `agent still holds:\n${after.join("\n")}\n${recent()}`,
+    ).toEqual([]);
+    expect(await lab!.veths(), recent()).toEqual(vethsBefore);
+  }, 120_000);
 
   /** A busybox httpd container published on the node's port 8080; returns its id and address. */
   function startWeb(tag: string): { n: string; id: string; ip: string } {
     const n = name(tag);
-    const id = runDetached(n, ["-p", "8080:80", "-v", `${join(dir, "www")}:/www:ro`, IMAGE, "httpd", "-f", "-p", "80", "-h", "/www"]);
+    const id = runDetached(n, [
+      "-p",
+      "8080:80",
+      "-v",
+      `${join(dir, "www")}:/www:ro`,
+      IMAGE,
+      "httpd",
+      "-f",
+      "-p",
+      "80",
+      "-h",
+      "/www",
+    ]);
     return { n, id, ip: containerIp(n) };
   }
 
   const GET = "GET / HTTP/1.0\r\n\r\n";
   const PAGE = "hello from weave";
 
-  test(
-    "podman -p 8080:80: portmap's DNAT on the node reaches the container; rm -f removes the rules",
-    async () => {
-      const vethsBefore = await lab!.veths();
-      const nodeIp = lab!.state.nodes[0]!.ip;
-      const web = startWeb("web");
-      const rules = natRules();
-      expect(rules, rules).toMatch(new RegExp(`--dport 8080 .*--to-destination ${web.ip.replace(/\./g, "\\.")}:80`));
+  test("podman -p 8080:80: portmap's DNAT on the node reaches the container; rm -f removes the rules", async () => {
+    const vethsBefore = await lab!.veths();
+    const nodeIp = lab!.state.nodes[0]!.ip;
+    const web = startWeb("web");
+    const rules = natRules();
+    expect(rules, rules).toMatch(new RegExp(`--dport 8080 .*--to-destination ${web.ip.replace(/\./g, "\\.")}:80`));
 
-      // From the node itself to its own address: OUTPUT-chain DNAT to the container.
-      // httpd may not listen yet right after `run -d`: a few attempts (count-bounded, not timed).
-      const ncFromNode = () => {
-        const r = Bun.spawnSync(["nsenter", `--net=/var/run/netns/${lab!.node}`, BUSYBOX, "nc", "-w", "3", nodeIp, "8080"], { stdin: Buffer.from(GET), stdout: "pipe", stderr: "pipe" });
-        return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-      };
-      let fromNode = ncFromNode();
-      for (let i = 0; i < 20 && !fromNode.stdout.includes(PAGE); i++) {
-        await Bun.sleep(100);
-        fromNode = ncFromNode();
-      }
-      expect(fromNode.stdout, `node -> ${nodeIp}:8080: exit ${fromNode.code}\n${fromNode.stdout}\n${fromNode.stderr}\n${recent()}`).toContain(PAGE);
+    // From the node itself to its own address: OUTPUT-chain DNAT to the container.
+    // httpd may not listen yet right after `run -d`: a few attempts (count-bounded, not timed).
+    const ncFromNode = () => {
+      const r = Bun.spawnSync(
+        ["nsenter", `--net=/var/run/netns/${lab!.node}`, BUSYBOX, "nc", "-w", "3", nodeIp, "8080"],
+        { stdin: Buffer.from(GET), stdout: "pipe", stderr: "pipe" },
+      );
+      return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+    };
+    let fromNode = ncFromNode();
+    for (let i = 0; i < 20 && !fromNode.stdout.includes(PAGE); i++) {
+      await Bun.sleep(100);
+      fromNode = ncFromNode();
+    }
+    expect(
+      fromNode.stdout,
+      `node -> ${nodeIp}:8080: exit ${fromNode.code}\n${fromNode.stdout}\n${fromNode.stderr}\n${recent()}`,
+    ).toContain(PAGE);
 
-      ok(podman(["rm", "-f", "-t", "0", web.n]));
-      const after = natRules();
-      expect(after, after).not.toMatch(/--dport 8080 /);
-      expect(after, after).not.toContain(`${web.ip}:80`);
-      expect(lab!.held().filter((l) => l.includes(web.id)), recent()).toEqual([]);
-      expect(await lab!.veths(), recent()).toEqual(vethsBefore);
-    },
-    120_000,
-  );
+    ok(podman(["rm", "-f", "-t", "0", web.n]));
+    const after = natRules();
+    expect(after, after).not.toMatch(/--dport 8080 /);
+    expect(after, after).not.toContain(`${web.ip}:80`);
+    expect(
+      lab!.held().filter((l) => l.includes(web.id)),
+      recent(),
+    ).toEqual([]);
+    expect(await lab!.veths(), recent()).toEqual(vethsBefore);
+  }, 120_000);
 
   // A pod reaching a hostPort of its own node: in through weave, DNAT, and routed back out
   // through weave by the node, so the node must forward IPv4 (the reference bridge plugin
   // turns net.ipv4.ip_forward on for its gateway; Kubernetes nodes have it on).
-  test(
-    "a container reaches another through the node's hostPort (DNAT + routed back through weave)",
-    async () => {
-      const vethsBefore = await lab!.veths();
-      const nodeIp = lab!.state.nodes[0]!.ip;
-      const web = startWeb("web2");
-      const client = name("client");
-      runDetached(client, [IMAGE, "sleep", "300"]);
-      let r = podman(["exec", "-i", client, "nc", "-w", "3", nodeIp, "8080"], GET);
-      for (let i = 0; i < 20 && !r.stdout.includes(PAGE) && !/timed out/.test(r.stderr); i++) {
-        await Bun.sleep(100); // httpd not listening yet: connection refused
-        r = podman(["exec", "-i", client, "nc", "-w", "3", nodeIp, "8080"], GET);
-      }
-      const fwd = lab!.exec(lab!.node, ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.trim();
-      expect(r.stdout, `${fmt(r)}\nnode net.ipv4.ip_forward = ${fwd}${fwd === "0" ? " (the node does not route, so the DNATed packet cannot go back out through weave)" : ""}`).toContain(PAGE);
+  test("a container reaches another through the node's hostPort (DNAT + routed back through weave)", async () => {
+    const vethsBefore = await lab!.veths();
+    const nodeIp = lab!.state.nodes[0]!.ip;
+    const web = startWeb("web2");
+    const client = name("client");
+    runDetached(client, [IMAGE, "sleep", "300"]);
+    let r = podman(["exec", "-i", client, "nc", "-w", "3", nodeIp, "8080"], GET);
+    for (let i = 0; i < 20 && !r.stdout.includes(PAGE) && !/timed out/.test(r.stderr); i++) {
+      await Bun.sleep(100); // httpd not listening yet: connection refused
+      r = podman(["exec", "-i", client, "nc", "-w", "3", nodeIp, "8080"], GET);
+    }
+    const fwd = lab!.exec(lab!.node, ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.trim();
+    expect(
+      r.stdout,
+      `${fmt(r)}\nnode net.ipv4.ip_forward = ${fwd}${fwd === "0" ? " (the node does not route, so the DNATed packet cannot go back out through weave)" : ""}`,
+    ).toContain(PAGE);
 
-      ok(podman(["rm", "-f", "-t", "0", web.n, client]));
-      expect(lab!.held().filter((l) => l.includes(web.id)), recent()).toEqual([]);
-      expect(await lab!.veths(), recent()).toEqual(vethsBefore);
-    },
-    120_000,
-  );
+    ok(podman(["rm", "-f", "-t", "0", web.n, client]));
+    expect(
+      lab!.held().filter((l) => l.includes(web.id)),
+      recent(),
+    ).toEqual([]);
+    expect(await lab!.veths(), recent()).toEqual(vethsBefore);
+  }, 120_000);
 });

@@ -18,7 +18,12 @@ const cid = () => `c${process.pid}x${seq++}`;
 
 describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
   let lab: TestLab;
-  const env = (command: string, o: Record<string, string> = {}) => ({ CNI_COMMAND: command, CNI_IFNAME: "eth0", CNI_PATH: PLUGIN_DIR, ...o });
+  const env = (command: string, o: Record<string, string> = {}) => ({
+    CNI_COMMAND: command,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: PLUGIN_DIR,
+    ...o,
+  });
 
   beforeAll(async () => {
     lab = await startLab({ nodes: 1, pods: 0 });
@@ -82,7 +87,10 @@ describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
       const add = lab.cni(env("ADD", { CNI_CONTAINERID: id, CNI_NETNS: netnsPath(name) }), conf());
       expect(add.code, add.stdout).toBe(0);
       if (mode === "gone") deleteNamedNetns(name);
-      const del = lab.cni(env("DEL", mode === "gone" ? { CNI_CONTAINERID: id, CNI_NETNS: netnsPath(name) } : { CNI_CONTAINERID: id }), conf());
+      const del = lab.cni(
+        env("DEL", mode === "gone" ? { CNI_CONTAINERID: id, CNI_NETNS: netnsPath(name) } : { CNI_CONTAINERID: id }),
+        conf(),
+      );
       expect(del.code, del.stdout).toBe(0);
       expect(lab.held().some((l) => l.includes(id))).toBe(false);
       deleteNamedNetns(name);
@@ -119,7 +127,13 @@ describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
     const ns2 = lab.podNs();
     const pod2 = ns2.split("/").pop()!;
     const id2 = cid();
-    for (const cmd of [["ip", "link", "add", "xa", "type", "veth", "peer", "name", "xb"], ["ip", "link", "set", "xa", "up"], ["ip", "link", "set", "xb", "up"], ["ip", "addr", "add", "192.0.2.1/24", "dev", "xa"], ["ip", "route", "add", "default", "via", "192.0.2.2"]]) {
+    for (const cmd of [
+      ["ip", "link", "add", "xa", "type", "veth", "peer", "name", "xb"],
+      ["ip", "link", "set", "xa", "up"],
+      ["ip", "link", "set", "xb", "up"],
+      ["ip", "addr", "add", "192.0.2.1/24", "dev", "xa"],
+      ["ip", "route", "add", "default", "via", "192.0.2.2"],
+    ]) {
       expect(lab.exec(pod2, cmd).code).toBe(0);
     }
     const r2 = lab.cni(env("ADD", { CNI_CONTAINERID: id2, CNI_NETNS: ns2 }), conf());
@@ -186,8 +200,12 @@ describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
     }
     const keep = { ns: lab.podNs(), id: cid() };
     const drop = { ns: lab.podNs(), id: cid() };
-    for (const p of [keep, drop]) expect(lab.cni(env("ADD", { CNI_CONTAINERID: p.id, CNI_NETNS: p.ns }), conf()).code).toBe(0);
-    const gc = lab.cni(env("GC"), conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [{ containerID: keep.id, ifname: "eth0" }] }));
+    for (const p of [keep, drop])
+      expect(lab.cni(env("ADD", { CNI_CONTAINERID: p.id, CNI_NETNS: p.ns }), conf()).code).toBe(0);
+    const gc = lab.cni(
+      env("GC"),
+      conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [{ containerID: keep.id, ifname: "eth0" }] }),
+    );
     expect(gc.code, gc.stdout).toBe(0);
     const held = lab.held();
     expect(held.length).toBe(1);

@@ -36,7 +36,11 @@ describe.skipIf(!canRunHost)("host layer (rtnetlink over bun:ffi)", () => {
 
   test("a veth whose peer is created in another namespace, enslaved, addressed and routed", () => {
     const br = h.link("weave")!;
-    const v = h.addVeth({ name: "vethwepltest1", mtu: 1400, peer: { name: "eth0", netns: netnsPath(b), mac: "0a:58:0a:20:00:02" } });
+    const v = h.addVeth({
+      name: "vethwepltest1",
+      mtu: 1400,
+      peer: { name: "eth0", netns: netnsPath(b), mac: "0a:58:0a:20:00:02" },
+    });
     h.setLink(v.index, { master: br.index, up: true });
     h.setHairpin(v.index, true);
     expect(h.link("vethwepltest1")).toMatchObject({ master: br.index, up: true, mtu: 1400 });
@@ -70,16 +74,32 @@ describe.skipIf(!canRunHost)("host layer (rtnetlink over bun:ffi)", () => {
     h.addFdb({ dev: vx.index, mac: "00:00:00:00:00:00", dst: "198.18.0.12" });
     h.addFdb({ dev: vx.index, mac: "00:00:00:00:00:00", dst: "198.18.0.13" });
     h.addFdb({ dev: vx.index, mac: "0a:58:0a:20:00:09", dst: "198.18.0.13" });
-    const dsts = h.fdb(vx.index).filter((f) => f.dst).map((f) => `${f.mac}>${f.dst}`).sort();
-    expect(dsts).toEqual(["00:00:00:00:00:00>198.18.0.12", "00:00:00:00:00:00>198.18.0.13", "0a:58:0a:20:00:09>198.18.0.13"]);
+    const dsts = h
+      .fdb(vx.index)
+      .filter((f) => f.dst)
+      .map((f) => `${f.mac}>${f.dst}`)
+      .sort();
+    expect(dsts).toEqual([
+      "00:00:00:00:00:00>198.18.0.12",
+      "00:00:00:00:00:00>198.18.0.13",
+      "0a:58:0a:20:00:09>198.18.0.13",
+    ]);
     expect(h.delFdb({ dev: vx.index, mac: "00:00:00:00:00:00", dst: "198.18.0.12" })).toBe(true);
     // The kernel answers success for a remote it does not have when the MAC has others.
     h.delFdb({ dev: vx.index, mac: "00:00:00:00:00:00", dst: "198.18.0.12" });
-    expect(h.fdb(vx.index).filter((f) => f.mac === "00:00:00:00:00:00" && f.dst).map((f) => f.dst)).toEqual(["198.18.0.13"]);
+    expect(
+      h
+        .fdb(vx.index)
+        .filter((f) => f.mac === "00:00:00:00:00:00" && f.dst)
+        .map((f) => f.dst),
+    ).toEqual(["198.18.0.13"]);
     expect(h.delFdb({ dev: vx.index, mac: "0a:58:0a:20:00:77", dst: "198.18.0.12" })).toBe(false);
     h.setNeighbour({ dev: br.index, ip: "10.32.0.9", mac: "0a:58:0a:20:00:09" });
     h.setNeighbour({ dev: br.index, ip: "10.32.0.9", mac: "0a:58:0a:20:00:09" });
-    expect(h.neighbours(br.index).find((n) => n.ip === "10.32.0.9")).toMatchObject({ mac: "0a:58:0a:20:00:09", state: 0x80 });
+    expect(h.neighbours(br.index).find((n) => n.ip === "10.32.0.9")).toMatchObject({
+      mac: "0a:58:0a:20:00:09",
+      state: 0x80,
+    });
     expect(h.delNeighbour({ dev: br.index, ip: "10.32.0.9" })).toBe(true);
     expect(h.delNeighbour({ dev: br.index, ip: "10.32.0.9" })).toBe(false);
   });
@@ -114,7 +134,10 @@ describe.skipIf(!canRunHost)("host layer (rtnetlink over bun:ffi)", () => {
     const f = `/tmp/${a}-plain`;
     writeFileSync(f, "x");
     try {
-      expect(checkNetnsPath(f)).toMatchObject({ ok: false, reason: expect.stringContaining("not a network namespace") });
+      expect(checkNetnsPath(f)).toMatchObject({
+        ok: false,
+        reason: expect.stringContaining("not a network namespace"),
+      });
     } finally {
       rmSync(f);
     }

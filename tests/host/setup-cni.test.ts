@@ -33,7 +33,10 @@ describe.skipIf(!canRunHost)("setup-cni", () => {
     });
 
     // The installed file is the plugin: it answers VERSION under its own name.
-    const v = Bun.spawnSync([`${dir}/bin/weave-net`], { env: { CNI_COMMAND: "VERSION" }, stdin: Buffer.from('{"cniVersion":"1.0.0"}') });
+    const v = Bun.spawnSync([`${dir}/bin/weave-net`], {
+      env: { CNI_COMMAND: "VERSION" },
+      stdin: Buffer.from('{"cniVersion":"1.0.0"}'),
+    });
     expect(JSON.parse(v.stdout.toString()).supportedVersions).toContain("1.1.0");
   });
 
@@ -47,7 +50,11 @@ describe.skipIf(!canRunHost)("setup-cni", () => {
   test("refuses beside another network's conflist, names it, installs nothing; --force installs", () => {
     const d = `${dir}/other`;
     mkdirSync(`${d}/net.d`, { recursive: true });
-    const calico = JSON.stringify({ cniVersion: "0.3.1", name: "k8s-pod-network", plugins: [{ type: "calico" }, { type: "bandwidth", capabilities: { bandwidth: true } }] });
+    const calico = JSON.stringify({
+      cniVersion: "0.3.1",
+      name: "k8s-pod-network",
+      plugins: [{ type: "calico" }, { type: "bandwidth", capabilities: { bandwidth: true } }],
+    });
     writeFileSync(`${d}/net.d/10-calico.conflist`, calico);
     const args = [WEAVE, "setup-cni", "--bin-dir", `${d}/bin`, "--conf-dir", `${d}/net.d`];
     // no cluster here: HOSTNAME alone does not make it try to record an event

@@ -12,7 +12,8 @@ export const isRoot = process.getuid?.() === 0;
 export const built = existsSync(WEAVE) && existsSync(PLUGIN);
 /** Host and e2e tests need root and a built binary; without them they are skipped, loudly. */
 export const canRunHost = isRoot && built;
-if (!canRunHost) console.warn(`host/e2e tests skipped: ${!isRoot ? "not root" : "dist/weave not built (bun run build)"}`);
+if (!canRunHost)
+  console.warn(`host/e2e tests skipped: ${!isRoot ? "not root" : "dist/weave not built (bun run build)"}`);
 
 /** A name unique to this test process, for namespaces and labs ("t" + 5 base36 chars). */
 export function uniqueName(prefix = "t"): string {

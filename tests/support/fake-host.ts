@@ -3,7 +3,16 @@
  * run the agent's CNI executor in unit tests. `failOn(op)` makes the next call of that
  * operation throw, so tests can fail every step of ADD in turn and check the rollback.
  */
-import type { FdbEntry, Link, LinkChange, NetHost, Neighbour, Route, VethSpec, VxlanSpec } from "../../net/host/host.ts";
+import type {
+  FdbEntry,
+  Link,
+  LinkChange,
+  NetHost,
+  Neighbour,
+  Route,
+  VethSpec,
+  VxlanSpec,
+} from "../../net/host/host.ts";
 
 type Ns = { links: Map<string, Link>; addrs: { index: number; cidr: string }[]; routes: Route[] };
 
@@ -16,7 +25,11 @@ export class FakeWorld {
   ns(path: string): Ns {
     let n = this.namespaces.get(path);
     if (!n) {
-      n = { links: new Map([["lo", { index: 1, name: "lo", mtu: 65536, mac: "00:00:00:00:00:00", up: true, group: 0 }]]), addrs: [], routes: [] };
+      n = {
+        links: new Map([["lo", { index: 1, name: "lo", mtu: 65536, mac: "00:00:00:00:00:00", up: true, group: 0 }]]),
+        addrs: [],
+        routes: [],
+      };
       this.namespaces.set(path, n);
     }
     return n;
@@ -40,10 +53,14 @@ export class FakeWorld {
   }
 }
 
-const fakeMac = (i: number) => `02:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+const fakeMac = (i: number) =>
+  `02:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
 
 class FakeHost implements NetHost {
-  constructor(private w: FakeWorld, readonly netns: string) {}
+  constructor(
+    private w: FakeWorld,
+    readonly netns: string,
+  ) {}
   private get n() {
     return this.w.ns(this.netns);
   }
@@ -69,11 +86,20 @@ class FakeHost implements NetHost {
   addVeth(s: VethSpec): Link {
     this.w.step("addVeth");
     const peerNs = s.peer.netns ? this.w.ns(s.peer.netns) : this.n;
-    if (this.n.links.has(s.name) || peerNs.links.has(s.peer.name)) throw Object.assign(new Error("File exists"), { errno: 17 });
+    if (this.n.links.has(s.name) || peerNs.links.has(s.peer.name))
+      throw Object.assign(new Error("File exists"), { errno: 17 });
     const i = this.w.index();
     const l: Link = { index: i, name: s.name, kind: "veth", mtu: s.mtu, mac: fakeMac(i), up: false, group: 0 };
     const j = this.w.index();
-    const p: Link & { peerOf?: string } = { index: j, name: s.peer.name, kind: "veth", mtu: s.mtu, mac: s.peer.mac ?? fakeMac(j), up: false, group: 0 };
+    const p: Link & { peerOf?: string } = {
+      index: j,
+      name: s.peer.name,
+      kind: "veth",
+      mtu: s.mtu,
+      mac: s.peer.mac ?? fakeMac(j),
+      up: false,
+      group: 0,
+    };
     this.n.links.set(s.name, l);
     peerNs.links.set(s.peer.name, p);
     (l as any).peer = { ns: s.peer.netns ?? this.netns, index: j };
@@ -82,7 +108,16 @@ class FakeHost implements NetHost {
   addVxlan(s: VxlanSpec): Link {
     this.w.step("addVxlan");
     const i = this.w.index();
-    const l: Link = { index: i, name: s.name, kind: "vxlan", mtu: s.mtu, mac: fakeMac(i), up: true, group: 0, master: s.master };
+    const l: Link = {
+      index: i,
+      name: s.name,
+      kind: "vxlan",
+      mtu: s.mtu,
+      mac: fakeMac(i),
+      up: true,
+      group: 0,
+      master: s.master,
+    };
     this.n.links.set(s.name, l);
     return { ...l };
   }

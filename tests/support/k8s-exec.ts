@@ -50,9 +50,18 @@ const frame = (channel: number, data: Uint8Array | string) => {
   return out;
 };
 
-const status = (code: number): Doc => code === 0
-  ? { kind: "Status", apiVersion: "v1", metadata: {}, status: "Success" }
-  : { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: `command terminated with non-zero exit code: exit status ${code}`, reason: "NonZeroExitCode", details: { causes: [{ reason: "ExitCode", message: String(code) }] } };
+const status = (code: number): Doc =>
+  code === 0
+    ? { kind: "Status", apiVersion: "v1", metadata: {}, status: "Success" }
+    : {
+        kind: "Status",
+        apiVersion: "v1",
+        metadata: {},
+        status: "Failure",
+        message: `command terminated with non-zero exit code: exit status ${code}`,
+        reason: "NonZeroExitCode",
+        details: { causes: [{ reason: "ExitCode", message: String(code) }] },
+      };
 
 export function startLabKubelet(lab: LabState): LabKubelet {
   const pods = new Map<string, Backing>();
@@ -66,12 +75,28 @@ export function startLabKubelet(lab: LabState): LabKubelet {
     const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
     const node = lab.nodes.find((n) => n.name === pod.spec?.nodeName);
     // Deleted meanwhile, or the kubelet stopped: nothing to make.
-    if (stopped || !node || pods.has(key) || pod.status?.phase || !store?.get("v1", "Pod", pod.metadata.name, pod.metadata.namespace)) return;
-    const b: Backing = { netns: `${lab.name}-k${seq++}`, node: node.name, nodeNetns: node.netns, containerId: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex") };
+    if (
+      stopped ||
+      !node ||
+      pods.has(key) ||
+      pod.status?.phase ||
+      !store?.get("v1", "Pod", pod.metadata.name, pod.metadata.namespace)
+    )
+      return;
+    const b: Backing = {
+      netns: `${lab.name}-k${seq++}`,
+      node: node.name,
+      nodeNetns: node.netns,
+      containerId: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"),
+    };
     pods.set(key, b);
     try {
       createNamedNetns(b.netns);
-      const r = runPlugin(tools, node.netns, "ADD", { name: pod.metadata.name, netns: netnsPath(b.netns), containerId: b.containerId });
+      const r = runPlugin(tools, node.netns, "ADD", {
+        name: pod.metadata.name,
+        netns: netnsPath(b.netns),
+        containerId: b.containerId,
+      });
       if (r.code !== 0) throw new Error(`CNI ADD failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
       b.ip = (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address.split("/")[0]!;
     } catch (e) {
@@ -81,8 +106,36 @@ export function startLabKubelet(lab: LabState): LabKubelet {
     if (!current) return;
     const now = new Date().toISOString();
     current.status = b.ip
-      ? { phase: "Running", podIP: b.ip, podIPs: [{ ip: b.ip }], hostIP: node.ip, startTime: now, conditions: [{ type: "Ready", status: "True" }], containerStatuses: (current.spec?.containers ?? []).map((c: Doc) => ({ name: c.name, image: c.image, imageID: "", ready: true, restartCount: 0, state: { running: { startedAt: now } } })) }
-      : { phase: "Pending", hostIP: node.ip, startTime: now, conditions: [{ type: "PodScheduled", status: "True" }], containerStatuses: (current.spec?.containers ?? []).map((c: Doc) => ({ name: c.name, image: c.image, imageID: "", ready: false, restartCount: 0, state: { waiting: { reason: "ContainerCreating", message: `FailedCreatePodSandBox: ${b.error}` } } })) };
+      ? {
+          phase: "Running",
+          podIP: b.ip,
+          podIPs: [{ ip: b.ip }],
+          hostIP: node.ip,
+          startTime: now,
+          conditions: [{ type: "Ready", status: "True" }],
+          containerStatuses: (current.spec?.containers ?? []).map((c: Doc) => ({
+            name: c.name,
+            image: c.image,
+            imageID: "",
+            ready: true,
+            restartCount: 0,
+            state: { running: { startedAt: now } },
+          })),
+        }
+      : {
+          phase: "Pending",
+          hostIP: node.ip,
+          startTime: now,
+          conditions: [{ type: "PodScheduled", status: "True" }],
+          containerStatuses: (current.spec?.containers ?? []).map((c: Doc) => ({
+            name: c.name,
+            image: c.image,
+            imageID: "",
+            ready: false,
+            restartCount: 0,
+            state: { waiting: { reason: "ContainerCreating", message: `FailedCreatePodSandBox: ${b.error}` } },
+          })),
+        };
     store!.put(current);
   };
 
@@ -90,8 +143,16 @@ export function startLabKubelet(lab: LabState): LabKubelet {
     const b = pods.get(key);
     if (!b) return;
     pods.delete(key);
-    runPlugin(tools, b.nodeNetns, "DEL", { name: key.split("/")[1]!, netns: netnsPath(b.netns), containerId: b.containerId });
-    try { deleteNamedNetns(b.netns); } catch { /* already gone */ }
+    runPlugin(tools, b.nodeNetns, "DEL", {
+      name: key.split("/")[1]!,
+      netns: netnsPath(b.netns),
+      containerId: b.containerId,
+    });
+    try {
+      deleteNamedNetns(b.netns);
+    } catch {
+      /* already gone */
+    }
   };
 
   const websocket: WebSocketRoute = {
@@ -103,7 +164,9 @@ export function startLabKubelet(lab: LabState): LabKubelet {
       const key = `${decodeURIComponent(m[1]!)}/${decodeURIComponent(m[2]!)}`;
       const b = pods.get(key);
       const command = url.searchParams.getAll("command");
-      const data: ExecData = b?.ip ? { netns: netnsPath(b.netns), command } : { command, why: `pod ${key} is not running on a lab node` };
+      const data: ExecData = b?.ip
+        ? { netns: netnsPath(b.netns), command }
+        : { command, why: `pod ${key} is not running on a lab node` };
       execs.push(`${key}: ${command.join(" ")}`);
       return { data, ...(protocol ? { protocol } : {}) };
     },
@@ -119,15 +182,28 @@ export function startLabKubelet(lab: LabState): LabKubelet {
           return end(1);
         }
         if (d.command[0] !== "ping") {
-          ws.send(frame(2, `stand-in: "${d.command.join(" ")}" needs a Service or cluster DNS, which the lab does not have\n`));
+          ws.send(
+            frame(
+              2,
+              `stand-in: "${d.command.join(" ")}" needs a Service or cluster DNS, which the lab does not have\n`,
+            ),
+          );
           return end(1);
         }
-        const p = Bun.spawn(["nsenter", `--net=${d.netns}`, ...d.command], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-        const pump = async (s: ReadableStream<Uint8Array>, ch: number) => { for await (const c of s) ws.send(frame(ch, c)); };
+        const p = Bun.spawn(["nsenter", `--net=${d.netns}`, ...d.command], {
+          stdout: "pipe",
+          stderr: "pipe",
+          stdin: "ignore",
+        });
+        const pump = async (s: ReadableStream<Uint8Array>, ch: number) => {
+          for await (const c of s) ws.send(frame(ch, c));
+        };
         await Promise.all([pump(p.stdout, 1), pump(p.stderr, 2)]);
         end(await p.exited);
       },
-      message() { /* no stdin */ },
+      message() {
+        /* no stdin */
+      },
     },
   };
 
@@ -138,18 +214,37 @@ export function startLabKubelet(lab: LabState): LabKubelet {
       store = s;
       const podDef = RESOURCES.find((r) => r.kind === "Pod")!; // the store matches watchers by this very object
       // The store calls watchers inside its commit; the kubelet acts after it.
-      const sub = s.subscribe({ def: podDef, match: () => true, send: (e) => {
-        const key = `${e.object.metadata.namespace}/${e.object.metadata.name}`;
-        if (e.type === "ADDED") setTimeout(() => start(e.object), 10);
-        else if (e.type === "DELETED") setTimeout(() => remove(key), 0);
-      } });
+      const sub = s.subscribe({
+        def: podDef,
+        match: () => true,
+        send: (e) => {
+          const key = `${e.object.metadata.namespace}/${e.object.metadata.name}`;
+          if (e.type === "ADDED") setTimeout(() => start(e.object), 10);
+          else if (e.type === "DELETED") setTimeout(() => remove(key), 0);
+        },
+      });
       if (sub !== "expired") unsubscribe = sub;
     },
-    nodes: () => lab.nodes.map((n) => ({
-      apiVersion: "v1", kind: "Node", metadata: { name: n.name },
-      status: { addresses: [{ type: "InternalIP", address: n.ip }], conditions: [{ type: "Ready", status: "True", reason: "KubeletReady" }, { type: "NetworkUnavailable", status: "False", reason: "WeaveIsUp" }] },
-    })),
-    backed: () => new Map([...pods].map(([k, b]) => [k, { netns: b.netns, ...(b.ip ? { ip: b.ip } : {}), ...(b.error ? { error: b.error } : {}) }])),
+    nodes: () =>
+      lab.nodes.map((n) => ({
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: { name: n.name },
+        status: {
+          addresses: [{ type: "InternalIP", address: n.ip }],
+          conditions: [
+            { type: "Ready", status: "True", reason: "KubeletReady" },
+            { type: "NetworkUnavailable", status: "False", reason: "WeaveIsUp" },
+          ],
+        },
+      })),
+    backed: () =>
+      new Map(
+        [...pods].map(([k, b]) => [
+          k,
+          { netns: b.netns, ...(b.ip ? { ip: b.ip } : {}), ...(b.error ? { error: b.error } : {}) },
+        ]),
+      ),
     stop() {
       stopped = true;
       unsubscribe?.();

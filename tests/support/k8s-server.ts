@@ -46,8 +46,23 @@ export interface ResourceDef {
   generation?: boolean;
 }
 
-const def = (group: string, version: string, kind: string, plural: string, namespaced: boolean, status = false, generation = false): ResourceDef => ({
-  group, version, kind, plural, singular: kind.toLowerCase(), namespaced, status, generation,
+const def = (
+  group: string,
+  version: string,
+  kind: string,
+  plural: string,
+  namespaced: boolean,
+  status = false,
+  generation = false,
+): ResourceDef => ({
+  group,
+  version,
+  kind,
+  plural,
+  singular: kind.toLowerCase(),
+  namespaced,
+  status,
+  generation,
 });
 
 /** The kinds served. */
@@ -80,22 +95,43 @@ function findDef(apiVersion: string, kind: string): ResourceDef {
 
 /** An API failure, answered as a `Status` object. */
 export class ApiError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string, readonly details?: Doc) {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Doc,
+  ) {
     super(message);
     this.name = "ApiError";
   }
   toStatus(): Doc {
-    return { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: this.message, reason: this.reason, details: this.details, code: this.code };
+    return {
+      kind: "Status",
+      apiVersion: "v1",
+      metadata: {},
+      status: "Failure",
+      message: this.message,
+      reason: this.reason,
+      details: this.details,
+      code: this.code,
+    };
   }
 }
 
 const qualified = (d: ResourceDef) => (d.group ? `${d.plural}.${d.group}` : d.plural);
 const details = (d: ResourceDef, name?: string) => ({ name, group: d.group || undefined, kind: d.plural });
-const notFound = (d: ResourceDef, name: string) => new ApiError(404, "NotFound", `${qualified(d)} "${name}" not found`, details(d, name));
+const notFound = (d: ResourceDef, name: string) =>
+  new ApiError(404, "NotFound", `${qualified(d)} "${name}" not found`, details(d, name));
 const conflict = (d: ResourceDef, name: string) =>
-  new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${qualified(d)} "${name}": the object has been modified; please apply your changes to the latest version and try again`, details(d, name));
+  new ApiError(
+    409,
+    "Conflict",
+    `Operation cannot be fulfilled on ${qualified(d)} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+    details(d, name),
+  );
 const badRequest = (message: string) => new ApiError(400, "BadRequest", message);
-const invalid = (d: ResourceDef, name: string | undefined, message: string) => new ApiError(422, "Invalid", `${d.kind} "${name ?? ""}" is invalid: ${message}`, details(d, name));
+const invalid = (d: ResourceDef, name: string | undefined, message: string) =>
+  new ApiError(422, "Invalid", `${d.kind} "${name ?? ""}" is invalid: ${message}`, details(d, name));
 
 // ---------------------------------------------------------------- JSON helpers
 
@@ -125,7 +161,23 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 /** patchMergeKey of the lists strategic merge patch merges by key (the rest are replaced). */
 function mergeKeyOf(field: string, items: unknown[]): string | undefined {
   if (field === "ports") return items.some((i) => isObj(i) && "containerPort" in i) ? "containerPort" : "port";
-  return ({ conditions: "type", addresses: "type", containers: "name", initContainers: "name", ephemeralContainers: "name", env: "name", volumes: "name", volumeMounts: "mountPath", volumeDevices: "devicePath", imagePullSecrets: "name", taints: "key", hostAliases: "ip", ownerReferences: "uid" } as Record<string, string>)[field];
+  return (
+    {
+      conditions: "type",
+      addresses: "type",
+      containers: "name",
+      initContainers: "name",
+      ephemeralContainers: "name",
+      env: "name",
+      volumes: "name",
+      volumeMounts: "mountPath",
+      volumeDevices: "devicePath",
+      imagePullSecrets: "name",
+      taints: "key",
+      hostAliases: "ip",
+      ownerReferences: "uid",
+    } as Record<string, string>
+  )[field];
 }
 
 /** Strategic merge patch, as far as tests need it: merge keys, `$patch: delete|replace`; other directives dropped. */
@@ -136,7 +188,8 @@ export function strategicMerge(target: unknown, patch: unknown): unknown {
   for (const [k, v] of Object.entries(patch)) {
     if (k.startsWith("$")) continue;
     if (v === null) delete out[k];
-    else if (Array.isArray(v) && Array.isArray(out[k]) && mergeKeyOf(k, [...v, ...out[k]])) out[k] = mergeList(out[k], v, mergeKeyOf(k, [...v, ...out[k]])!);
+    else if (Array.isArray(v) && Array.isArray(out[k]) && mergeKeyOf(k, [...v, ...out[k]]))
+      out[k] = mergeList(out[k], v, mergeKeyOf(k, [...v, ...out[k]])!);
     else if (Array.isArray(v)) out[k] = v.filter((i) => !(isObj(i) && i.$patch === "delete")).map(stripDirectives);
     else out[k] = strategicMerge(out[k], v);
   }
@@ -158,7 +211,11 @@ function mergeList(current: unknown[], patch: unknown[], key: string): unknown[]
 function stripDirectives(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(stripDirectives);
   if (!isObj(v)) return v;
-  return Object.fromEntries(Object.entries(v).filter(([k]) => !k.startsWith("$")).map(([k, x]) => [k, stripDirectives(x)]));
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([k]) => !k.startsWith("$"))
+      .map(([k, x]) => [k, stripDirectives(x)]),
+  );
 }
 
 /**
@@ -174,8 +231,18 @@ function applyPatch(prev: unknown, next: unknown, field = ""): unknown {
   }
   const key = Array.isArray(prev) && Array.isArray(next) ? mergeKeyOf(field, [...prev, ...next]) : undefined;
   if (!key || !Array.isArray(prev) || !Array.isArray(next)) return next;
-  const gone = prev.filter((p) => isObj(p) && !next.some((n) => isObj(n) && n[key] === p[key])).map((p) => ({ [key]: (p as Doc)[key], $patch: "delete" }));
-  return [...next.map((n) => applyPatch(prev.find((p) => isObj(p) && isObj(n) && p[key] === n[key]), n)), ...gone];
+  const gone = prev
+    .filter((p) => isObj(p) && !next.some((n) => isObj(n) && n[key] === p[key]))
+    .map((p) => ({ [key]: (p as Doc)[key], $patch: "delete" }));
+  return [
+    ...next.map((n) =>
+      applyPatch(
+        prev.find((p) => isObj(p) && isObj(n) && p[key] === n[key]),
+        n,
+      ),
+    ),
+    ...gone,
+  ];
 }
 
 /** RFC 6902 JSON patch: add, remove, replace, test, move, copy. */
@@ -185,25 +252,39 @@ export function jsonPatch(doc: unknown, ops: unknown): unknown {
   for (const op of ops) {
     if (!isObj(op) || typeof op.path !== "string") throw new Error(`bad JSON patch operation ${JSON.stringify(op)}`);
     switch (op.op) {
-      case "add": out = pointerSet(out, op.path, clone(op.value), "add"); break;
-      case "replace": out = pointerSet(out, op.path, clone(op.value), "replace"); break;
-      case "remove": out = pointerSet(out, op.path, undefined, "remove"); break;
+      case "add":
+        out = pointerSet(out, op.path, clone(op.value), "add");
+        break;
+      case "replace":
+        out = pointerSet(out, op.path, clone(op.value), "replace");
+        break;
+      case "remove":
+        out = pointerSet(out, op.path, undefined, "remove");
+        break;
       case "test":
         if (!deepEqual(pointerGet(out, op.path), op.value)) throw new Error(`testing value ${op.path} failed`);
         break;
-      case "move": case "copy": {
+      case "move":
+      case "copy": {
         const v = clone(pointerGet(out, op.from));
         if (op.op === "move") out = pointerSet(out, op.from, undefined, "remove");
         out = pointerSet(out, op.path, v, "add");
         break;
       }
-      default: throw new Error(`unknown JSON patch operation ${JSON.stringify(op.op)}`);
+      default:
+        throw new Error(`unknown JSON patch operation ${JSON.stringify(op.op)}`);
     }
   }
   return out;
 }
 
-const tokens = (path: string) => (path === "" ? [] : path.slice(1).split("/").map((t) => t.replace(/~1/g, "/").replace(/~0/g, "~")));
+const tokens = (path: string) =>
+  path === ""
+    ? []
+    : path
+        .slice(1)
+        .split("/")
+        .map((t) => t.replace(/~1/g, "/").replace(/~0/g, "~"));
 
 function pointerGet(doc: unknown, path: string): unknown {
   let at: unknown = doc;
@@ -222,7 +303,8 @@ function pointerSet(doc: unknown, path: string, value: unknown, op: "add" | "rep
   const parent = pointerGet(doc, "/" + ts.map((t) => t.replace(/~/g, "~0").replace(/\//g, "~1")).join("/"));
   if (Array.isArray(parent)) {
     const i = last === "-" ? parent.length : Number(last);
-    if (!Number.isInteger(i) || i < 0 || i > parent.length || (op !== "add" && i >= parent.length)) throw new Error(`path ${path} does not exist`);
+    if (!Number.isInteger(i) || i < 0 || i > parent.length || (op !== "add" && i >= parent.length))
+      throw new Error(`path ${path} does not exist`);
     if (op === "add") parent.splice(i, 0, value);
     else if (op === "replace") parent[i] = value;
     else parent.splice(i, 1);
@@ -241,9 +323,14 @@ type Match = (o: Doc) => boolean;
 /** Splits on commas outside parentheses (`a in (x,y),b`). */
 function terms(sel: string): string[] {
   const out: string[] = [];
-  let depth = 0, cur = "";
+  let depth = 0,
+    cur = "";
   for (const c of sel) {
-    if (c === "," && depth === 0) { out.push(cur.trim()); cur = ""; continue; }
+    if (c === "," && depth === 0) {
+      out.push(cur.trim());
+      cur = "";
+      continue;
+    }
     if (c === "(") depth++;
     if (c === ")") depth--;
     cur += c;
@@ -292,8 +379,17 @@ export interface WatchEvent {
   object: Doc;
 }
 
-interface Change { rv: number; def: ResourceDef; event: WatchEvent }
-interface Watcher { def: ResourceDef; namespace?: string; match: Match; send: (e: WatchEvent) => void }
+interface Change {
+  rv: number;
+  def: ResourceDef;
+  event: WatchEvent;
+}
+interface Watcher {
+  def: ResourceDef;
+  namespace?: string;
+  match: Match;
+  send: (e: WatchEvent) => void;
+}
 
 const HISTORY = 10_000;
 const keyOf = (d: ResourceDef, ns: string | undefined, name: string) => `${d.group}/${d.plural}/${ns ?? ""}/${name}`;
@@ -363,18 +459,22 @@ export class Store {
 
   /** Creates from a request body; `ns` is the namespace of the request path. */
   create(d: ResourceDef, body: Doc, ns: string | undefined): Doc {
-    if (body.kind !== undefined && body.kind !== d.kind) throw badRequest(`the kind of the object (${body.kind}) does not match the resource (${d.kind})`);
+    if (body.kind !== undefined && body.kind !== d.kind)
+      throw badRequest(`the kind of the object (${body.kind}) does not match the resource (${d.kind})`);
     const o: Doc = { ...body, apiVersion: groupVersion(d), kind: d.kind, metadata: { ...(body.metadata ?? {}) } };
     const m = o.metadata;
     if (!m.name && m.generateName) m.name = m.generateName + Math.random().toString(36).slice(2, 7);
     if (!m.name) throw invalid(d, undefined, "metadata.name: Required value: name or generateName is required");
     if (d.namespaced) {
-      if (m.namespace && ns && m.namespace !== ns) throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
+      if (m.namespace && ns && m.namespace !== ns)
+        throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
       m.namespace = ns ?? m.namespace;
       if (!m.namespace) throw badRequest("a namespace is required");
-      if (!this.read(findDef("v1", "Namespace"), undefined, m.namespace)) throw notFound(findDef("v1", "Namespace"), m.namespace);
+      if (!this.read(findDef("v1", "Namespace"), undefined, m.namespace))
+        throw notFound(findDef("v1", "Namespace"), m.namespace);
     } else delete m.namespace;
-    if (this.read(d, m.namespace, m.name)) throw new ApiError(409, "AlreadyExists", `${qualified(d)} "${m.name}" already exists`, details(d, m.name));
+    if (this.read(d, m.namespace, m.name))
+      throw new ApiError(409, "AlreadyExists", `${qualified(d)} "${m.name}" already exists`, details(d, m.name));
     Object.assign(m, { uid: crypto.randomUUID(), creationTimestamp: nowStamp() });
     if (d.generation) m.generation = 1;
     if (d.kind === "Namespace") o.status = { phase: "Active", ...(o.status ?? {}) };
@@ -387,17 +487,30 @@ export class Store {
    */
   update(d: ResourceDef, current: Doc, next: Doc, sub?: string): Doc {
     const name = current.metadata.name;
-    if (next.metadata?.name !== undefined && next.metadata.name !== name) throw badRequest(`the name of the object (${next.metadata.name}) does not match the name on the URL (${name})`);
+    if (next.metadata?.name !== undefined && next.metadata.name !== name)
+      throw badRequest(`the name of the object (${next.metadata.name}) does not match the name on the URL (${name})`);
     const rv = next.metadata?.resourceVersion;
     if (rv !== undefined && rv !== "" && rv !== current.metadata.resourceVersion) throw conflict(d, name);
     let o: Doc;
     if (sub === "status") o = { ...current, status: next.status };
     else {
-      const fixed = { uid: current.metadata.uid, creationTimestamp: current.metadata.creationTimestamp, name, namespace: current.metadata.namespace, generation: current.metadata.generation };
-      o = { ...next, apiVersion: current.apiVersion, kind: current.kind, metadata: { ...(next.metadata ?? {}), ...fixed } };
+      const fixed = {
+        uid: current.metadata.uid,
+        creationTimestamp: current.metadata.creationTimestamp,
+        name,
+        namespace: current.metadata.namespace,
+        generation: current.metadata.generation,
+      };
+      o = {
+        ...next,
+        apiVersion: current.apiVersion,
+        kind: current.kind,
+        metadata: { ...(next.metadata ?? {}), ...fixed },
+      };
       if (d.status && sub !== "store") o.status = current.status;
       if (o.status === undefined) delete o.status;
-      if (d.generation && !deepEqual(specOf(o), specOf(current))) o.metadata.generation = (current.metadata.generation ?? 0) + 1;
+      if (d.generation && !deepEqual(specOf(o), specOf(current)))
+        o.metadata.generation = (current.metadata.generation ?? 0) + 1;
     }
     if (deepEqual(withoutRv(o), withoutRv(current))) return current;
     return this.commit("MODIFIED", d, o);
@@ -432,7 +545,9 @@ export class Store {
   }
 
   private wants(w: Watcher, c: Change): boolean {
-    return c.def === w.def && (!w.namespace || c.event.object.metadata.namespace === w.namespace) && w.match(c.event.object);
+    return (
+      c.def === w.def && (!w.namespace || c.event.object.metadata.namespace === w.namespace) && w.match(c.event.object)
+    );
   }
 
   private commit(type: WatchEvent["type"], d: ResourceDef, o: Doc): Doc {
@@ -450,7 +565,8 @@ export class Store {
   }
 }
 
-const specOf = (o: Doc) => Object.fromEntries(Object.entries(o).filter(([k]) => !["metadata", "status", "apiVersion", "kind"].includes(k)));
+const specOf = (o: Doc) =>
+  Object.fromEntries(Object.entries(o).filter(([k]) => !["metadata", "status", "apiVersion", "kind"].includes(k)));
 
 // ---------------------------------------------------------------- HTTP
 
@@ -462,7 +578,12 @@ export interface RequestRecord {
   contentType: string | null;
 }
 
-interface Target { def: ResourceDef; namespace?: string; name?: string; sub?: string }
+interface Target {
+  def: ResourceDef;
+  namespace?: string;
+  name?: string;
+  sub?: string;
+}
 
 /** Maps a resource path to what it names, or undefined. */
 function target(segs: string[]): Target | undefined {
@@ -471,7 +592,8 @@ function target(segs: string[]): Target | undefined {
   else if (segs[0] === "apis" && segs.length >= 3) [gv, rest] = [`${segs[1]}/${segs[2]}`, segs.slice(3)];
   else return undefined;
   const inGv = RESOURCES.filter((r) => groupVersion(r) === gv);
-  const nsd = rest[0] === "namespaces" && rest.length >= 3 ? inGv.find((r) => r.namespaced && r.plural === rest[2]) : undefined;
+  const nsd =
+    rest[0] === "namespaces" && rest.length >= 3 ? inGv.find((r) => r.namespaced && r.plural === rest[2]) : undefined;
   if (nsd) return rest.length <= 5 ? { def: nsd, namespace: rest[1], name: rest[3], sub: rest[4] } : undefined;
   const d = inGv.find((r) => r.plural === rest[0]);
   if (!d || rest.length > 3 || (d.namespaced && rest.length > 1)) return undefined;
@@ -482,17 +604,50 @@ function discovery(segs: string[]): Doc | undefined {
   const groups = [...new Set(RESOURCES.filter((r) => r.group).map((r) => r.group))];
   const gvOf = (g: string) => ({ groupVersion: `${g}/v1`, version: "v1" });
   const path = segs.join("/");
-  if (path === "version") return { major: "1", minor: "31", gitVersion: "v1.31.0-weave-stand-in", platform: "linux/amd64" };
-  if (path === "api") return { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: "127.0.0.1" }] };
-  if (path === "apis") return { kind: "APIGroupList", apiVersion: "v1", groups: groups.map((g) => ({ name: g, versions: [gvOf(g)], preferredVersion: gvOf(g) })) };
-  if (segs[0] === "apis" && segs.length === 2 && groups.includes(segs[1]!)) return { kind: "APIGroup", apiVersion: "v1", name: segs[1], versions: [gvOf(segs[1]!)], preferredVersion: gvOf(segs[1]!) };
-  const gv = segs[0] === "api" && segs.length === 2 ? segs[1] : segs[0] === "apis" && segs.length === 3 ? `${segs[1]}/${segs[2]}` : undefined;
+  if (path === "version")
+    return { major: "1", minor: "31", gitVersion: "v1.31.0-weave-stand-in", platform: "linux/amd64" };
+  if (path === "api")
+    return {
+      kind: "APIVersions",
+      versions: ["v1"],
+      serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: "127.0.0.1" }],
+    };
+  if (path === "apis")
+    return {
+      kind: "APIGroupList",
+      apiVersion: "v1",
+      groups: groups.map((g) => ({ name: g, versions: [gvOf(g)], preferredVersion: gvOf(g) })),
+    };
+  if (segs[0] === "apis" && segs.length === 2 && groups.includes(segs[1]!))
+    return {
+      kind: "APIGroup",
+      apiVersion: "v1",
+      name: segs[1],
+      versions: [gvOf(segs[1]!)],
+      preferredVersion: gvOf(segs[1]!),
+    };
+  const gv =
+    segs[0] === "api" && segs.length === 2
+      ? segs[1]
+      : segs[0] === "apis" && segs.length === 3
+        ? `${segs[1]}/${segs[2]}`
+        : undefined;
   const defs = RESOURCES.filter((r) => groupVersion(r) === gv);
   if (!defs.length) return undefined;
   const verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
   const resources = defs.flatMap((r) => [
     { name: r.plural, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs },
-    ...(r.status ? [{ name: `${r.plural}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] }] : []),
+    ...(r.status
+      ? [
+          {
+            name: `${r.plural}/status`,
+            singularName: "",
+            namespaced: r.namespaced,
+            kind: r.kind,
+            verbs: ["get", "patch", "update"],
+          },
+        ]
+      : []),
   ]);
   return { kind: "APIResourceList", apiVersion: "v1", groupVersion: gv, resources };
 }
@@ -551,7 +706,8 @@ export interface WebSocketRoute {
 /** Starts the stand-in on 127.0.0.1 and an ephemeral port. */
 export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
   const store = new Store();
-  for (const ns of opts.namespaces ?? ["default", "kube-system", "kube-public", "kube-node-lease"]) store.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+  for (const ns of opts.namespaces ?? ["default", "kube-system", "kube-public", "kube-node-lease"])
+    store.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
   const requests: RequestRecord[] = [];
   const streams = new Set<() => void>();
   const handler = new Handler(store, streams);
@@ -559,13 +715,27 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   let server: ReturnType<typeof Bun.serve> | undefined;
   const serve = () => {
     server = Bun.serve({
-      hostname: "127.0.0.1", port, idleTimeout: 0,
+      hostname: "127.0.0.1",
+      port,
+      idleTimeout: 0,
       fetch: (req, srv) => {
         const url = new URL(req.url);
-        requests.push({ method: req.method, path: url.pathname, query: url.search, contentType: req.headers.get("content-type") });
+        requests.push({
+          method: req.method,
+          path: url.pathname,
+          query: url.search,
+          contentType: req.headers.get("content-type"),
+        });
         // websocket endpoints (added for the doctor's in-pod probes)
-        const ws = opts.websocket && req.headers.get("upgrade")?.toLowerCase() === "websocket" ? opts.websocket.route(req, url, store) : undefined;
-        if (ws && srv.upgrade(req, { data: ws.data, headers: ws.protocol ? { "Sec-WebSocket-Protocol": ws.protocol } : {} })) return undefined;
+        const ws =
+          opts.websocket && req.headers.get("upgrade")?.toLowerCase() === "websocket"
+            ? opts.websocket.route(req, url, store)
+            : undefined;
+        if (
+          ws &&
+          srv.upgrade(req, { data: ws.data, headers: ws.protocol ? { "Sec-WebSocket-Protocol": ws.protocol } : {} })
+        )
+          return undefined;
         return handler.handle(req, url);
       },
       ...(opts.websocket ? { websocket: opts.websocket.handler } : {}),
@@ -585,8 +755,15 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     server = undefined;
   };
   return {
-    url, port, kubeconfigPath, kubeConfig, store, requests,
-    get isUp() { return server !== undefined; },
+    url,
+    port,
+    kubeconfigPath,
+    kubeConfig,
+    store,
+    requests,
+    get isUp() {
+      return server !== undefined;
+    },
     down,
     up: async () => void (server ?? serve()),
     stop: async () => {
@@ -599,16 +776,34 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
 /** A kubeconfig for a plain-http server (`insecure-skip-tls-verify` is what the client needs to allow http). */
 export function kubeconfigYaml(server: string, namespace = "default"): string {
   return [
-    "apiVersion: v1", "kind: Config", "current-context: stand-in",
-    "clusters:", "- name: stand-in", "  cluster:", `    server: ${server}`, "    insecure-skip-tls-verify: true",
-    "users:", "- name: tester", "  user:", "    token: stand-in-token",
-    "contexts:", "- name: stand-in", "  context:", "    cluster: stand-in", "    user: tester", `    namespace: ${namespace}`, "",
+    "apiVersion: v1",
+    "kind: Config",
+    "current-context: stand-in",
+    "clusters:",
+    "- name: stand-in",
+    "  cluster:",
+    `    server: ${server}`,
+    "    insecure-skip-tls-verify: true",
+    "users:",
+    "- name: tester",
+    "  user:",
+    "    token: stand-in-token",
+    "contexts:",
+    "- name: stand-in",
+    "  context:",
+    "    cluster: stand-in",
+    "    user: tester",
+    `    namespace: ${namespace}`,
+    "",
   ].join("\n");
 }
 
 /** The request handler: routes, verbs, patches and watches over a Store. */
 class Handler {
-  constructor(private store: Store, private streams: Set<() => void>) {}
+  constructor(
+    private store: Store,
+    private streams: Set<() => void>,
+  ) {}
 
   async handle(req: Request, url: URL): Promise<Response> {
     try {
@@ -617,9 +812,12 @@ class Handler {
       const t = target(segs);
       if (!t) {
         const doc = req.method === "GET" ? discovery(segs) : undefined;
-        return doc ? json(200, doc) : json(404, new ApiError(404, "NotFound", "the server could not find the requested resource").toStatus());
+        return doc
+          ? json(200, doc)
+          : json(404, new ApiError(404, "NotFound", "the server could not find the requested resource").toStatus());
       }
-      if (t.sub !== undefined && (t.sub !== "status" || !t.def.status)) throw new ApiError(404, "NotFound", "the server could not find the requested resource");
+      if (t.sub !== undefined && (t.sub !== "status" || !t.def.status))
+        throw new ApiError(404, "NotFound", "the server could not find the requested resource");
       return await (t.name === undefined ? this.collection(req, url, t) : this.object(req, url, t, t.name));
     } catch (e) {
       const err = e instanceof ApiError ? e : new ApiError(500, "InternalError", `stand-in: ${(e as Error).message}`);
@@ -629,17 +827,24 @@ class Handler {
 
   private async collection(req: Request, url: URL, t: Target): Promise<Response> {
     const q = url.searchParams;
-    const match: Match = ((l, f) => (o: Doc) => l(o) && f(o))(labelMatcher(q.get("labelSelector")), fieldMatcher(q.get("fieldSelector")));
+    const match: Match = (
+      (l, f) => (o: Doc) =>
+        l(o) && f(o)
+    )(labelMatcher(q.get("labelSelector")), fieldMatcher(q.get("fieldSelector")));
     if (req.method === "GET" && ["true", "1"].includes(q.get("watch") ?? "")) return this.watch(t, match, q);
     if (req.method === "GET") return json(200, this.listDoc(t, this.store.items(t.def, t.namespace).filter(match)));
     if (req.method === "POST") {
-      if (t.def.namespaced && !t.namespace) throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+      if (t.def.namespaced && !t.namespace)
+        throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
       const body = await readBody(req);
       if (!isObj(body)) throw badRequest("the request body is not an object");
       return json(201, this.store.create(t.def, body, t.namespace));
     }
     if (req.method === "DELETE") {
-      const gone = this.store.items(t.def, t.namespace).filter(match).map((o) => this.store.remove(t.def, o.metadata.namespace, o.metadata.name));
+      const gone = this.store
+        .items(t.def, t.namespace)
+        .filter(match)
+        .map((o) => this.store.remove(t.def, o.metadata.namespace, o.metadata.name));
       return json(200, this.listDoc(t, gone));
     }
     throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
@@ -647,7 +852,12 @@ class Handler {
 
   private listDoc(t: Target, items: Doc[]): Doc {
     const bare = items.map(({ apiVersion: _a, kind: _k, ...rest }) => rest);
-    return { kind: `${t.def.kind}List`, apiVersion: groupVersion(t.def), metadata: { resourceVersion: this.store.resourceVersion }, items: bare };
+    return {
+      kind: `${t.def.kind}List`,
+      apiVersion: groupVersion(t.def),
+      metadata: { resourceVersion: this.store.resourceVersion },
+      items: bare,
+    };
   }
 
   private async object(req: Request, url: URL, t: Target, name: string): Promise<Response> {
@@ -669,7 +879,8 @@ class Handler {
         if (!current) throw notFound(t.def, name);
         const text = await req.text();
         const pre = text ? (parseBody(text) as Doc | null)?.preconditions : undefined;
-        if (pre?.resourceVersion && pre.resourceVersion !== current.metadata.resourceVersion) throw conflict(t.def, name);
+        if (pre?.resourceVersion && pre.resourceVersion !== current.metadata.resourceVersion)
+          throw conflict(t.def, name);
         if (pre?.uid && pre.uid !== current.metadata.uid) throw conflict(t.def, name);
         return json(200, this.store.remove(t.def, t.namespace, name));
       }
@@ -677,11 +888,26 @@ class Handler {
     throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
   }
 
-  private async patch(req: Request, q: URLSearchParams, t: Target, name: string, current: Doc | undefined): Promise<Response> {
+  private async patch(
+    req: Request,
+    q: URLSearchParams,
+    t: Target,
+    name: string,
+    current: Doc | undefined,
+  ): Promise<Response> {
     const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim();
     if (type === "application/apply-patch+yaml") return this.apply(req, q, t, name, current);
-    const merge = { "application/merge-patch+json": mergePatch, "application/strategic-merge-patch+json": strategicMerge, "application/json-patch+json": jsonPatch }[type];
-    if (!merge) throw new ApiError(415, "UnsupportedMediaType", `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
+    const merge = {
+      "application/merge-patch+json": mergePatch,
+      "application/strategic-merge-patch+json": strategicMerge,
+      "application/json-patch+json": jsonPatch,
+    }[type];
+    if (!merge)
+      throw new ApiError(
+        415,
+        "UnsupportedMediaType",
+        `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`,
+      );
     if (!current) throw notFound(t.def, name);
     const patch = await readBody(req);
     let next: unknown;
@@ -695,13 +921,28 @@ class Handler {
   }
 
   /** Server-side apply, approximated: create, else strategic merge plus removal of what this manager no longer applies. */
-  private async apply(req: Request, q: URLSearchParams, t: Target, name: string, current: Doc | undefined): Promise<Response> {
+  private async apply(
+    req: Request,
+    q: URLSearchParams,
+    t: Target,
+    name: string,
+    current: Doc | undefined,
+  ): Promise<Response> {
     const manager = q.get("fieldManager");
-    if (!manager) throw new ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
+    if (!manager)
+      throw new ApiError(
+        422,
+        "Invalid",
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+      );
     const body = await readBody(req, true);
     if (!isObj(body)) throw badRequest("the apply body is not an object");
-    if (body.apiVersion !== groupVersion(t.def) || body.kind !== t.def.kind) throw badRequest(`apply body has apiVersion/kind ${body.apiVersion}/${body.kind}, the URL is ${groupVersion(t.def)}/${t.def.kind}`);
-    if (body.metadata?.name !== name) throw badRequest(`the name of the object (${body.metadata?.name}) does not match the name on the URL (${name})`);
+    if (body.apiVersion !== groupVersion(t.def) || body.kind !== t.def.kind)
+      throw badRequest(
+        `apply body has apiVersion/kind ${body.apiVersion}/${body.kind}, the URL is ${groupVersion(t.def)}/${t.def.kind}`,
+      );
+    if (body.metadata?.name !== name)
+      throw badRequest(`the name of the object (${body.metadata?.name}) does not match the name on the URL (${name})`);
     const key = keyOf(t.def, t.def.namespaced ? t.namespace : undefined, name);
     const remember = (o: Doc) => {
       this.store.applied.set(key, (this.store.applied.get(key) ?? new Map()).set(manager, clone(body)));
@@ -724,9 +965,19 @@ class Handler {
         // Bun.serve holds the response headers until the first body bytes, and a client's
         // watch() only returns once it has them: a blank line (JSON decoders skip it) flushes.
         controller.enqueue(enc.encode("\n"));
-        const unsub = this.store.subscribe({ def: t.def, namespace: t.namespace, match, send }, q.get("resourceVersion") ?? undefined);
+        const unsub = this.store.subscribe(
+          { def: t.def, namespace: t.namespace, match, send },
+          q.get("resourceVersion") ?? undefined,
+        );
         if (unsub === "expired") {
-          send({ type: "ERROR", object: new ApiError(410, "Expired", `too old resource version: ${q.get("resourceVersion")} (${this.store.resourceVersion})`).toStatus() });
+          send({
+            type: "ERROR",
+            object: new ApiError(
+              410,
+              "Expired",
+              `too old resource version: ${q.get("resourceVersion")} (${this.store.resourceVersion})`,
+            ).toStatus(),
+          });
           controller.close();
           return;
         }
@@ -735,7 +986,11 @@ class Handler {
           unsub();
           clearTimeout(timer);
           this.streams.delete(cleanup);
-          try { controller.close(); } catch { /* already closed by the client */ }
+          try {
+            controller.close();
+          } catch {
+            /* already closed by the client */
+          }
         };
         this.streams.add(cleanup);
       },

@@ -49,7 +49,10 @@ export async function startLab(o: { nodes?: number; pods?: number } = {}): Promi
       return netnsPath(n);
     },
     exec: (ns, cmd) => inNs(ns, cmd),
-    held: () => inNs(node, [WEAVE, "status", "ipam"]).stdout.split("\n").filter((l) => /^\d+\.\d+\.\d+\.\d+\/\d+ /.test(l) && !l.includes("weave:expose")),
+    held: () =>
+      inNs(node, [WEAVE, "status", "ipam"])
+        .stdout.split("\n")
+        .filter((l) => /^\d+\.\d+\.\d+\.\d+\/\d+ /.test(l) && !l.includes("weave:expose")),
     async veths() {
       // DEL retires a veth into the pending group; the agent deletes the group within ~1 s.
       for (let i = 0; i < 100; i++) {

@@ -51,7 +51,10 @@ class MemLink implements Link {
   private dataCb: (b: Uint8Array) => void = (b) => void this.early.push(b);
   private closeCb: () => void = () => {};
   closed = false;
-  constructor(readonly remoteAddress: string, private net: MemNet) {}
+  constructor(
+    readonly remoteAddress: string,
+    private net: MemNet,
+  ) {}
   send(bytes: Uint8Array): void {
     if (this.closed || this.net.isCut(this.remoteAddress, this.peer.remoteAddress)) return;
     this.net.bytes += bytes.length;

@@ -11,7 +11,12 @@ export async function eventually(fn: () => boolean, ms = 20000): Promise<boolean
 }
 
 /** Poll `f` every `pollMs` until it gives a value; throws once `ms` pass without one. */
-export async function until<T>(f: () => T | undefined | false, ms: number, pollMs = 10, what = `timed out after ${ms} ms`): Promise<T> {
+export async function until<T>(
+  f: () => T | undefined | false,
+  ms: number,
+  pollMs = 10,
+  what = `timed out after ${ms} ms`,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = f();

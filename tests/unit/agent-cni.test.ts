@@ -16,22 +16,38 @@ import { FakeWorld, memoryStore } from "../support/fake-host.ts";
 function setup() {
   const world = new FakeWorld();
   const host = world.host("root");
-  world.ns("root").links.set("eth0", { index: 99, name: "eth0", mtu: 1500, mac: "02:aa:00:00:00:01", up: true, group: 0 });
+  world
+    .ns("root")
+    .links.set("eth0", { index: 99, name: "eth0", mtu: 1500, mac: "02:aa:00:00:00:01", up: true, group: 0 });
   const store = memoryStore();
   const logs: string[] = [];
   const deferred: (() => void)[] = [];
   const agent = new Agent(
     { range: parseCidr("10.32.0.0/12"), bridge: "weave", nickname: "n1", dataDir: "/tmp/x" },
-    { host, openHost: (ns) => world.host(ns), checkNetns: (p) => (p.startsWith("/proc/") || world.namespaces.has(p) ? { ok: true } : { ok: false, reason: "does not exist" }), store, log: (m) => logs.push(m), defer: (fn) => deferred.push(fn) },
+    {
+      host,
+      openHost: (ns) => world.host(ns),
+      checkNetns: (p) =>
+        p.startsWith("/proc/") || world.namespaces.has(p) ? { ok: true } : { ok: false, reason: "does not exist" },
+      store,
+      log: (m) => logs.push(m),
+      defer: (fn) => deferred.push(fn),
+    },
   );
   agent.start();
-  const req = (command: CniRequest["command"], o: Omit<Partial<CniRequest>, "conf"> & { conf?: Record<string, unknown> } = {}): CniRequest => ({
+  const req = (
+    command: CniRequest["command"],
+    o: Omit<Partial<CniRequest>, "conf"> & { conf?: Record<string, unknown> } = {},
+  ): CniRequest => ({
     command,
     containerId: o.containerId ?? "c1",
     ifname: o.ifname ?? "eth0",
     netns: o.netns ?? "/ns/p1",
     args: o.args ?? { K8S_POD_NAMESPACE: "default", K8S_POD_NAME: "web" },
-    conf: parseNetConf(JSON.stringify({ cniVersion: "1.1.0", name: "weave", type: "weave-net", ...(o.conf ?? {}) }), command),
+    conf: parseNetConf(
+      JSON.stringify({ cniVersion: "1.1.0", name: "weave", type: "weave-net", ...(o.conf ?? {}) }),
+      command,
+    ),
   });
   world.ns("/ns/p1");
   world.ns("/ns/p2");
@@ -56,7 +72,10 @@ describe("agent start", () => {
     store.setMeta("range", "10.40.0.0/16");
     store.put({ containerId: "c", ifname: "eth0", address: 1, createdAt: 0 });
     const world = new FakeWorld();
-    const agent = new Agent({ range: parseCidr("10.32.0.0/12"), bridge: "weave", nickname: "n", dataDir: "/d" }, { host: world.host(), openHost: (n) => world.host(n), checkNetns: () => ({ ok: true }), store, log: () => {} });
+    const agent = new Agent(
+      { range: parseCidr("10.32.0.0/12"), bridge: "weave", nickname: "n", dataDir: "/d" },
+      { host: world.host(), openHost: (n) => world.host(n), checkNetns: () => ({ ok: true }), store, log: () => {} },
+    );
     expect(() => agent.start()).toThrow(/10\.40\.0\.0\/16.*10\.32\.0\.0\/12/);
   });
 
@@ -205,7 +224,9 @@ describe("CHECK", () => {
   test("fails when prevResult does not list the interface", () => {
     const { agent, req } = setup();
     agent.cni.run(req("ADD"));
-    const r = agent.cni.run(req("CHECK", { conf: { cniVersion: "1.0.0", prevResult: { interfaces: [], ips: [], routes: [] } } }));
+    const r = agent.cni.run(
+      req("CHECK", { conf: { cniVersion: "1.0.0", prevResult: { interfaces: [], ips: [], routes: [] } } }),
+    );
     expect(r).toMatchObject({ ok: false, code: CniCode.CheckFailed });
   });
 });
@@ -215,7 +236,9 @@ describe("GC and STATUS", () => {
     const { agent, host, req, flush } = setup();
     agent.cni.run(req("ADD", { containerId: "keep", netns: "/ns/p1" }));
     agent.cni.run(req("ADD", { containerId: "stale", netns: "/ns/p2" }));
-    const r = agent.cni.run(req("GC", { conf: { "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] } }));
+    const r = agent.cni.run(
+      req("GC", { conf: { "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }] } }),
+    );
     expect(r.ok).toBe(true);
     expect(agent.podEntries().map((e) => e.containerId)).toEqual(["keep"]);
     expect(agent.allocator.lookup(EXPOSE_ID).length).toBe(1);
@@ -234,7 +257,13 @@ describe("GC and STATUS", () => {
 
 describe("HTTP API", () => {
   const call = async (agent: Agent, method: string, path: string, body?: unknown) => {
-    const r = await handleApi(agent, new Request(`http://127.0.0.1:6784${path}`, { method, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) }));
+    const r = await handleApi(
+      agent,
+      new Request(`http://127.0.0.1:6784${path}`, {
+        method,
+        ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+      }),
+    );
     return { status: r.status, text: await r.text() };
   };
 
@@ -253,7 +282,9 @@ describe("HTTP API", () => {
     expect(a).toEqual({ status: 201, text: "10.32.0.2/12\n" });
     expect((await call(agent, "POST", "/ip/abc")).status).toBe(200);
     expect((await call(agent, "GET", "/ip/abc")).text).toBe("10.32.0.2/12\n");
-    expect(JSON.parse((await call(agent, "GET", "/ip")).text)).toEqual({ owned: [{ containerid: "abc", ifname: "eth0", addrs: ["10.32.0.2/12"] }] });
+    expect(JSON.parse((await call(agent, "GET", "/ip")).text)).toEqual({
+      owned: [{ containerid: "abc", ifname: "eth0", addrs: ["10.32.0.2/12"] }],
+    });
     expect((await call(agent, "DELETE", "/ip/abc")).status).toBe(204);
     expect((await call(agent, "GET", "/ip/abc")).status).toBe(404);
   });

@@ -20,9 +20,20 @@ function cluster(n: number, range = "10.40.0.0/24") {
   const ip = (i: number) => `198.18.0.${10 + i}`;
   const make = (i: number, peers: number[], kube = false) => {
     const world = new FakeWorld();
-    world.ns("root").links.set("eth0", { index: 99, name: "eth0", mtu: 1500, mac: "02:aa:00:00:00:01", up: true, group: 0 });
+    world
+      .ns("root")
+      .links.set("eth0", { index: 99, name: "eth0", mtu: 1500, mac: "02:aa:00:00:00:01", up: true, group: 0 });
     const a = new Agent(
-      { range: parseCidr(range), bridge: "weave", nickname: `n${i}`, dataDir: `/d${i}`, peers: kube ? [] : peers.map(ip), advertise: ip(i), meshListen: `${ip(i)}:6783`, kube },
+      {
+        range: parseCidr(range),
+        bridge: "weave",
+        nickname: `n${i}`,
+        dataDir: `/d${i}`,
+        peers: kube ? [] : peers.map(ip),
+        advertise: ip(i),
+        meshListen: `${ip(i)}:6783`,
+        kube,
+      },
       {
         host: world.host(),
         openHost: (ns) => world.host(ns),
@@ -50,7 +61,12 @@ function cluster(n: number, range = "10.40.0.0/24") {
 describe("agents over an in-memory network", () => {
   test("three agents split the range by consensus and program each other's pods", async () => {
     const c = cluster(3);
-    const made = [1, 2, 3].map((i) => c.make(i, [1, 2, 3].filter((j) => j !== i)));
+    const made = [1, 2, 3].map((i) =>
+      c.make(
+        i,
+        [1, 2, 3].filter((j) => j !== i),
+      ),
+    );
     await c.clock.run(5000);
     const sizes = c.agents.map((a) => spanSize(a.ipam.owned)).sort();
     expect(sizes).toEqual([85, 85, 86]);
@@ -65,7 +81,12 @@ describe("agents over an in-memory network", () => {
 
   test("a newcomer joins the ring, asks, and is given space without stalling", async () => {
     const c = cluster(3);
-    [1, 2].forEach((i) => c.make(i, [1, 2].filter((j) => j !== i)));
+    [1, 2].forEach((i) =>
+      c.make(
+        i,
+        [1, 2].filter((j) => j !== i),
+      ),
+    );
     await c.clock.run(3000);
     const { a: late } = c.make(3, [1]);
     await c.clock.run(5000);

@@ -14,22 +14,40 @@ describe("agent settings", () => {
   });
 
   test("env and flags, flags winning", () => {
-    expect(parseAgentOptions(base, { IPALLOC_RANGE: "10.40.0.0/16", WEAVE_MTU: "1400" })).toMatchObject({ mtu: 1400, range: { prefix: 16 } });
-    expect(parseAgentOptions({ ...base, ipallocRange: "10.50.0.0/16", mtu: 9000 }, { IPALLOC_RANGE: "10.40.0.0/16", WEAVE_MTU: "1400" })).toMatchObject({ mtu: 9000, range: { prefix: 16 } });
+    expect(parseAgentOptions(base, { IPALLOC_RANGE: "10.40.0.0/16", WEAVE_MTU: "1400" })).toMatchObject({
+      mtu: 1400,
+      range: { prefix: 16 },
+    });
+    expect(
+      parseAgentOptions(
+        { ...base, ipallocRange: "10.50.0.0/16", mtu: 9000 },
+        { IPALLOC_RANGE: "10.40.0.0/16", WEAVE_MTU: "1400" },
+      ),
+    ).toMatchObject({ mtu: 9000, range: { prefix: 16 } });
   });
 
   test("mesh and IPAM settings under Weave's names", () => {
-    const s = parseAgentOptions(base, { KUBE_PEERS: "198.18.0.12 198.18.0.13:7000", CONN_LIMIT: "30", NO_MASQ_LOCAL: "0", IPALLOC_INIT: "consensus=3" });
+    const s = parseAgentOptions(base, {
+      KUBE_PEERS: "198.18.0.12 198.18.0.13:7000",
+      CONN_LIMIT: "30",
+      NO_MASQ_LOCAL: "0",
+      IPALLOC_INIT: "consensus=3",
+    });
     expect(s.peers).toEqual(["198.18.0.12", "198.18.0.13:7000"]);
     expect(s.connLimit).toBe(30);
     expect(s.noMasqLocal).toBe(false);
     expect(s.ipallocInit).toEqual({ kind: "consensus", peers: ["198.18.0.12:6783", "198.18.0.13:7000"] });
     expect(s.kube).toBe(false);
     expect(parseAgentOptions(base, { KUBERNETES_SERVICE_HOST: "10.96.0.1" }).kube).toBe(true);
-    expect(parseAgentOptions({ ...base, ipallocInit: "seed=0a:1b:2c:3d:4e:5f" }, {}).ipallocInit).toEqual({ kind: "seed", names: ["0a:1b:2c:3d:4e:5f"] });
+    expect(parseAgentOptions({ ...base, ipallocInit: "seed=0a:1b:2c:3d:4e:5f" }, {}).ipallocInit).toEqual({
+      kind: "seed",
+      names: ["0a:1b:2c:3d:4e:5f"],
+    });
     expect(parseAgentOptions({ ...base, ipallocInit: "observer" }, {}).ipallocInit).toEqual({ kind: "observer" });
     expect(parseAgentOptions(base, {}).noMasqLocal).toBe(true);
-    expect(parseAgentOptions({ ...base, peers: "198.18.0.12" }, { KUBE_PEERS: "198.18.0.99" }).peers).toEqual(["198.18.0.12"]);
+    expect(parseAgentOptions({ ...base, peers: "198.18.0.12" }, { KUBE_PEERS: "198.18.0.99" }).peers).toEqual([
+      "198.18.0.12",
+    ]);
   });
 
   test.each([
@@ -61,7 +79,10 @@ describe("agent settings", () => {
 describe("agent refusals at start", () => {
   const { built, WEAVE } = require("../support/env.ts") as typeof import("../support/env.ts");
   test.skipIf(!built)("WEAVE_PASSWORD: refuses to start rather than pretend to encrypt", () => {
-    const r = Bun.spawnSync([WEAVE, "agent", "--data-dir", `/tmp/weave-pw-${process.pid}`], { env: { ...process.env, WEAVE_PASSWORD: "secret" }, stderr: "pipe" });
+    const r = Bun.spawnSync([WEAVE, "agent", "--data-dir", `/tmp/weave-pw-${process.pid}`], {
+      env: { ...process.env, WEAVE_PASSWORD: "secret" },
+      stderr: "pipe",
+    });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.toString()).toContain("E_NO_ENCRYPTION");
     expect(r.stderr.toString()).toContain("cannot encrypt yet");

@@ -1,5 +1,15 @@
 import { describe, expect, test } from "bun:test";
-import { contains, formatCidr, ipToNum, macForIp, numToIp, overlaps, parseCidr, size, CidrError } from "../../net/cidr.ts";
+import {
+  contains,
+  formatCidr,
+  ipToNum,
+  macForIp,
+  numToIp,
+  overlaps,
+  parseCidr,
+  size,
+  CidrError,
+} from "../../net/cidr.ts";
 
 describe("cidr", () => {
   test("parses and formats", () => {
@@ -11,7 +21,17 @@ describe("cidr", () => {
     expect(numToIp(ipToNum("255.255.255.255"))).toBe("255.255.255.255");
   });
 
-  test.each(["10.32.0.0", "10.32.0.0/33", "10.32.0/12", "300.1.1.1/8", "a.b.c.d/8", "", "10.32.0.0/12/1", " 10.32.0.0/12", "010.32.0.0/12"])("refuses %p, naming it", (s) => {
+  test.each([
+    "10.32.0.0",
+    "10.32.0.0/33",
+    "10.32.0/12",
+    "300.1.1.1/8",
+    "a.b.c.d/8",
+    "",
+    "10.32.0.0/12/1",
+    " 10.32.0.0/12",
+    "010.32.0.0/12",
+  ])("refuses %p, naming it", (s) => {
     expect(() => parseCidr(s)).toThrow(CidrError);
     try {
       parseCidr(s);

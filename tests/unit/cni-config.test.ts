@@ -3,7 +3,13 @@ import { invalidIfname, parseArgs, parseEnv, parseNetConf } from "../../net/cni/
 import { CniCode, CniError } from "../../net/cni/errors.ts";
 import { compareVersions, requireSupported, SUPPORTED_VERSIONS } from "../../net/cni/version.ts";
 
-const base = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "abc", CNI_NETNS: "/var/run/netns/x", CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" };
+const base = {
+  CNI_COMMAND: "ADD",
+  CNI_CONTAINERID: "abc",
+  CNI_NETNS: "/var/run/netns/x",
+  CNI_IFNAME: "eth0",
+  CNI_PATH: "/opt/cni/bin",
+};
 const conf = (o: object = {}) => JSON.stringify({ cniVersion: "1.0.0", name: "weave", type: "weave-net", ...o });
 
 function codeOf(fn: () => unknown): { code: number; msg: string } {
@@ -35,20 +41,28 @@ describe("CNI environment", () => {
     expect(parseEnv({ ...noNetns, CNI_COMMAND: "DEL" }).netns).toBe("");
     expect(parseEnv({ CNI_COMMAND: "VERSION" }).command).toBe("VERSION");
     // libcni fills the other variables with "dummy" when it asks for the version
-    expect(parseEnv({ CNI_COMMAND: "VERSION", CNI_NETNS: "dummy", CNI_IFNAME: "dummy", CNI_PATH: "dummy", CNI_CONTAINERID: "" }).command).toBe("VERSION");
+    expect(
+      parseEnv({
+        CNI_COMMAND: "VERSION",
+        CNI_NETNS: "dummy",
+        CNI_IFNAME: "dummy",
+        CNI_PATH: "dummy",
+        CNI_CONTAINERID: "",
+      }).command,
+    ).toBe("VERSION");
   });
 
   test.each([
     [{ CNI_COMMAND: "" }, "CNI_COMMAND"],
-    [{ CNI_COMMAND: "CREATE" }, "CNI_COMMAND \"CREATE\""],
-    [{ CNI_CONTAINERID: "-abc" }, "CNI_CONTAINERID \"-abc\""],
-    [{ CNI_CONTAINERID: "a b" }, "CNI_CONTAINERID \"a b\""],
+    [{ CNI_COMMAND: "CREATE" }, 'CNI_COMMAND "CREATE"'],
+    [{ CNI_CONTAINERID: "-abc" }, 'CNI_CONTAINERID "-abc"'],
+    [{ CNI_CONTAINERID: "a b" }, 'CNI_CONTAINERID "a b"'],
     [{ CNI_CONTAINERID: "a/b" }, "CNI_CONTAINERID"],
-    [{ CNI_IFNAME: "averyveryverylongname" }, "CNI_IFNAME \"averyveryverylongname\""],
-    [{ CNI_IFNAME: "eth/0" }, "CNI_IFNAME \"eth/0\""],
+    [{ CNI_IFNAME: "averyveryverylongname" }, 'CNI_IFNAME "averyveryverylongname"'],
+    [{ CNI_IFNAME: "eth/0" }, 'CNI_IFNAME "eth/0"'],
     [{ CNI_IFNAME: "eth 0" }, "CNI_IFNAME"],
-    [{ CNI_IFNAME: ".." }, "CNI_IFNAME \"..\""],
-    [{ CNI_NETNS: "relative/path" }, "CNI_NETNS \"relative/path\""],
+    [{ CNI_IFNAME: ".." }, 'CNI_IFNAME ".."'],
+    [{ CNI_NETNS: "relative/path" }, 'CNI_NETNS "relative/path"'],
     [{ CNI_ARGS: "K8S_POD_NAME" }, "CNI_ARGS"],
   ])("bad %p gets code 4 naming it", (over, named) => {
     const r = codeOf(() => parseEnv({ ...base, ...over }));
@@ -77,7 +91,13 @@ describe("CNI versions", () => {
     expect(compareVersions("1.1.0", "1.0.0")).toBeGreaterThan(0);
   });
 
-  test.each([["0.2.0", "too old"], ["0.1.0", "too old"], ["2.0.0", "not supported"], ["1.0", "not supported"], ["latest", "not supported"]])("%p is refused with code 1 (%s)", (v, why) => {
+  test.each([
+    ["0.2.0", "too old"],
+    ["0.1.0", "too old"],
+    ["2.0.0", "not supported"],
+    ["1.0", "not supported"],
+    ["latest", "not supported"],
+  ])("%p is refused with code 1 (%s)", (v, why) => {
     const r = codeOf(() => requireSupported(v));
     expect(r.code).toBe(CniCode.IncompatibleVersion);
     expect(r.msg).toContain(`"${v}"`);
@@ -88,7 +108,13 @@ describe("CNI versions", () => {
 describe("network configuration", () => {
   test("defaults", () => {
     const c = parseNetConf(conf(), "ADD");
-    expect(c).toMatchObject({ cniVersion: "1.0.0", name: "weave", type: "weave-net", bridge: "weave", hairpinMode: true });
+    expect(c).toMatchObject({
+      cniVersion: "1.0.0",
+      name: "weave",
+      type: "weave-net",
+      bridge: "weave",
+      hairpinMode: true,
+    });
     expect(c.mtu).toBeUndefined();
   });
 
@@ -109,7 +135,10 @@ describe("network configuration", () => {
     [{ bridge: "a/b" }, "bridge"],
     [{ dns: "8.8.8.8" }, "dns"],
     [{ prevResult: { ips: "x" } }, "prevResult.ips"],
-    [{ prevResult: { interfaces: [{ name: "eth0" }], ips: [{ address: "10.32.0.2/12", interface: 3 }] } }, "prevResult.ips[0].interface"],
+    [
+      { prevResult: { interfaces: [{ name: "eth0" }], ips: [{ address: "10.32.0.2/12", interface: 3 }] } },
+      "prevResult.ips[0].interface",
+    ],
   ])("invalid %p gets code 7 naming %s", (over, field) => {
     const r = codeOf(() => parseNetConf(conf(over), "ADD"));
     expect(r.code).toBe(CniCode.InvalidConfig);
@@ -135,12 +164,18 @@ describe("network configuration", () => {
 
   test("GC reads valid attachments under either key", () => {
     const a = [{ containerID: "c1", ifname: "eth0" }];
-    expect(parseNetConf(conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": a }), "GC").validAttachments).toEqual(a);
+    expect(parseNetConf(conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": a }), "GC").validAttachments).toEqual(
+      a,
+    );
     expect(parseNetConf(conf({ cniVersion: "1.1.0", "cni.dev/attachments": a }), "GC").validAttachments).toEqual(a);
-    expect(codeOf(() => parseNetConf(conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [{ id: 1 }] }), "GC")).code).toBe(CniCode.InvalidConfig);
+    expect(
+      codeOf(() => parseNetConf(conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [{ id: 1 }] }), "GC")).code,
+    ).toBe(CniCode.InvalidConfig);
   });
 
   test("runtimeConfig, args and unknown keys are accepted", () => {
-    expect(parseNetConf(conf({ runtimeConfig: { portMappings: [] }, args: { cni: {} }, somethingElse: 1 }), "ADD").name).toBe("weave");
+    expect(
+      parseNetConf(conf({ runtimeConfig: { portMappings: [] }, args: { cni: {} }, somethingElse: 1 }), "ADD").name,
+    ).toBe("weave");
   });
 });

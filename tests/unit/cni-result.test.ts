@@ -2,7 +2,11 @@ import { describe, expect, test } from "bun:test";
 import { chainResult, parseResult, resultForVersion, type Result } from "../../net/cni/result.ts";
 
 const ours: Result = {
-  interfaces: [{ name: "weave", mac: "0a:58:0a:20:00:01" }, { name: "vethwepl1234567", mac: "aa:bb:cc:dd:ee:ff", mtu: 1450 }, { name: "eth0", mac: "0a:58:0a:20:00:05", mtu: 1450, sandbox: "/var/run/netns/p" }],
+  interfaces: [
+    { name: "weave", mac: "0a:58:0a:20:00:01" },
+    { name: "vethwepl1234567", mac: "aa:bb:cc:dd:ee:ff", mtu: 1450 },
+    { name: "eth0", mac: "0a:58:0a:20:00:05", mtu: 1450, sandbox: "/var/run/netns/p" },
+  ],
   ips: [{ address: "10.32.0.5/12", gateway: "10.32.0.1", interface: 2 }],
   routes: [{ dst: "0.0.0.0/0", gw: "10.32.0.1" }],
 };
@@ -34,7 +38,12 @@ describe("results", () => {
   });
 
   test("chaining appends after the previous plugin's result and shifts interface indexes", () => {
-    const prev: Result = { interfaces: [{ name: "lo", sandbox: "/x" }], ips: [{ address: "127.0.0.1/8", interface: 0 }], routes: [], dns: { nameservers: ["10.96.0.10"] } };
+    const prev: Result = {
+      interfaces: [{ name: "lo", sandbox: "/x" }],
+      ips: [{ address: "127.0.0.1/8", interface: 0 }],
+      routes: [],
+      dns: { nameservers: ["10.96.0.10"] },
+    };
     const c = chainResult(prev, ours);
     expect(c.interfaces.map((i) => i.name)).toEqual(["lo", "weave", "vethwepl1234567", "eth0"]);
     expect(c.ips[1]!.interface).toBe(3);

@@ -1,36 +1,88 @@
 /** doctor's readers of probe output: HTTP, `ip -j`, `nft list ruleset`, agent logs, CNI conf dirs, FDB MACs. */
 import { describe, expect, test } from "bun:test";
-import { parseAddrs, parseHttp, parseLinks, parseNftDrops, parseReport, parseRoutes, portExprIncludes, recentErrorLines } from "../../net/doctor/parse.ts";
+import {
+  parseAddrs,
+  parseHttp,
+  parseLinks,
+  parseNftDrops,
+  parseReport,
+  parseRoutes,
+  portExprIncludes,
+  recentErrorLines,
+} from "../../net/doctor/parse.ts";
 import { networkConfigs } from "../../net/doctor/checks-cni.ts";
 import { ipFromPodMac } from "../../net/doctor/gather-node.ts";
 import { wrap } from "../../net/doctor/format.ts";
 
 describe("parse", () => {
   test("a raw HTTP/1.1 answer, and what is not one", () => {
-    expect(parseHttp("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nwaiting")).toEqual({ status: 503, body: "waiting" });
+    expect(parseHttp("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nwaiting")).toEqual({
+      status: 503,
+      body: "waiting",
+    });
     expect(parseHttp('HTTP/1.0 200 OK\r\n\r\n{"a":1}\n')).toEqual({ status: 200, body: '{"a":1}\n' });
     expect(parseHttp("garbage")).toBeUndefined();
-    expect(parseReport('{"Ready":true,"IPAM":{"Range":"10.32.0.0/12","Status":"ready"},"Router":null,"Bridge":null}')?.Ready).toBe(true);
+    expect(
+      parseReport('{"Ready":true,"IPAM":{"Range":"10.32.0.0/12","Status":"ready"},"Router":null,"Bridge":null}')?.Ready,
+    ).toBe(true);
     expect(parseReport("{}")).toBeUndefined();
     expect(parseReport("not json")).toBeUndefined();
   });
 
   test("ip -j -d link: kind, up, master and the VXLAN port and local address", () => {
     const json = JSON.stringify([
-      { ifname: "weave", flags: ["BROADCAST", "UP", "LOWER_UP"], mtu: 1450, linkinfo: { info_kind: "bridge", info_data: {} } },
-      { ifname: "vxlan-6784", flags: ["BROADCAST", "UP"], mtu: 1450, master: "weave", linkinfo: { info_kind: "vxlan", info_data: { id: 7824737, local: "198.18.0.11", port: 6784 } } },
+      {
+        ifname: "weave",
+        flags: ["BROADCAST", "UP", "LOWER_UP"],
+        mtu: 1450,
+        linkinfo: { info_kind: "bridge", info_data: {} },
+      },
+      {
+        ifname: "vxlan-6784",
+        flags: ["BROADCAST", "UP"],
+        mtu: 1450,
+        master: "weave",
+        linkinfo: { info_kind: "vxlan", info_data: { id: 7824737, local: "198.18.0.11", port: 6784 } },
+      },
       { ifname: "eth0", flags: ["BROADCAST"], mtu: 1500 },
     ]);
     expect(parseLinks(json)).toEqual([
       { name: "weave", kind: "bridge", up: true, mtu: 1450 },
-      { name: "vxlan-6784", kind: "vxlan", up: true, mtu: 1450, master: "weave", vxlanPort: 6784, vxlanLocal: "198.18.0.11" },
+      {
+        name: "vxlan-6784",
+        kind: "vxlan",
+        up: true,
+        mtu: 1450,
+        master: "weave",
+        vxlanPort: 6784,
+        vxlanLocal: "198.18.0.11",
+      },
       { name: "eth0", kind: undefined, up: false, mtu: 1500 },
     ]);
   });
 
   test("ip -j addr and route", () => {
-    expect(parseAddrs(JSON.stringify([{ ifname: "eth0", addr_info: [{ family: "inet", local: "198.18.0.11", prefixlen: 24 }, { family: "inet6", local: "fe80::1", prefixlen: 64 }] }]))).toEqual([{ ifname: "eth0", ip: "198.18.0.11", prefix: 24 }]);
-    expect(parseRoutes(JSON.stringify([{ dst: "default", gateway: "10.32.0.1", dev: "eth0" }, { type: "local", dst: "10.32.0.1", dev: "weave", table: "local" }]))).toEqual([
+    expect(
+      parseAddrs(
+        JSON.stringify([
+          {
+            ifname: "eth0",
+            addr_info: [
+              { family: "inet", local: "198.18.0.11", prefixlen: 24 },
+              { family: "inet6", local: "fe80::1", prefixlen: 64 },
+            ],
+          },
+        ]),
+      ),
+    ).toEqual([{ ifname: "eth0", ip: "198.18.0.11", prefix: 24 }]);
+    expect(
+      parseRoutes(
+        JSON.stringify([
+          { dst: "default", gateway: "10.32.0.1", dev: "eth0" },
+          { type: "local", dst: "10.32.0.1", dev: "weave", table: "local" },
+        ]),
+      ),
+    ).toEqual([
       { dst: "0.0.0.0/0", gateway: "10.32.0.1", dev: "eth0" },
       { dst: "10.32.0.1/32", dev: "weave", table: "local", type: "local" },
     ]);
@@ -73,7 +125,9 @@ table inet other {
 		udp dport 6000-7000 ip saddr 10.0.0.0/8 drop
 	}
 }`;
-    const d = parseNftDrops(ruleset).map((x) => `${x.table}/${x.chain} ${x.proto} ${x.certain ? "sure" : "maybe"}: ${x.rule}`);
+    const d = parseNftDrops(ruleset).map(
+      (x) => `${x.table}/${x.chain} ${x.proto} ${x.certain ? "sure" : "maybe"}: ${x.rule}`,
+    );
     expect(d).toEqual([
       "inet fw/input udp sure: udp dport 6784 drop",
       "inet fw/input tcp sure: tcp dport { 22, 6783 } reject",
@@ -89,7 +143,8 @@ table inet other {
   });
 
   test("the lab's own cut table is found", () => {
-    const cut = "table inet weavelabcut {\n\tchain input {\n\t\ttype filter hook input priority -10; policy accept;\n\t\ttcp dport 6783 drop\n\t\ttcp sport 6783 drop\n\t\tudp dport 6784 drop\n\t}\n}\n";
+    const cut =
+      "table inet weavelabcut {\n\tchain input {\n\t\ttype filter hook input priority -10; policy accept;\n\t\ttcp dport 6783 drop\n\t\ttcp sport 6783 drop\n\t\tudp dport 6784 drop\n\t}\n}\n";
     expect(parseNftDrops(cut).map((x) => `${x.proto} ${x.certain}`)).toEqual(["tcp true", "udp true"]);
   });
 

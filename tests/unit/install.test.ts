@@ -25,29 +25,72 @@ afterEach(async () => {
 });
 
 /** A stand-in with nodes (name -> InternalIP) and the `kubernetes` Service at `clusterIp`. */
-async function cluster(nodes: Record<string, string> = { n1: "198.18.0.1", n2: "198.18.0.2", n3: "198.18.0.3" }, clusterIp: string | null = "10.96.0.1") {
+async function cluster(
+  nodes: Record<string, string> = { n1: "198.18.0.1", n2: "198.18.0.2", n3: "198.18.0.3" },
+  clusterIp: string | null = "10.96.0.1",
+) {
   const api = await startApiServer();
   servers.push(api);
-  for (const [name, ip] of Object.entries(nodes)) api.store.put({ apiVersion: "v1", kind: "Node", metadata: { name }, status: { addresses: [{ type: "InternalIP", address: ip }, { type: "Hostname", address: name }] } });
-  if (clusterIp) api.store.put({ apiVersion: "v1", kind: "Service", metadata: { name: "kubernetes", namespace: "default" }, spec: { clusterIP: clusterIp, ports: [{ port: 443 }] } });
+  for (const [name, ip] of Object.entries(nodes))
+    api.store.put({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name },
+      status: {
+        addresses: [
+          { type: "InternalIP", address: ip },
+          { type: "Hostname", address: name },
+        ],
+      },
+    });
+  if (clusterIp)
+    api.store.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "kubernetes", namespace: "default" },
+      spec: { clusterIP: clusterIp, ports: [{ port: 443 }] },
+    });
   return api;
 }
 
 function io(extra: { pollMs?: number } = {}) {
   const r = { out: "", logs: [] as string[] };
-  return { r, io: { env: {}, out: (t: string) => void (r.out += t), log: (l: string) => void r.logs.push(l), ...extra } };
+  return {
+    r,
+    io: { env: {}, out: (t: string) => void (r.out += t), log: (l: string) => void r.logs.push(l), ...extra },
+  };
 }
 
 /** This file's waits: 5000 ms at most, polling every 5 ms. */
-const until = <T,>(f: () => T | undefined | false, ms = 5000) => waitUntil(f, ms, 5);
+const until = <T>(f: () => T | undefined | false, ms = 5000) => waitUntil(f, ms, 5);
 
 const agentPod = (node: string, ready: boolean): V1Pod => ({
-  apiVersion: "v1", kind: "Pod",
+  apiVersion: "v1",
+  kind: "Pod",
   metadata: { name: `weave-net-${node}`, namespace: "kube-system", labels: { name: "weave-net" } },
   spec: { nodeName: node, containers: [{ name: "weave", image: "weave:0.1.0" }] },
   status: ready
-    ? { phase: "Running", conditions: [{ type: "Ready", status: "True" }], containerStatuses: [{ name: "weave", ready: true, restartCount: 0, image: "", imageID: "", state: { running: {} } }] }
-    : { phase: "Pending", conditions: [{ type: "Ready", status: "False" }], initContainerStatuses: [{ name: "weave-init", ready: false, restartCount: 0, image: "", imageID: "", state: { waiting: { reason: "PodInitializing" } } }] },
+    ? {
+        phase: "Running",
+        conditions: [{ type: "Ready", status: "True" }],
+        containerStatuses: [
+          { name: "weave", ready: true, restartCount: 0, image: "", imageID: "", state: { running: {} } },
+        ],
+      }
+    : {
+        phase: "Pending",
+        conditions: [{ type: "Ready", status: "False" }],
+        initContainerStatuses: [
+          {
+            name: "weave-init",
+            ready: false,
+            restartCount: 0,
+            image: "",
+            imageID: "",
+            state: { waiting: { reason: "PodInitializing" } },
+          },
+        ],
+      },
 });
 
 /** Plays the DaemonSet controller: once the DaemonSet exists, makes one more node's agent Ready every `stepMs`. */
@@ -56,21 +99,40 @@ async function controller(api: ApiServer, nodes: string[], stepMs: number) {
   for (let ready = 0; ready <= nodes.length; ready++) {
     nodes.forEach((n, i) => api.store.put(agentPod(n, i < ready)));
     const n = nodes.length;
-    api.store.put({ ...api.store.get("apps/v1", "DaemonSet", "weave-net", "kube-system")!, status: { observedGeneration: ds.metadata.generation, desiredNumberScheduled: n, currentNumberScheduled: n, updatedNumberScheduled: n, numberMisscheduled: 0, numberReady: ready, numberAvailable: ready } });
+    api.store.put({
+      ...api.store.get("apps/v1", "DaemonSet", "weave-net", "kube-system")!,
+      status: {
+        observedGeneration: ds.metadata.generation,
+        desiredNumberScheduled: n,
+        currentNumberScheduled: n,
+        updatedNumberScheduled: n,
+        numberMisscheduled: 0,
+        numberReady: ready,
+        numberAvailable: ready,
+      },
+    });
     await Bun.sleep(stepMs);
   }
 }
 
 const OURS = [
-  ["v1", "ServiceAccount", "kube-system"], ["rbac.authorization.k8s.io/v1", "ClusterRole", undefined], ["rbac.authorization.k8s.io/v1", "ClusterRoleBinding", undefined],
-  ["rbac.authorization.k8s.io/v1", "Role", "kube-system"], ["rbac.authorization.k8s.io/v1", "RoleBinding", "kube-system"], ["v1", "ConfigMap", "kube-system"], ["apps/v1", "DaemonSet", "kube-system"],
+  ["v1", "ServiceAccount", "kube-system"],
+  ["rbac.authorization.k8s.io/v1", "ClusterRole", undefined],
+  ["rbac.authorization.k8s.io/v1", "ClusterRoleBinding", undefined],
+  ["rbac.authorization.k8s.io/v1", "Role", "kube-system"],
+  ["rbac.authorization.k8s.io/v1", "RoleBinding", "kube-system"],
+  ["v1", "ConfigMap", "kube-system"],
+  ["apps/v1", "DaemonSet", "kube-system"],
 ] as const;
 const present = (api: ApiServer) => OURS.filter(([v, k, ns]) => api.store.get(v, k, "weave-net", ns)).map(([, k]) => k);
 const patches = (api: ApiServer) => api.requests.filter((r) => r.method === "PATCH");
 const writes = (api: ApiServer) => api.requests.filter((r) => r.method !== "GET");
 
 async function refusal(p: Promise<unknown>): Promise<WeaveError> {
-  const e = await p.then(() => undefined, (e) => e);
+  const e = await p.then(
+    () => undefined,
+    (e) => e,
+  );
   if (!(e instanceof WeaveError)) throw new Error(`expected a WeaveError, got ${e}`);
   return e;
 }
@@ -99,10 +161,16 @@ describe("weave install against the stand-in", () => {
     }
     const progress = r.logs.filter((l) => /agents ready/.test(l));
     expect(progress[0]).toMatch(/^0\/3 agents ready; waiting for n1 \(/);
-    expect(progress.some((l) => l.startsWith("1/3 agents ready; waiting for n2 (pod weave-net-n2: Pending), n3 ("))).toBe(true);
-    expect(progress.some((l) => l.startsWith("2/3 agents ready; waiting for n3 (pod weave-net-n3: Pending)"))).toBe(true);
+    expect(
+      progress.some((l) => l.startsWith("1/3 agents ready; waiting for n2 (pod weave-net-n2: Pending), n3 (")),
+    ).toBe(true);
+    expect(progress.some((l) => l.startsWith("2/3 agents ready; waiting for n3 (pod weave-net-n3: Pending)"))).toBe(
+      true,
+    );
     expect(progress.at(-1)).toBe("3/3 agents ready");
-    expect(r.logs).toContain("checked --ipalloc-range 10.32.0.0/12 against 3 node address(es) and the service range 10.96.0.0/12 (inferred from ClusterIP 10.96.0.1; --service-cidr overrides)");
+    expect(r.logs).toContain(
+      "checked --ipalloc-range 10.32.0.0/12 against 3 node address(es) and the service range 10.96.0.0/12 (inferred from ClusterIP 10.96.0.1; --service-cidr overrides)",
+    );
     expect(r.out).toMatch(/^weave 0\.1\.0 installed in kube-system: 3\/3 agents ready \(\d+\.\d s\)/);
   });
 
@@ -119,38 +187,65 @@ describe("weave install against the stand-in", () => {
     const { io: inout } = io({ pollMs: 20 });
     const e = await refusal(install({ kubeconfig: api.kubeconfigPath, timeout: 0.3 }, inout));
     expect(e.code).toBe("E_TIMEOUT");
-    expect(e.message).toContain("0/3 agents ready; waiting for n1 (no agent pod yet), n2 (no agent pod yet), n3 (no agent pod yet)");
+    expect(e.message).toContain(
+      "0/3 agents ready; waiting for n1 (no agent pod yet), n2 (no agent pod yet), n3 (no agent pod yet)",
+    );
     expect(e.message).toContain("kubectl describe node n1");
   });
 
   test("what a pod that is not ready is doing", () => {
     const crash = agentPod("n1", false);
-    crash.status!.initContainerStatuses![0]!.state = { waiting: { reason: "CrashLoopBackOff", message: "back-off 10s restarting failed container" } };
-    expect(podState(crash)).toBe("pod weave-net-n1: init container weave-init CrashLoopBackOff (back-off 10s restarting failed container)");
+    crash.status!.initContainerStatuses![0]!.state = {
+      waiting: { reason: "CrashLoopBackOff", message: "back-off 10s restarting failed container" },
+    };
+    expect(podState(crash)).toBe(
+      "pod weave-net-n1: init container weave-init CrashLoopBackOff (back-off 10s restarting failed container)",
+    );
     crash.status!.initContainerStatuses![0]!.state = { waiting: { reason: "CrashLoopBackOff" } };
-    crash.status!.initContainerStatuses![0]!.lastState = { terminated: { exitCode: 1, reason: "Error", message: "weave: another network's CNI config is on this node" } };
-    expect(podState(crash)).toBe("pod weave-net-n1: init container weave-init CrashLoopBackOff (last run: Error, exit 1, weave: another network's CNI config is on this node)");
+    crash.status!.initContainerStatuses![0]!.lastState = {
+      terminated: { exitCode: 1, reason: "Error", message: "weave: another network's CNI config is on this node" },
+    };
+    expect(podState(crash)).toBe(
+      "pod weave-net-n1: init container weave-init CrashLoopBackOff (last run: Error, exit 1, weave: another network's CNI config is on this node)",
+    );
     const notReady = agentPod("n2", true);
     notReady.status!.containerStatuses![0]!.ready = false;
-    expect(podState(notReady)).toBe("pod weave-net-n2: agent running, not ready yet (GET /status answers 503 until it is)");
-    expect(progressLine({ nodes: 5, ready: 0, rolledOut: false, waiting: ["a", "b", "c", "d", "e"].map((node) => ({ node, state: "x" })) })).toBe("0/5 agents ready; waiting for a (x), b (x), c (x) and 2 more");
+    expect(podState(notReady)).toBe(
+      "pod weave-net-n2: agent running, not ready yet (GET /status answers 503 until it is)",
+    );
+    expect(
+      progressLine({
+        nodes: 5,
+        ready: 0,
+        rolledOut: false,
+        waiting: ["a", "b", "c", "d", "e"].map((node) => ({ node, state: "x" })),
+      }),
+    ).toBe("0/5 agents ready; waiting for a (x), b (x), c (x) and 2 more");
   });
 
   test("refuses a range holding a node's address, naming both, before applying anything", async () => {
     const api = await cluster({ n1: "198.18.0.1", n2: "10.32.7.9" });
     const e = await refusal(install({ kubeconfig: api.kubeconfigPath }, io().io));
     expect(e.code).toBe("E_RANGE_OVERLAP");
-    expect(e.message).toStartWith("--ipalloc-range 10.32.0.0/12 overlaps node n2: its InternalIP 10.32.7.9 is inside it");
+    expect(e.message).toStartWith(
+      "--ipalloc-range 10.32.0.0/12 overlaps node n2: its InternalIP 10.32.7.9 is inside it",
+    );
     expect(writes(api)).toEqual([]);
     // another range is fine
-    expect(await install({ kubeconfig: api.kubeconfigPath, ipallocRange: "10.40.0.0/16", timeout: 0 }, io().io)).toBe(0);
+    expect(await install({ kubeconfig: api.kubeconfigPath, ipallocRange: "10.40.0.0/16", timeout: 0 }, io().io)).toBe(
+      0,
+    );
   });
 
   test("refuses a range overlapping the given service range (--service-cidr)", async () => {
     const api = await cluster();
-    const e = await refusal(install({ kubeconfig: api.kubeconfigPath, ipallocRange: "10.96.128.0/17", serviceCidr: "10.96.0.0/12" }, io().io));
+    const e = await refusal(
+      install({ kubeconfig: api.kubeconfigPath, ipallocRange: "10.96.128.0/17", serviceCidr: "10.96.0.0/12" }, io().io),
+    );
     expect(e.code).toBe("E_RANGE_OVERLAP");
-    expect(e.message).toStartWith("--ipalloc-range 10.96.128.0/17 overlaps the service range 10.96.0.0/12 (--service-cidr)");
+    expect(e.message).toStartWith(
+      "--ipalloc-range 10.96.128.0/17 overlaps the service range 10.96.0.0/12 (--service-cidr)",
+    );
     expect(writes(api)).toEqual([]);
     const bad = await refusal(install({ kubeconfig: api.kubeconfigPath, serviceCidr: "10.96.0/12" }, io().io));
     expect(bad.code).toBe("E_BAD_FLAG");
@@ -162,13 +257,22 @@ describe("weave install against the stand-in", () => {
     const api = await cluster(undefined, "10.100.0.1");
     const e = await refusal(install({ kubeconfig: api.kubeconfigPath, ipallocRange: "10.104.0.0/16" }, io().io));
     expect(e.code).toBe("E_RANGE_OVERLAP");
-    expect(e.message).toStartWith("--ipalloc-range 10.104.0.0/16 may overlap the service range 10.96.0.0/12: that range is inferred, not read from the cluster (the /12 around 10.100.0.1");
+    expect(e.message).toStartWith(
+      "--ipalloc-range 10.104.0.0/16 may overlap the service range 10.96.0.0/12: that range is inferred, not read from the cluster (the /12 around 10.100.0.1",
+    );
     expect(e.message).toContain("pass it with --service-cidr");
     expect(writes(api)).toEqual([]);
     // told the real (smaller) service range, the same pod range passes
     const { r, io: inout } = io();
-    expect(await install({ kubeconfig: api.kubeconfigPath, ipallocRange: "10.104.0.0/16", serviceCidr: "10.100.0.0/16", timeout: 0 }, inout)).toBe(0);
-    expect(r.logs[1]).toBe("checked --ipalloc-range 10.104.0.0/16 against 3 node address(es) and the service range 10.100.0.0/16 (--service-cidr)");
+    expect(
+      await install(
+        { kubeconfig: api.kubeconfigPath, ipallocRange: "10.104.0.0/16", serviceCidr: "10.100.0.0/16", timeout: 0 },
+        inout,
+      ),
+    ).toBe(0);
+    expect(r.logs[1]).toBe(
+      "checked --ipalloc-range 10.104.0.0/16 against 3 node address(es) and the service range 10.100.0.0/16 (--service-cidr)",
+    );
     // the default pod range is clear of it
     expect(await install({ kubeconfig: api.kubeconfigPath, timeout: 0 }, io().io)).toBe(0);
   });
@@ -177,7 +281,9 @@ describe("weave install against the stand-in", () => {
     const api = await cluster(undefined, "10.43.0.1");
     const e = await refusal(install({ kubeconfig: api.kubeconfigPath }, io().io));
     expect(e.code).toBe("E_RANGE_OVERLAP");
-    expect(e.message).toStartWith("--ipalloc-range 10.32.0.0/12 overlaps the service range: it holds 10.43.0.1, the ClusterIP of Service default/kubernetes");
+    expect(e.message).toStartWith(
+      "--ipalloc-range 10.32.0.0/12 overlaps the service range: it holds 10.43.0.1, the ClusterIP of Service default/kubernetes",
+    );
     expect(writes(api)).toEqual([]);
   });
 
@@ -185,7 +291,9 @@ describe("weave install against the stand-in", () => {
     const api = await cluster(undefined, null);
     const { r, io: inout } = io();
     expect(await install({ kubeconfig: api.kubeconfigPath, timeout: 0 }, inout)).toBe(0);
-    expect(r.logs.some((l) => l.includes("the service range is unknown") && l.includes("pass --service-cidr"))).toBe(true);
+    expect(r.logs.some((l) => l.includes("the service range is unknown") && l.includes("pass --service-cidr"))).toBe(
+      true,
+    );
   });
 
   test("--password-secret is refused before any request", async () => {
@@ -210,7 +318,12 @@ describe("weave install against the stand-in", () => {
 
   test("refuses to take over a weave-net of someone else's (a Weave Net 2.x install)", async () => {
     const api = await cluster();
-    api.store.put({ apiVersion: "apps/v1", kind: "DaemonSet", metadata: { name: "weave-net", namespace: "kube-system", labels: { name: "weave-net" } }, spec: {} });
+    api.store.put({
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "weave-net", namespace: "kube-system", labels: { name: "weave-net" } },
+      spec: {},
+    });
     const e = await refusal(install({ kubeconfig: api.kubeconfigPath }, io().io));
     expect(e.code).toBe("E_NOT_OURS");
     expect(e.message).toStartWith("DaemonSet kube-system/weave-net exists and was not made by weave install");
@@ -221,15 +334,34 @@ describe("weave install against the stand-in", () => {
 describe("weave uninstall against the stand-in", () => {
   test("deletes exactly ours, leaves the rest, and is idempotent", async () => {
     const api = await cluster();
-    api.store.put({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "unrelated", namespace: "kube-system" }, data: { keep: "me" } });
-    api.store.put({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "coredns", namespace: "kube-system" } });
+    api.store.put({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "unrelated", namespace: "kube-system" },
+      data: { keep: "me" },
+    });
+    api.store.put({
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "coredns", namespace: "kube-system" },
+    });
     await install({ kubeconfig: api.kubeconfigPath, timeout: 0 }, io().io);
     expect(present(api)).toHaveLength(7);
 
     const { r, io: inout } = io();
     expect(await uninstall({ kubeconfig: api.kubeconfigPath }, inout)).toBe(0);
     expect(present(api)).toEqual([]);
-    expect(api.requests.filter((q) => q.method === "DELETE").map((q) => q.path.split("/").slice(-2).join("/"))).toEqual(["daemonsets/weave-net", "configmaps/weave-net", "rolebindings/weave-net", "roles/weave-net", "clusterrolebindings/weave-net", "clusterroles/weave-net", "serviceaccounts/weave-net"]);
+    expect(api.requests.filter((q) => q.method === "DELETE").map((q) => q.path.split("/").slice(-2).join("/"))).toEqual(
+      [
+        "daemonsets/weave-net",
+        "configmaps/weave-net",
+        "rolebindings/weave-net",
+        "roles/weave-net",
+        "clusterrolebindings/weave-net",
+        "clusterroles/weave-net",
+        "serviceaccounts/weave-net",
+      ],
+    );
     expect(api.store.get("v1", "ConfigMap", "unrelated", "kube-system")?.data).toEqual({ keep: "me" });
     expect(api.store.get("v1", "ServiceAccount", "coredns", "kube-system")).toBeDefined();
     expect(r.out).toStartWith("weave uninstalled: 7 object(s) deleted, 0 already gone");
@@ -241,7 +373,11 @@ describe("weave uninstall against the stand-in", () => {
 
   test("leaves a weave-net object that install did not make", async () => {
     const api = await cluster();
-    api.store.put({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "weave-net", namespace: "kube-system", annotations: { "kube-peers.weave.works/peers": "x" } } });
+    api.store.put({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "weave-net", namespace: "kube-system", annotations: { "kube-peers.weave.works/peers": "x" } },
+    });
     const { r, io: inout } = io();
     await uninstall({ kubeconfig: api.kubeconfigPath }, inout);
     expect(api.store.get("v1", "ConfigMap", "weave-net", "kube-system")).toBeDefined();
@@ -256,16 +392,32 @@ describe("setup-cni beside another network's config", () => {
     for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
     return dir;
   };
-  const flannel = JSON.stringify({ cniVersion: "0.3.1", name: "cbr0", plugins: [{ type: "flannel", delegate: { isDefaultGateway: true } }, { type: "portmap", capabilities: { portMappings: true } }] });
+  const flannel = JSON.stringify({
+    cniVersion: "0.3.1",
+    name: "cbr0",
+    plugins: [
+      { type: "flannel", delegate: { isDefaultGateway: true } },
+      { type: "portmap", capabilities: { portMappings: true } },
+    ],
+  });
 
   test("which files count: another network's do; loopback, our own, non-JSON and our file do not", () => {
     const dir = confDirWith({
-      "10-flannel.conflist": flannel, "99-loopback.conf": '{"cniVersion":"1.0.0","name":"lo","type":"loopback"}',
-      "05-old-weave.conf": '{"name":"weave","type":"weave-net"}', "junk.json": "not json", "10-weave.conflist": "{}", "README": "x", "87-podman.conflist.bak": flannel,
+      "10-flannel.conflist": flannel,
+      "99-loopback.conf": '{"cniVersion":"1.0.0","name":"lo","type":"loopback"}',
+      "05-old-weave.conf": '{"name":"weave","type":"weave-net"}',
+      "junk.json": "not json",
+      "10-weave.conflist": "{}",
+      README: "x",
+      "87-podman.conflist.bak": flannel,
     });
     const { conflicts, ignored } = findConflicts(dir);
     expect(conflicts).toEqual([{ file: join(dir, "10-flannel.conflist"), types: ["flannel", "portmap"] }]);
-    expect(ignored.map((i) => i.file.split("/").at(-1))).toEqual(["05-old-weave.conf", "99-loopback.conf", "junk.json"]);
+    expect(ignored.map((i) => i.file.split("/").at(-1))).toEqual([
+      "05-old-weave.conf",
+      "99-loopback.conf",
+      "junk.json",
+    ]);
   });
 
   test("refuses, says why, and puts a WeaveCNIConflict event on the Node", async () => {
@@ -274,7 +426,12 @@ describe("setup-cni beside another network's config", () => {
     const term = join(dir, "termination-log");
     writeFileSync(term, "");
     const logs: string[] = [];
-    const e = await refusal(setupCni({ binDir: join(dir, "bin"), confDir: dir, kubeconfig: api.kubeconfigPath, nodeName: "n2" }, { env: {}, log: (l) => void logs.push(l), out: () => {}, terminationLog: term }));
+    const e = await refusal(
+      setupCni(
+        { binDir: join(dir, "bin"), confDir: dir, kubeconfig: api.kubeconfigPath, nodeName: "n2" },
+        { env: {}, log: (l) => void logs.push(l), out: () => {}, terminationLog: term },
+      ),
+    );
     expect(e.code).toBe("E_CNI_CONFLICT");
     expect(e.message).toContain(`${dir}/10-flannel.conflist (plugin types: flannel, portmap)`);
     expect(e.message).toContain("classic outage");
@@ -287,7 +444,11 @@ describe("setup-cni beside another network's config", () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({
       involvedObject: { kind: "Node", name: "n2", uid: api.store.get("v1", "Node", "n2")!.metadata.uid },
-      reason: "WeaveCNIConflict", type: "Warning", message: e.message, count: 1, source: { component: "weave-setup-cni", host: "n2" },
+      reason: "WeaveCNIConflict",
+      type: "Warning",
+      message: e.message,
+      count: 1,
+      source: { component: "weave-setup-cni", host: "n2" },
     });
     // nothing was installed
     expect(readFileSync(join(dir, "10-flannel.conflist"), "utf8")).toBe(flannel);
@@ -311,8 +472,15 @@ describe("setup-cni beside another network's config", () => {
     await api.down();
     const dir = confDirWith({ "10-flannel.conflist": flannel });
     const logs: string[] = [];
-    const e = await refusal(setupCni({ binDir: join(dir, "bin"), confDir: dir, kubeconfig: api.kubeconfigPath, nodeName: "n1" }, { env: {}, log: (l) => void logs.push(l), out: () => {} }));
+    const e = await refusal(
+      setupCni(
+        { binDir: join(dir, "bin"), confDir: dir, kubeconfig: api.kubeconfigPath, nodeName: "n1" },
+        { env: {}, log: (l) => void logs.push(l), out: () => {} },
+      ),
+    );
     expect(e.code).toBe("E_CNI_CONFLICT");
-    expect(logs.at(-1)).toStartWith("could not record event WeaveCNIConflict on node n1: recording event WeaveCNIConflict on node n1:");
+    expect(logs.at(-1)).toStartWith(
+      "could not record event WeaveCNIConflict on node n1: recording event WeaveCNIConflict on node n1:",
+    );
   });
 });

@@ -5,8 +5,16 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
-  ApiException, AppsV1Api, CoreV1Api, KubernetesObjectApi, PatchStrategy, setHeaderOptions, Watch,
-  type KubernetesObject, type V1ConfigMap, type V1Node,
+  ApiException,
+  AppsV1Api,
+  CoreV1Api,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  Watch,
+  type KubernetesObject,
+  type V1ConfigMap,
+  type V1Node,
 } from "@kubernetes/client-node";
 import { startApiServer, type ApiServer, type WatchEvent } from "../support/k8s-server.ts";
 import { until as waitUntil } from "../support/wait.ts";
@@ -35,10 +43,12 @@ async function codeOf(p: Promise<unknown>): Promise<{ code: number; reason?: str
 }
 
 /** This file's waits: 3000 ms at most, polling every 10 ms. */
-const until = <T,>(f: () => T | undefined | false, ms = 3000) => waitUntil(f, ms, 10, "timed out waiting");
+const until = <T>(f: () => T | undefined | false, ms = 3000) => waitUntil(f, ms, 10, "timed out waiting");
 
 const node = (name: string, ip: string): V1Node => ({
-  apiVersion: "v1", kind: "Node", metadata: { name, labels: { role: "worker" } },
+  apiVersion: "v1",
+  kind: "Node",
+  metadata: { name, labels: { role: "worker" } },
   status: { addresses: [{ type: "InternalIP", address: ip }], conditions: [{ type: "Ready", status: "True" }] },
 });
 
@@ -50,7 +60,10 @@ describe("k8s stand-in with the real client", () => {
     const rv1 = Number(made.metadata?.resourceVersion);
     expect(rv1).toBeGreaterThan(0);
 
-    expect(await codeOf(core.createNode({ body: node("n1", "198.18.0.1") }))).toEqual({ code: 409, reason: "AlreadyExists" });
+    expect(await codeOf(core.createNode({ body: node("n1", "198.18.0.1") }))).toEqual({
+      code: 409,
+      reason: "AlreadyExists",
+    });
     expect((await core.readNode({ name: "n1" })).status?.addresses?.[0]?.address).toBe("198.18.0.1");
     expect(await codeOf(core.readNode({ name: "nope" }))).toEqual({ code: 404, reason: "NotFound" });
 
@@ -60,18 +73,30 @@ describe("k8s stand-in with the real client", () => {
     expect(Number(list.metadata?.resourceVersion)).toBeGreaterThanOrEqual(rv1);
 
     // The generated client sends json-patch by default; a merge patch needs the header set.
-    const unavailable = { status: { conditions: [{ type: "NetworkUnavailable", status: "False", reason: "WeaveIsUp" }] } };
-    const patched = await core.patchNodeStatus({ name: "n1", body: unavailable }, setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch));
+    const unavailable = {
+      status: { conditions: [{ type: "NetworkUnavailable", status: "False", reason: "WeaveIsUp" }] },
+    };
+    const patched = await core.patchNodeStatus(
+      { name: "n1", body: unavailable },
+      setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch),
+    );
     // strategic merge keeps the other conditions (merge key "type")
     expect(patched.status?.conditions?.map((c) => c.type).sort()).toEqual(["NetworkUnavailable", "Ready"]);
     expect(Number(patched.metadata?.resourceVersion)).toBeGreaterThan(rv1);
-    expect(api.requests.at(-1)).toMatchObject({ method: "PATCH", path: "/api/v1/nodes/n1/status", contentType: "application/strategic-merge-patch+json" });
+    expect(api.requests.at(-1)).toMatchObject({
+      method: "PATCH",
+      path: "/api/v1/nodes/n1/status",
+      contentType: "application/strategic-merge-patch+json",
+    });
 
     // json-patch (the client's default content type)
     const jp = await core.patchNode({ name: "n1", body: [{ op: "add", path: "/metadata/labels/zone", value: "a" }] });
     expect(jp.metadata?.labels).toEqual({ role: "worker", zone: "a" });
     // the main resource ignores status changes
-    const ignored = await core.patchNode({ name: "n1", body: { status: { addresses: [] } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    const ignored = await core.patchNode(
+      { name: "n1", body: { status: { addresses: [] } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
     expect(ignored.status?.addresses).toHaveLength(1);
 
     // the server answers with the deleted Node; the generated client types it V1Status
@@ -81,32 +106,89 @@ describe("k8s stand-in with the real client", () => {
   });
 
   test("configmaps: replace with a stale resourceVersion is 409 Conflict", async () => {
-    const cm: V1ConfigMap = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "weave-net", namespace: "kube-system" }, data: { a: "1" } };
+    const cm: V1ConfigMap = {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "weave-net", namespace: "kube-system" },
+      data: { a: "1" },
+    };
     const v1 = await core.createNamespacedConfigMap({ namespace: "kube-system", body: cm });
-    const v2 = await core.replaceNamespacedConfigMap({ namespace: "kube-system", name: "weave-net", body: { ...v1, data: { a: "2" } } });
+    const v2 = await core.replaceNamespacedConfigMap({
+      namespace: "kube-system",
+      name: "weave-net",
+      body: { ...v1, data: { a: "2" } },
+    });
     expect(v2.data).toEqual({ a: "2" });
-    expect(await codeOf(core.replaceNamespacedConfigMap({ namespace: "kube-system", name: "weave-net", body: { ...v1, data: { a: "3" } } }))).toEqual({ code: 409, reason: "Conflict" });
+    expect(
+      await codeOf(
+        core.replaceNamespacedConfigMap({
+          namespace: "kube-system",
+          name: "weave-net",
+          body: { ...v1, data: { a: "3" } },
+        }),
+      ),
+    ).toEqual({ code: 409, reason: "Conflict" });
     // the same holds for a merge patch carrying a resourceVersion (compare-and-swap)
     const stale = { metadata: { resourceVersion: v1.metadata?.resourceVersion }, data: { a: "4" } };
-    expect(await codeOf(core.patchNamespacedConfigMap({ namespace: "kube-system", name: "weave-net", body: stale }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch)))).toMatchObject({ code: 409 });
+    expect(
+      await codeOf(
+        core.patchNamespacedConfigMap(
+          { namespace: "kube-system", name: "weave-net", body: stale },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        ),
+      ),
+    ).toMatchObject({ code: 409 });
     // a json-patch test op is the other way to compare-and-swap
-    const cas = [{ op: "test", path: "/metadata/resourceVersion", value: v1.metadata?.resourceVersion }, { op: "replace", path: "/data/a", value: "5" }];
-    expect((await codeOf(core.patchNamespacedConfigMap({ namespace: "kube-system", name: "weave-net", body: cas }))).code).toBe(422);
-    expect((await core.readNamespacedConfigMap({ namespace: "kube-system", name: "weave-net" })).data).toEqual({ a: "2" });
+    const cas = [
+      { op: "test", path: "/metadata/resourceVersion", value: v1.metadata?.resourceVersion },
+      { op: "replace", path: "/data/a", value: "5" },
+    ];
+    expect(
+      (await codeOf(core.patchNamespacedConfigMap({ namespace: "kube-system", name: "weave-net", body: cas }))).code,
+    ).toBe(422);
+    expect((await core.readNamespacedConfigMap({ namespace: "kube-system", name: "weave-net" })).data).toEqual({
+      a: "2",
+    });
     // a namespace that does not exist
-    expect(await codeOf(core.createNamespacedConfigMap({ namespace: "nowhere", body: { ...cm, metadata: { name: "x" } } }))).toEqual({ code: 404, reason: "NotFound" });
+    expect(
+      await codeOf(core.createNamespacedConfigMap({ namespace: "nowhere", body: { ...cm, metadata: { name: "x" } } })),
+    ).toEqual({ code: 404, reason: "NotFound" });
   });
 
   test("server-side apply through KubernetesObjectApi.patch", async () => {
     const objects = KubernetesObjectApi.makeApiClient(api.kubeConfig);
     const ds = {
-      apiVersion: "apps/v1", kind: "DaemonSet", metadata: { name: "weave-net", namespace: "kube-system", labels: { app: "weave-net" } },
-      spec: { selector: { matchLabels: { name: "weave-net" } }, template: { metadata: { labels: { name: "weave-net" } }, spec: { containers: [{ name: "weave", image: "weave:1", env: [{ name: "A", value: "1" }, { name: "B", value: "2" }] }] } } },
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "weave-net", namespace: "kube-system", labels: { app: "weave-net" } },
+      spec: {
+        selector: { matchLabels: { name: "weave-net" } },
+        template: {
+          metadata: { labels: { name: "weave-net" } },
+          spec: {
+            containers: [
+              {
+                name: "weave",
+                image: "weave:1",
+                env: [
+                  { name: "A", value: "1" },
+                  { name: "B", value: "2" },
+                ],
+              },
+            ],
+          },
+        },
+      },
     };
-    const apply = (o: KubernetesObject) => objects.patch(o, undefined, undefined, "weave-install", true, PatchStrategy.ServerSideApply);
+    const apply = (o: KubernetesObject) =>
+      objects.patch(o, undefined, undefined, "weave-install", true, PatchStrategy.ServerSideApply);
     const made = await apply(structuredClone(ds));
     expect(made.metadata?.uid).toBeString();
-    expect(api.requests.at(-1)).toMatchObject({ method: "PATCH", path: "/apis/apps/v1/namespaces/kube-system/daemonsets/weave-net", contentType: "application/apply-patch+yaml" });
+    expect(api.requests.at(-1)).toMatchObject({
+      method: "PATCH",
+      path: "/apis/apps/v1/namespaces/kube-system/daemonsets/weave-net",
+      contentType: "application/apply-patch+yaml",
+    });
     expect(api.requests.at(-1)?.query).toContain("fieldManager=weave-install");
     expect(api.requests.at(-1)?.query).toContain("force=true");
     // KubernetesObjectApi asks discovery which resource a kind is
@@ -117,7 +199,9 @@ describe("k8s stand-in with the real client", () => {
     next.spec.template.spec.containers[0]!.image = "weave:2";
     next.spec.template.spec.containers[0]!.env = [{ name: "A", value: "1" }];
     await apply(next);
-    const read = await api.kubeConfig.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: "kube-system", name: "weave-net" });
+    const read = await api.kubeConfig
+      .makeApiClient(AppsV1Api)
+      .readNamespacedDaemonSet({ namespace: "kube-system", name: "weave-net" });
     expect(read.spec?.template.spec?.containers[0]?.image).toBe("weave:2");
     expect(read.spec?.template.spec?.containers[0]?.env).toEqual([{ name: "A", value: "1" }]);
     expect(read.metadata?.generation).toBe(2);
@@ -126,16 +210,37 @@ describe("k8s stand-in with the real client", () => {
     expect((await apply(next)).metadata?.resourceVersion).toBe(rv);
 
     // apply without a field manager is refused, like the real server
-    expect((await codeOf(objects.patch(structuredClone(ds), undefined, undefined, undefined, undefined, PatchStrategy.ServerSideApply))).code).toBe(422);
+    expect(
+      (
+        await codeOf(
+          objects.patch(structuredClone(ds), undefined, undefined, undefined, undefined, PatchStrategy.ServerSideApply),
+        )
+      ).code,
+    ).toBe(422);
     // cluster-scoped kinds of other groups
-    const role = await apply({ apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "weave-net" } } as KubernetesObject);
+    const role = await apply({
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: "weave-net" },
+    } as KubernetesObject);
     expect(role.metadata?.namespace).toBeUndefined();
   });
 
   test("list selectors", async () => {
-    api.store.put({ apiVersion: "v1", kind: "Pod", metadata: { name: "p1", namespace: "default", labels: { app: "a" } }, spec: { nodeName: "n1" } });
-    api.store.put({ apiVersion: "v1", kind: "Pod", metadata: { name: "p2", namespace: "default", labels: { app: "b" } }, spec: { nodeName: "n2" } });
-    const names = async (o: { labelSelector?: string; fieldSelector?: string }) => (await core.listPodForAllNamespaces(o)).items.map((p) => p.metadata?.name);
+    api.store.put({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "p1", namespace: "default", labels: { app: "a" } },
+      spec: { nodeName: "n1" },
+    });
+    api.store.put({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "p2", namespace: "default", labels: { app: "b" } },
+      spec: { nodeName: "n2" },
+    });
+    const names = async (o: { labelSelector?: string; fieldSelector?: string }) =>
+      (await core.listPodForAllNamespaces(o)).items.map((p) => p.metadata?.name);
     expect(await names({})).toEqual(["p1", "p2"]);
     expect(await names({ labelSelector: "app=a" })).toEqual(["p1"]);
     expect(await names({ labelSelector: "app in (a,b),app!=b" })).toEqual(["p1"]);
@@ -148,9 +253,17 @@ describe("k8s stand-in with the real client", () => {
     const list = await core.listNode();
     const events: WatchEvent[] = [];
     let ended: unknown = "open";
-    const controller = await new Watch(api.kubeConfig).watch("/api/v1/nodes", { resourceVersion: list.metadata?.resourceVersion }, (type, object) => events.push({ type, object } as WatchEvent), (err) => (ended = err));
+    const controller = await new Watch(api.kubeConfig).watch(
+      "/api/v1/nodes",
+      { resourceVersion: list.metadata?.resourceVersion },
+      (type, object) => events.push({ type, object } as WatchEvent),
+      (err) => (ended = err),
+    );
     await core.createNode({ body: node("w1", "198.18.0.2") });
-    await core.patchNode({ name: "w1", body: { metadata: { labels: { x: "y" } } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    await core.patchNode(
+      { name: "w1", body: { metadata: { labels: { x: "y" } } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
     api.store.delete("v1", "Node", "w1");
     await until(() => events.length >= 3);
     expect(events.map((e) => `${e.type} ${e.object.metadata.name}`)).toEqual(["ADDED w1", "MODIFIED w1", "DELETED w1"]);
@@ -161,7 +274,12 @@ describe("k8s stand-in with the real client", () => {
 
   test("a watch without a resourceVersion starts with the current objects; an expired one gets 410", async () => {
     const seen: string[] = [];
-    const c1 = await new Watch(api.kubeConfig).watch("/api/v1/nodes", {}, (type, o) => seen.push(`${type} ${o.metadata.name}`), () => {});
+    const c1 = await new Watch(api.kubeConfig).watch(
+      "/api/v1/nodes",
+      {},
+      (type, o) => seen.push(`${type} ${o.metadata.name}`),
+      () => {},
+    );
     await until(() => seen.length >= 1);
     expect(seen).toContain("ADDED before");
     c1.abort();
@@ -170,14 +288,24 @@ describe("k8s stand-in with the real client", () => {
     api.store.put(node("after", "198.18.0.10"));
     api.store.compact();
     const errs: unknown[] = [];
-    await new Watch(api.kubeConfig).watch("/api/v1/nodes", { resourceVersion: old }, (type, o) => errs.push([type, o.code, o.reason]), () => {});
+    await new Watch(api.kubeConfig).watch(
+      "/api/v1/nodes",
+      { resourceVersion: old },
+      (type, o) => errs.push([type, o.code, o.reason]),
+      () => {},
+    );
     await until(() => errs.length >= 1);
     expect(errs[0]).toEqual(["ERROR", 410, "Expired"]);
   });
 
   test("down() refuses and ends watches; up() answers again on the same port", async () => {
     let ended = false;
-    await new Watch(api.kubeConfig).watch("/api/v1/nodes", { resourceVersion: api.store.resourceVersion }, () => {}, () => (ended = true));
+    await new Watch(api.kubeConfig).watch(
+      "/api/v1/nodes",
+      { resourceVersion: api.store.resourceVersion },
+      () => {},
+      () => (ended = true),
+    );
     await api.down();
     expect(api.isUp).toBe(false);
     await until(() => ended || undefined);

@@ -12,14 +12,27 @@ import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from "kubernetes-m
 import ts from "typescript";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { run } from "../../commands/install.ts";
-import { DEFAULT_IMAGE, manifestSettings, renderManifests, settingsFrom, toJson, toYaml, type ManifestSettings } from "../../manifests/objects.ts";
+import {
+  DEFAULT_IMAGE,
+  manifestSettings,
+  renderManifests,
+  settingsFrom,
+  toJson,
+  toYaml,
+  type ManifestSettings,
+} from "../../manifests/objects.ts";
 import { WeaveError } from "../../net/errors.ts";
 import { ROOT } from "../support/env.ts";
 
 const MODELS: Record<string, { new (data: never): { validate(): void } }> = {
-  "v1/ServiceAccount": ServiceAccount, "v1/ConfigMap": ConfigMap, "v1/Secret": Secret, "apps/v1/DaemonSet": DaemonSet,
-  "rbac.authorization.k8s.io/v1/ClusterRole": ClusterRole, "rbac.authorization.k8s.io/v1/ClusterRoleBinding": ClusterRoleBinding,
-  "rbac.authorization.k8s.io/v1/Role": Role, "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
+  "v1/ServiceAccount": ServiceAccount,
+  "v1/ConfigMap": ConfigMap,
+  "v1/Secret": Secret,
+  "apps/v1/DaemonSet": DaemonSet,
+  "rbac.authorization.k8s.io/v1/ClusterRole": ClusterRole,
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": ClusterRoleBinding,
+  "rbac.authorization.k8s.io/v1/Role": Role,
+  "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding,
 };
 const keyOf = (o: KubernetesObject) => `${o.apiVersion}/${o.kind}`;
 
@@ -75,10 +88,19 @@ class FieldCheck {
   }
 }
 
-const every = manifestSettings({ image: "registry.example/weave:9", ipallocRange: "10.40.0.0/16", mtu: 1400, connLimit: 50, noMasqLocal: false, extraArgs: "--no-discovery", passwordSecret: { name: "weave-passwd", password: "s3cret" } });
+const every = manifestSettings({
+  image: "registry.example/weave:9",
+  ipallocRange: "10.40.0.0/16",
+  mtu: 1400,
+  connLimit: 50,
+  noMasqLocal: false,
+  extraArgs: "--no-discovery",
+  passwordSecret: { name: "weave-passwd", password: "s3cret" },
+});
 const ds = (s: ManifestSettings) => renderManifests(s).find((o) => o.kind === "DaemonSet") as V1DaemonSet;
 const agent = (d: V1DaemonSet) => d.spec!.template.spec!.containers[0]!;
-const envOf = (c: V1Container) => Object.fromEntries((c.env ?? []).map((e: V1EnvVar) => [e.name, e.value ?? e.valueFrom]));
+const envOf = (c: V1Container) =>
+  Object.fromEntries((c.env ?? []).map((e: V1EnvVar) => [e.name, e.value ?? e.valueFrom]));
 
 let fields: FieldCheck;
 beforeAll(() => {
@@ -86,13 +108,23 @@ beforeAll(() => {
 }, 30_000);
 
 describe("the manifests against the Kubernetes schema", () => {
-  test.each([["defaults", manifestSettings()], ["every setting", every]])("%s: every object validates (kubernetes-models)", (_, s) => {
+  test.each([
+    ["defaults", manifestSettings()],
+    ["every setting", every],
+  ])("%s: every object validates (kubernetes-models)", (_, s) => {
     const objs = renderManifests(s);
-    expect(objs.map(keyOf).sort()).toEqual(Object.keys(MODELS).filter((k) => s.passwordSecret || k !== "v1/Secret").sort());
+    expect(objs.map(keyOf).sort()).toEqual(
+      Object.keys(MODELS)
+        .filter((k) => s.passwordSecret || k !== "v1/Secret")
+        .sort(),
+    );
     for (const o of objs) expect(() => new MODELS[keyOf(o)]!(structuredClone(o) as never).validate()).not.toThrow();
   });
 
-  test.each([["defaults", manifestSettings()], ["every setting", every]])("%s: no field name the schema does not know", (_, s) => {
+  test.each([
+    ["defaults", manifestSettings()],
+    ["every setting", every],
+  ])("%s: no field name the schema does not know", (_, s) => {
     for (const o of renderManifests(s)) expect({ [keyOf(o)]: fields.unknownFields(o) }).toEqual({ [keyOf(o)]: [] });
   });
 
@@ -110,7 +142,13 @@ describe("the manifests against the Kubernetes schema", () => {
       "spec.template.spec.volumes[0].hostPath.pth",
     ]);
     // map-valued fields take any key
-    expect(fields.unknownFields({ ...bad, metadata: { name: "x", labels: { anything: "goes" }, annotations: { "a/b": "c" } }, spec: undefined } as KubernetesObject)).toEqual([]);
+    expect(
+      fields.unknownFields({
+        ...bad,
+        metadata: { name: "x", labels: { anything: "goes" }, annotations: { "a/b": "c" } },
+        spec: undefined,
+      } as KubernetesObject),
+    ).toEqual([]);
   });
 
   test("YAML and JSON renderings hold the same objects", () => {
@@ -129,19 +167,41 @@ describe("the DaemonSet and RBAC are what the issue describes", () => {
     const d = ds(manifestSettings());
     expect(d.metadata).toMatchObject({ name: "weave-net", namespace: "kube-system" });
     const pod = d.spec!.template.spec!;
-    expect(pod).toMatchObject({ hostNetwork: true, hostPID: true, priorityClassName: "system-node-critical", serviceAccountName: "weave-net" });
-    expect(pod.tolerations).toEqual([{ operator: "Exists", effect: "NoSchedule" }, { operator: "Exists", effect: "NoExecute" }]);
+    expect(pod).toMatchObject({
+      hostNetwork: true,
+      hostPID: true,
+      priorityClassName: "system-node-critical",
+      serviceAccountName: "weave-net",
+    });
+    expect(pod.tolerations).toEqual([
+      { operator: "Exists", effect: "NoSchedule" },
+      { operator: "Exists", effect: "NoExecute" },
+    ]);
     expect(d.spec!.updateStrategy?.type).toBe("RollingUpdate");
     expect(d.spec!.selector.matchLabels).toEqual({ name: "weave-net" });
     expect(d.spec!.template.metadata?.labels).toMatchObject({ name: "weave-net" });
     // only the two CNI dirs and the data dir from the host
-    expect(pod.volumes!.map((v) => [v.name, v.hostPath?.path])).toEqual([["cni-bin", "/opt/cni/bin"], ["cni-conf", "/etc/cni/net.d"], ["weavedb", "/var/lib/weave"]]);
+    expect(pod.volumes!.map((v) => [v.name, v.hostPath?.path])).toEqual([
+      ["cni-bin", "/opt/cni/bin"],
+      ["cni-conf", "/etc/cni/net.d"],
+      ["weavedb", "/var/lib/weave"],
+    ]);
   });
 
   test("the init container runs setup-cni into the host's CNI dirs", () => {
     const init = ds(manifestSettings()).spec!.template.spec!.initContainers![0]!;
-    expect(init.command).toEqual(["/usr/local/bin/weave", "setup-cni", "--bin-dir", "/host/opt/cni/bin", "--conf-dir", "/host/etc/cni/net.d"]);
-    expect(init.volumeMounts).toEqual([{ name: "cni-bin", mountPath: "/host/opt/cni/bin" }, { name: "cni-conf", mountPath: "/host/etc/cni/net.d" }]);
+    expect(init.command).toEqual([
+      "/usr/local/bin/weave",
+      "setup-cni",
+      "--bin-dir",
+      "/host/opt/cni/bin",
+      "--conf-dir",
+      "/host/etc/cni/net.d",
+    ]);
+    expect(init.volumeMounts).toEqual([
+      { name: "cni-bin", mountPath: "/host/opt/cni/bin" },
+      { name: "cni-conf", mountPath: "/host/etc/cni/net.d" },
+    ]);
     expect(envOf(init).HOSTNAME).toEqual({ fieldRef: { apiVersion: "v1", fieldPath: "spec.nodeName" } });
   });
 
@@ -155,7 +215,11 @@ describe("the DaemonSet and RBAC are what the issue describes", () => {
     expect(c.resources?.limits).toBeUndefined(); // a limit OOM-kills an agent mid-reconcile (Weave's #3650)
     expect(c.volumeMounts).toEqual([{ name: "weavedb", mountPath: "/var/lib/weave" }]);
     expect(c.command?.join(" ")).toBe("/bin/sh -c set -f; exec /usr/local/bin/weave agent $EXTRA_ARGS");
-    expect(envOf(c)).toEqual({ HOSTNAME: { fieldRef: { apiVersion: "v1", fieldPath: "spec.nodeName" } }, IPALLOC_RANGE: "10.32.0.0/12", NO_MASQ_LOCAL: "1" });
+    expect(envOf(c)).toEqual({
+      HOSTNAME: { fieldRef: { apiVersion: "v1", fieldPath: "spec.nodeName" } },
+      IPALLOC_RANGE: "10.32.0.0/12",
+      NO_MASQ_LOCAL: "1",
+    });
     expect(c.image).toBe(DEFAULT_IMAGE);
   });
 
@@ -173,7 +237,9 @@ describe("the DaemonSet and RBAC are what the issue describes", () => {
       { apiGroups: [""], resources: ["configmaps"], verbs: ["create"] },
     ]);
     for (const kind of ["ClusterRoleBinding", "RoleBinding"]) {
-      expect((objs.find((o) => o.kind === kind) as { subjects: unknown }).subjects).toEqual([{ kind: "ServiceAccount", name: "weave-net", namespace: "kube-system" }]);
+      expect((objs.find((o) => o.kind === kind) as { subjects: unknown }).subjects).toEqual([
+        { kind: "ServiceAccount", name: "weave-net", namespace: "kube-system" },
+      ]);
     }
     for (const o of objs) expect(o.metadata?.labels?.["app.kubernetes.io/managed-by"]).toBe("weave");
   });
@@ -182,17 +248,32 @@ describe("the DaemonSet and RBAC are what the issue describes", () => {
 /** `weave install --dry-run` through the command, with flags and env; the DaemonSet's agent container and the ConfigMap back. */
 async function dryRun(flags: Record<string, unknown>, env: Record<string, string> = {}, format = "yaml") {
   let out = "";
-  await run({ dryRun: true, output: format, kubeconfig: "/nonexistent/kubeconfig", ...flags }, { env, out: (t) => void (out += t), log: () => {} });
-  const objs = (format === "json" ? parseYaml(out).items : parseAllDocuments(out).map((d) => d.toJS())) as KubernetesObject[];
+  await run(
+    { dryRun: true, output: format, kubeconfig: "/nonexistent/kubeconfig", ...flags },
+    { env, out: (t) => void (out += t), log: () => {} },
+  );
+  const objs = (
+    format === "json" ? parseYaml(out).items : parseAllDocuments(out).map((d) => d.toJS())
+  ) as KubernetesObject[];
   const d = objs.find((o) => o.kind === "DaemonSet") as V1DaemonSet;
-  return { objs, agent: agent(d), env: envOf(agent(d)), data: (objs.find((o) => o.kind === "ConfigMap") as { data: Record<string, string> }).data };
+  return {
+    objs,
+    agent: agent(d),
+    env: envOf(agent(d)),
+    data: (objs.find((o) => o.kind === "ConfigMap") as { data: Record<string, string> }).data,
+  };
 }
 
 describe("each setting, as a flag or in the environment, changes the manifests as documented", () => {
   test("--image / WEAVE_IMAGE: both containers' image", async () => {
-    for (const r of [await dryRun({ image: "registry.example/weave:1.2" }), await dryRun({}, { WEAVE_IMAGE: "registry.example/weave:1.2" })]) {
+    for (const r of [
+      await dryRun({ image: "registry.example/weave:1.2" }),
+      await dryRun({}, { WEAVE_IMAGE: "registry.example/weave:1.2" }),
+    ]) {
       expect(r.agent.image).toBe("registry.example/weave:1.2");
-      expect((r.objs.at(-1) as V1DaemonSet).spec!.template.spec!.initContainers![0]!.image).toBe("registry.example/weave:1.2");
+      expect((r.objs.at(-1) as V1DaemonSet).spec!.template.spec!.initContainers![0]!.image).toBe(
+        "registry.example/weave:1.2",
+      );
       expect(r.data.image).toBe("registry.example/weave:1.2");
     }
   });
@@ -201,7 +282,9 @@ describe("each setting, as a flag or in the environment, changes the manifests a
     expect((await dryRun({ ipallocRange: "10.40.0.0/16" })).env.IPALLOC_RANGE).toBe("10.40.0.0/16");
     expect((await dryRun({}, { IPALLOC_RANGE: "172.30.0.0/16" })).env.IPALLOC_RANGE).toBe("172.30.0.0/16");
     // the flag wins over the environment
-    expect((await dryRun({ ipallocRange: "10.40.0.0/16" }, { IPALLOC_RANGE: "172.30.0.0/16" })).data["ipalloc-range"]).toBe("10.40.0.0/16");
+    expect(
+      (await dryRun({ ipallocRange: "10.40.0.0/16" }, { IPALLOC_RANGE: "172.30.0.0/16" })).data["ipalloc-range"],
+    ).toBe("10.40.0.0/16");
   });
 
   test("--mtu / WEAVE_MTU: env WEAVE_MTU, absent by default (each agent detects its own)", async () => {
@@ -223,16 +306,27 @@ describe("each setting, as a flag or in the environment, changes the manifests a
   });
 
   test("--extra-args / EXTRA_ARGS: env EXTRA_ARGS, which the agent's command splits into flags", async () => {
-    expect((await dryRun({ extraArgs: "--no-discovery --conn-limit 9" })).env.EXTRA_ARGS).toBe("--no-discovery --conn-limit 9");
+    expect((await dryRun({ extraArgs: "--no-discovery --conn-limit 9" })).env.EXTRA_ARGS).toBe(
+      "--no-discovery --conn-limit 9",
+    );
     expect((await dryRun({}, { EXTRA_ARGS: "--no-discovery" })).env.EXTRA_ARGS).toBe("--no-discovery");
   });
 
   test("a password secret (renderer only: install refuses --password-secret until encryption exists)", async () => {
     const objs = renderManifests(manifestSettings({ passwordSecret: { name: "weave-passwd", password: "s3cret" } }));
-    expect(objs.find((o) => o.kind === "Secret")).toMatchObject({ metadata: { name: "weave-passwd", namespace: "kube-system" }, stringData: { "weave-password": "s3cret" } });
-    expect(envOf(agent(ds(manifestSettings({ passwordSecret: { name: "weave-passwd", password: "s3cret" } })))).WEAVE_PASSWORD).toEqual({ secretKeyRef: { name: "weave-passwd", key: "weave-password" } });
+    expect(objs.find((o) => o.kind === "Secret")).toMatchObject({
+      metadata: { name: "weave-passwd", namespace: "kube-system" },
+      stringData: { "weave-password": "s3cret" },
+    });
+    expect(
+      envOf(agent(ds(manifestSettings({ passwordSecret: { name: "weave-passwd", password: "s3cret" } }))))
+        .WEAVE_PASSWORD,
+    ).toEqual({ secretKeyRef: { name: "weave-passwd", key: "weave-password" } });
     expect(renderManifests(manifestSettings()).some((o) => o.kind === "Secret")).toBe(false);
-    const err = await run({ passwordSecret: "weave-passwd", dryRun: true }, { env: {}, out: () => {}, log: () => {} }).catch((e) => e);
+    const err = await run(
+      { passwordSecret: "weave-passwd", dryRun: true },
+      { env: {}, out: () => {}, log: () => {} },
+    ).catch((e) => e);
     expect(err).toBeInstanceOf(WeaveError);
     expect(err.code).toBe("E_NO_ENCRYPTION");
     expect(err.message).toContain("encryption does not exist yet");
@@ -254,12 +348,24 @@ describe("each setting, as a flag or in the environment, changes the manifests a
       }
       return "accepted";
     };
-    expect(code(() => settingsFrom({ ipallocRange: "10.32.0.1/12" }, {}))).toBe('E_BAD_RANGE --ipalloc-range "10.32.0.1/12" has host bits set (the range would be 10.32.0.0/12)');
-    expect(code(() => settingsFrom({}, { IPALLOC_RANGE: "10.0.0.0/31" }))).toBe('E_BAD_FLAG IPALLOC_RANGE "10.0.0.0/31" is too small (at most /30)');
-    expect(code(() => settingsFrom({ mtu: "big" }, {}))).toBe('E_BAD_FLAG --mtu "big" is not an integer from 576 to 65535');
-    expect(code(() => settingsFrom({}, { CONN_LIMIT: "-1" }))).toBe('E_BAD_FLAG CONN_LIMIT "-1" is not an integer from 0 to 100000');
-    expect(code(() => settingsFrom({}, { NO_MASQ_LOCAL: "maybe" }))).toBe('E_BAD_FLAG NO_MASQ_LOCAL "maybe" is not one of 1/true/yes/on or 0/false/no/off');
-    expect(code(() => settingsFrom({ image: "bad image" }, {}))).toStartWith('E_BAD_FLAG --image "bad image" is not an image reference');
+    expect(code(() => settingsFrom({ ipallocRange: "10.32.0.1/12" }, {}))).toBe(
+      'E_BAD_RANGE --ipalloc-range "10.32.0.1/12" has host bits set (the range would be 10.32.0.0/12)',
+    );
+    expect(code(() => settingsFrom({}, { IPALLOC_RANGE: "10.0.0.0/31" }))).toBe(
+      'E_BAD_FLAG IPALLOC_RANGE "10.0.0.0/31" is too small (at most /30)',
+    );
+    expect(code(() => settingsFrom({ mtu: "big" }, {}))).toBe(
+      'E_BAD_FLAG --mtu "big" is not an integer from 576 to 65535',
+    );
+    expect(code(() => settingsFrom({}, { CONN_LIMIT: "-1" }))).toBe(
+      'E_BAD_FLAG CONN_LIMIT "-1" is not an integer from 0 to 100000',
+    );
+    expect(code(() => settingsFrom({}, { NO_MASQ_LOCAL: "maybe" }))).toBe(
+      'E_BAD_FLAG NO_MASQ_LOCAL "maybe" is not one of 1/true/yes/on or 0/false/no/off',
+    );
+    expect(code(() => settingsFrom({ image: "bad image" }, {}))).toStartWith(
+      'E_BAD_FLAG --image "bad image" is not an image reference',
+    );
     expect(code(() => settingsFrom({ extraArgs: true }, {}))).toBe("E_BAD_FLAG --extra-args true needs a value");
     expect(code(() => settingsFrom({}, {}))).toBe("accepted");
   });

@@ -10,7 +10,7 @@ import { nameFromSeed } from "../../net/mesh/peer-name.ts";
 import { MemNet, VirtualClock } from "../support/mem-net.ts";
 
 function rng(seed: number) {
-  return () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  return () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
 }
 
 function world() {
@@ -20,7 +20,15 @@ function world() {
   const routers = new Map<string, Router>();
   const add = (i: number, targets: number[] = [], o: Partial<RouterOptions> = {}) => {
     const addr = `10.0.${i >> 8}.${i & 255}:6783`;
-    const r = new Router({ name: nameFromSeed(Bun.hash(String(i)).toString(16).padStart(12, "0")), nickname: `n${i}`, listen: addr, transport: net.transport(addr), sched: clock, log: (m) => logs.push(`n${i}: ${m}`), ...o });
+    const r = new Router({
+      name: nameFromSeed(Bun.hash(String(i)).toString(16).padStart(12, "0")),
+      nickname: `n${i}`,
+      listen: addr,
+      transport: net.transport(addr),
+      sched: clock,
+      log: (m) => logs.push(`n${i}: ${m}`),
+      ...o,
+    });
     r.start();
     r.addTargets(targets.map((t) => `10.0.${t >> 8}.${t & 255}:6783`));
     routers.set(addr, r);
@@ -44,12 +52,29 @@ function world() {
 }
 
 describe("topology entries", () => {
-  const e = { name: "02:00:00:00:00:01", nickname: "a", uid: "u1", version: 5, addresses: ["198.18.0.11:6783"], connections: ["02:00:00:00:00:02"], pods: [169869314] };
+  const e = {
+    name: "02:00:00:00:00:01",
+    nickname: "a",
+    uid: "u1",
+    version: 5,
+    addresses: ["198.18.0.11:6783"],
+    connections: ["02:00:00:00:00:02"],
+    pods: [169869314],
+  };
   test("round-trip as one line", () => {
     expect(decodeEntry(encodeEntry(e))).toEqual(e);
   });
   test("garbage lines are refused", () => {
-    for (const bad of ["", "x", "x 1", "x y {}", "x 1 {", "x 1 {}", 'x 1 {"k":1,"u":"u","a":[],"c":[],"p":[]}', 'x 1 {"k":"a","u":"u","a":[],"c":[],"p":[-1]}']) {
+    for (const bad of [
+      "",
+      "x",
+      "x 1",
+      "x y {}",
+      "x 1 {",
+      "x 1 {}",
+      'x 1 {"k":1,"u":"u","a":[],"c":[],"p":[]}',
+      'x 1 {"k":"a","u":"u","a":[],"c":[],"p":[-1]}',
+    ]) {
       expect(() => decodeEntry(bad)).toThrow(TopologyError);
     }
   });
@@ -64,26 +89,42 @@ describe("topology entries", () => {
   test("only symmetric connections make a path", () => {
     const [a, b, c] = ["02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"];
     const t = new Topology(a);
-    const mk = (name: string, connections: string[]) => encodeEntry({ name, nickname: name, uid: "u", version: 1, addresses: [], connections, pods: [] });
+    const mk = (name: string, connections: string[]) =>
+      encodeEntry({ name, nickname: name, uid: "u", version: 1, addresses: [], connections, pods: [] });
     t.setOwn(decodeEntry(mk(a, [b])));
     t.merge([mk(b, [a, c]), mk(c, [])]);
     expect([...t.reachable()].sort()).toEqual([a, b]);
     t.merge([mk(c, [b]).replace(" 1 ", " 2 ")]);
-    expect(t.routes()).toEqual(new Map([[a, a], [b, b], [c, b]]));
+    expect(t.routes()).toEqual(
+      new Map([
+        [a, a],
+        [b, b],
+        [c, b],
+      ]),
+    );
   });
 
   test("an entry line whose name is not a peer name is refused", () => {
-    expect(() => new Topology("02:00:00:00:00:0a").merge([encodeEntry({ name: "GET", nickname: "x", uid: "u", version: 1, addresses: [], connections: [], pods: [] })])).toThrow(TopologyError);
+    expect(() =>
+      new Topology("02:00:00:00:00:0a").merge([
+        encodeEntry({ name: "GET", nickname: "x", uid: "u", version: 1, addresses: [], connections: [], pods: [] }),
+      ]),
+    ).toThrow(TopologyError);
   });
 });
 
 describe("frames", () => {
   test("preamble and frames reassemble from any chunking", () => {
-    const bytes = new Uint8Array([...preamble(), ...encodeFrame(FrameType.Hello, "hi"), ...encodeFrame(FrameType.Heartbeat)]);
+    const bytes = new Uint8Array([
+      ...preamble(),
+      ...encodeFrame(FrameType.Hello, "hi"),
+      ...encodeFrame(FrameType.Heartbeat),
+    ]);
     for (const size of [1, 3, 7, bytes.length]) {
       const r = new FrameReader();
       const got: string[] = [];
-      for (let i = 0; i < bytes.length; i += size) for (const f of r.push(bytes.subarray(i, i + size))) got.push(`${f.type}:${f.text()}`);
+      for (let i = 0; i < bytes.length; i += size)
+        for (const f of r.push(bytes.subarray(i, i + size))) got.push(`${f.type}:${f.text()}`);
       expect(got).toEqual([`${FrameType.Hello}:hi`, `${FrameType.Heartbeat}:`]);
       expect(r.versions).toEqual({ min: 1, max: 1 });
     }
@@ -190,7 +231,9 @@ describe("mesh routers", () => {
     w.add(2, [1], { versions: { min: 2, max: 3 } });
     w.add(3, [1]);
     await w.clock.run(5_000);
-    expect([...new Set(w.logs.filter((l) => l.includes("speaks mesh protocol versions")).map((l) => l.slice(0, 3)))].sort()).toEqual(["n1:", "n2:"]);
+    expect(
+      [...new Set(w.logs.filter((l) => l.includes("speaks mesh protocol versions")).map((l) => l.slice(0, 3)))].sort(),
+    ).toEqual(["n1:", "n2:"]);
     const r1 = w.routers.get("10.0.0.1:6783")!;
     expect(r1.established().map((e) => e.nickname)).toEqual(["n3"]);
     expect(r1.connections().find((c) => c.address === "10.0.0.1:6783")).toBeUndefined();
@@ -202,7 +245,15 @@ describe("mesh routers", () => {
     w.add(2, [1]);
     await w.clock.run(3_000);
     const t = w.net.transport("10.9.9.9:1");
-    for (const junk of [new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"), new Uint8Array([...preamble(), ...encodeFrame(FrameType.Hello, "{nope")]), new Uint8Array([...preamble(), ...encodeFrame(FrameType.Hello, '{"name":"x","nickname":"x","uid":"x"}'), ...encodeFrame(FrameType.Gossip, "x 1 garbage")])]) {
+    for (const junk of [
+      new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"),
+      new Uint8Array([...preamble(), ...encodeFrame(FrameType.Hello, "{nope")]),
+      new Uint8Array([
+        ...preamble(),
+        ...encodeFrame(FrameType.Hello, '{"name":"x","nickname":"x","uid":"x"}'),
+        ...encodeFrame(FrameType.Gossip, "x 1 garbage"),
+      ]),
+    ]) {
       const l = await t.dial("10.0.0.1:6783");
       let closed = false;
       l.onClose(() => (closed = true));

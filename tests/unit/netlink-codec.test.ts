@@ -3,7 +3,11 @@ import * as c from "../../net/host/netlink-codec.ts";
 
 describe("netlink codec", () => {
   test("attributes are aligned and read back, nested included", () => {
-    const attrs = [c.strAttr(c.IFLA.IFNAME, "eth0"), c.u32Attr(c.IFLA.MTU, 1450), c.nest(c.IFLA.LINKINFO, [c.strAttr(c.IFLA_INFO.KIND, "veth")])];
+    const attrs = [
+      c.strAttr(c.IFLA.IFNAME, "eth0"),
+      c.u32Attr(c.IFLA.MTU, 1450),
+      c.nest(c.IFLA.LINKINFO, [c.strAttr(c.IFLA_INFO.KIND, "veth")]),
+    ];
     const buf = c.encodeAttrs(attrs);
     expect(buf.length % 4).toBe(0);
     const m = c.decodeAttrs(buf);
@@ -13,7 +17,9 @@ describe("netlink codec", () => {
   });
 
   test("a message has the netlink header and round-trips", () => {
-    const msg = c.encodeMessage(c.RTM.NEWLINK, c.NLM_F.REQUEST | c.NLM_F.ACK, 7, c.ifinfomsg({ index: 3 }), [c.u32Attr(c.IFLA.MTU, 1500)]);
+    const msg = c.encodeMessage(c.RTM.NEWLINK, c.NLM_F.REQUEST | c.NLM_F.ACK, 7, c.ifinfomsg({ index: 3 }), [
+      c.u32Attr(c.IFLA.MTU, 1500),
+    ]);
     const dv = new DataView(msg.buffer);
     expect(dv.getUint32(0, true)).toBe(msg.length);
     expect(dv.getUint16(4, true)).toBe(c.RTM.NEWLINK);

@@ -9,19 +9,30 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiException, type V1Node } from "@kubernetes/client-node";
 import { loadKubeConfig, SERVICE_ACCOUNT_DIR } from "../../net/k8s/client.ts";
-import { describeError as reason, NodePeers, nodeAddress, peerAddresses, type NodePeersOptions } from "../../net/k8s/node-peers.ts";
+import {
+  describeError as reason,
+  NodePeers,
+  nodeAddress,
+  peerAddresses,
+  type NodePeersOptions,
+} from "../../net/k8s/node-peers.ts";
 import { WeaveError } from "../../net/errors.ts";
 import { realScheduler } from "../../net/mesh/transport.ts";
 import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
 import { until as waitUntil } from "../support/wait.ts";
 
 type Addr = { type: string; address: string };
-const node = (name: string, ...addresses: Addr[]): V1Node => ({ apiVersion: "v1", kind: "Node", metadata: { name }, status: { addresses } });
+const node = (name: string, ...addresses: Addr[]): V1Node => ({
+  apiVersion: "v1",
+  kind: "Node",
+  metadata: { name },
+  status: { addresses },
+});
 const internal = (address: string) => ({ type: "InternalIP", address });
 const external = (address: string) => ({ type: "ExternalIP", address });
 
 /** This file's waits: 4000 ms at most, polling every 10 ms. */
-const until = <T,>(f: () => T | undefined | false, ms = 4000) => waitUntil(f, ms, 10);
+const until = <T>(f: () => T | undefined | false, ms = 4000) => waitUntil(f, ms, 10);
 
 describe("nodeAddress and peerAddresses", () => {
   test("InternalIP, else ExternalIP, IPv4 only", () => {
@@ -32,13 +43,27 @@ describe("nodeAddress and peerAddresses", () => {
     expect(nodeAddress({ metadata: { name: "bare" } })).toBeUndefined();
   });
   test("sorted by address, de-duplicated, without the local node", () => {
-    const nodes = [node("me", internal("198.18.0.1")), node("b", internal("198.18.0.10")), node("c", internal("198.18.0.9")), node("d", internal("198.18.0.9"))];
+    const nodes = [
+      node("me", internal("198.18.0.1")),
+      node("b", internal("198.18.0.10")),
+      node("c", internal("198.18.0.9")),
+      node("d", internal("198.18.0.9")),
+    ];
     expect(peerAddresses(nodes, "me")).toEqual(["198.18.0.9", "198.18.0.10"]);
   });
   test("a failure in one line: the API's Status, else the network error code", () => {
-    const status = { kind: "Status", reason: "Forbidden", message: 'nodes is forbidden: User "x" cannot list resource "nodes"', code: 403 };
-    expect(reason(new ApiException(403, "Unknown API Status Code!", JSON.stringify(status), {}))).toBe(`HTTP 403 Forbidden: ${status.message}`);
-    const refused = new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6443"), { code: "ECONNREFUSED" }) });
+    const status = {
+      kind: "Status",
+      reason: "Forbidden",
+      message: 'nodes is forbidden: User "x" cannot list resource "nodes"',
+      code: 403,
+    };
+    expect(reason(new ApiException(403, "Unknown API Status Code!", JSON.stringify(status), {}))).toBe(
+      `HTTP 403 Forbidden: ${status.message}`,
+    );
+    const refused = new TypeError("fetch failed", {
+      cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6443"), { code: "ECONNREFUSED" }),
+    });
     expect(reason(refused)).toBe("connect ECONNREFUSED 127.0.0.1:6443");
   });
 });
@@ -60,10 +85,18 @@ describe("NodePeers against the stand-in", () => {
     const seen: string[][] = [];
     const logs: string[] = [];
     let sleeps = 0;
-    const sched = { now: () => Date.now(), after: (ms: number, fn: () => void) => (sleeps++, realScheduler.after(ms, fn)) };
+    const sched = {
+      now: () => Date.now(),
+      after: (ms: number, fn: () => void) => (sleeps++, realScheduler.after(ms, fn)),
+    };
     const peers = new NodePeers({
-      kubeConfig: api.kubeConfig, nodeName: "me", log: (l) => logs.push(l), onChange: (a) => seen.push(a),
-      backoff: { initialMs: 20, maxMs: 200 }, sched, ...o,
+      kubeConfig: api.kubeConfig,
+      nodeName: "me",
+      log: (l) => logs.push(l),
+      onChange: (a) => seen.push(a),
+      backoff: { initialMs: 20, maxMs: 200 },
+      sched,
+      ...o,
     });
     running.push(peers);
     const last = () => seen.at(-1)?.join(" ");
@@ -142,7 +175,8 @@ describe("NodePeers against the stand-in", () => {
     w.peers.start();
     await until(() => w.peers.ready);
     const watches = () => w.api.requests.filter((r) => r.query.includes("watch=true")).length;
-    const lists = () => w.api.requests.filter((r) => r.path === "/api/v1/nodes" && !r.query.includes("watch=true")).length;
+    const lists = () =>
+      w.api.requests.filter((r) => r.path === "/api/v1/nodes" && !r.query.includes("watch=true")).length;
     await until(() => watches() >= 2);
     expect(lists()).toBe(1);
     w.api.store.put(node("n3", internal("198.18.0.3")));
@@ -166,7 +200,13 @@ describe("NodePeers against the stand-in", () => {
     expect(Date.now() - t).toBeLessThan(1000);
 
     await w.api.down();
-    const again = new NodePeers({ kubeConfig: w.api.kubeConfig, nodeName: "me", log: () => {}, onChange: () => {}, backoff: { initialMs: 10_000, maxMs: 10_000 } });
+    const again = new NodePeers({
+      kubeConfig: w.api.kubeConfig,
+      nodeName: "me",
+      log: () => {},
+      onChange: () => {},
+      backoff: { initialMs: 10_000, maxMs: 10_000 },
+    });
     again.start();
     await until(() => again.lastError);
     t = Date.now();
@@ -204,7 +244,12 @@ describe("loadKubeConfig", () => {
     copyFileSync(api.kubeconfigPath, join(dir, ".kube", "config"));
     expect(loadKubeConfig({ env: {}, home: dir }).getCurrentCluster()?.server).toBe(api.url);
     // the flag wins over the in-cluster config
-    expect(loadKubeConfig({ kubeconfig: api.kubeconfigPath, env: { KUBERNETES_SERVICE_HOST: "10.96.0.1" } }).getCurrentCluster()?.server).toBe(api.url);
+    expect(
+      loadKubeConfig({
+        kubeconfig: api.kubeconfigPath,
+        env: { KUBERNETES_SERVICE_HOST: "10.96.0.1" },
+      }).getCurrentCluster()?.server,
+    ).toBe(api.url);
   });
 
   test("a missing or broken file, or an unknown context, is E_KUBECONFIG naming it", () => {
@@ -214,17 +259,28 @@ describe("loadKubeConfig", () => {
     expect(m1).toContain(missing);
     const broken = join(dir, "broken");
     writeFileSync(broken, "clusters: [ {");
-    expect(code(() => loadKubeConfig({ kubeconfig: broken, env: {} }))).toEqual(["E_KUBECONFIG", expect.stringContaining(broken)]);
+    expect(code(() => loadKubeConfig({ kubeconfig: broken, env: {} }))).toEqual([
+      "E_KUBECONFIG",
+      expect.stringContaining(broken),
+    ]);
     const empty = join(dir, "empty");
     writeFileSync(empty, "apiVersion: v1\nkind: Config\n");
     expect(code(() => loadKubeConfig({ kubeconfig: empty, env: {} }))[0]).toBe("E_KUBECONFIG");
-    expect(code(() => loadKubeConfig({ kubeconfig: api.kubeconfigPath, context: "other", env: {} }))).toEqual(["E_KUBECONFIG", expect.stringContaining('no context "other"')]);
-    expect(loadKubeConfig({ kubeconfig: api.kubeconfigPath, context: "stand-in", env: {} }).getCurrentContext()).toBe("stand-in");
+    expect(code(() => loadKubeConfig({ kubeconfig: api.kubeconfigPath, context: "other", env: {} }))).toEqual([
+      "E_KUBECONFIG",
+      expect.stringContaining('no context "other"'),
+    ]);
+    expect(loadKubeConfig({ kubeconfig: api.kubeconfigPath, context: "stand-in", env: {} }).getCurrentContext()).toBe(
+      "stand-in",
+    );
   });
 
   test("in a pod: the service account", () => {
     const env = { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" };
-    expect(code(() => loadKubeConfig({ env, root: dir }))).toEqual(["E_KUBECONFIG", expect.stringContaining(join(dir + SERVICE_ACCOUNT_DIR, "token"))]);
+    expect(code(() => loadKubeConfig({ env, root: dir }))).toEqual([
+      "E_KUBECONFIG",
+      expect.stringContaining(join(dir + SERVICE_ACCOUNT_DIR, "token")),
+    ]);
     mkdirSync(dir + SERVICE_ACCOUNT_DIR, { recursive: true });
     writeFileSync(join(dir + SERVICE_ACCOUNT_DIR, "token"), "t");
     const kc = loadKubeConfig({ env, root: dir });

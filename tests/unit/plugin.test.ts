@@ -4,9 +4,19 @@ import { runPlugin, type AgentCni } from "../../net/cni/plugin.ts";
 import { CniCode, CniError } from "../../net/cni/errors.ts";
 import type { CniReply, CniRequest } from "../../net/cni/wire.ts";
 
-const env = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c1", CNI_NETNS: "/var/run/netns/p", CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" };
+const env = {
+  CNI_COMMAND: "ADD",
+  CNI_CONTAINERID: "c1",
+  CNI_NETNS: "/var/run/netns/p",
+  CNI_IFNAME: "eth0",
+  CNI_PATH: "/opt/cni/bin",
+};
 const conf = (o: object = {}) => JSON.stringify({ cniVersion: "1.0.0", name: "weave", type: "weave-net", ...o });
-const result = { interfaces: [{ name: "weave" }, { name: "vethwepl1" }, { name: "eth0", sandbox: "/var/run/netns/p" }], ips: [{ address: "10.32.0.2/12", gateway: "10.32.0.1", interface: 2 }], routes: [{ dst: "0.0.0.0/0", gw: "10.32.0.1" }] };
+const result = {
+  interfaces: [{ name: "weave" }, { name: "vethwepl1" }, { name: "eth0", sandbox: "/var/run/netns/p" }],
+  ips: [{ address: "10.32.0.2/12", gateway: "10.32.0.1", interface: 2 }],
+  routes: [{ dst: "0.0.0.0/0", gw: "10.32.0.1" }],
+};
 
 function agent(reply: CniReply | Error): AgentCni & { seen: CniRequest[] } {
   const seen: CniRequest[] = [];
@@ -38,32 +48,58 @@ describe("plugin", () => {
     expect(r.exitCode).toBe(0);
     expect(r.json.cniVersion).toBe("0.4.0");
     expect(r.json.ips[0].version).toBe("4");
-    expect(a.seen[0]).toMatchObject({ command: "ADD", containerId: "c1", netns: "/var/run/netns/p", ifname: "eth0", pid: 42, args: { K8S_POD_NAME: "web" } });
+    expect(a.seen[0]).toMatchObject({
+      command: "ADD",
+      containerId: "c1",
+      netns: "/var/run/netns/p",
+      ifname: "eth0",
+      pid: 42,
+      args: { K8S_POD_NAME: "web" },
+    });
     expect(a.seen[0]!.conf.cniVersion).toBe("0.4.0");
   });
 
   test("ADD chained after another plugin outputs the previous result with ours", async () => {
-    const prevResult = { cniVersion: "1.0.0", interfaces: [{ name: "lo", sandbox: "/var/run/netns/p" }], ips: [], routes: [] };
+    const prevResult = {
+      cniVersion: "1.0.0",
+      interfaces: [{ name: "lo", sandbox: "/var/run/netns/p" }],
+      ips: [],
+      routes: [],
+    };
     const r = await run(env, conf({ prevResult }));
     expect(r.json.interfaces.map((i: { name: string }) => i.name)).toEqual(["lo", "weave", "vethwepl1", "eth0"]);
     expect(r.json.ips[0].interface).toBe(3);
   });
 
   test("DEL, CHECK, GC, STATUS print nothing on success", async () => {
-    for (const [cmd, v] of [["DEL", "1.0.0"], ["CHECK", "1.0.0"], ["GC", "1.1.0"], ["STATUS", "1.1.0"]] as const) {
-      const r = await run({ ...env, CNI_COMMAND: cmd }, conf({ cniVersion: v, prevResult: result }), agent({ ok: true }));
+    for (const [cmd, v] of [
+      ["DEL", "1.0.0"],
+      ["CHECK", "1.0.0"],
+      ["GC", "1.1.0"],
+      ["STATUS", "1.1.0"],
+    ] as const) {
+      const r = await run(
+        { ...env, CNI_COMMAND: cmd },
+        conf({ cniVersion: v, prevResult: result }),
+        agent({ ok: true }),
+      );
       expect(r).toMatchObject({ exitCode: 0, stdout: "" });
     }
   });
 
   test("an agent error comes out as the spec's error object in the config's version", async () => {
-    const r = await run(env, conf({ cniVersion: "0.3.1" }), agent({ ok: false, code: 4, msg: 'CNI_IFNAME "eth0" already exists' }));
+    const r = await run(
+      env,
+      conf({ cniVersion: "0.3.1" }),
+      agent({ ok: false, code: 4, msg: 'CNI_IFNAME "eth0" already exists' }),
+    );
     expect(r.exitCode).toBe(1);
     expect(r.json).toEqual({ cniVersion: "0.3.1", code: 4, msg: 'CNI_IFNAME "eth0" already exists' });
   });
 
   test("an unreachable agent: 11 for ADD and DEL, 50 for STATUS", async () => {
-    const down = () => agent(new CniError(CniCode.TryAgainLater, "weave agent at http://127.0.0.1:6784 is not reachable"));
+    const down = () =>
+      agent(new CniError(CniCode.TryAgainLater, "weave agent at http://127.0.0.1:6784 is not reachable"));
     expect((await run(env, conf(), down())).json.code).toBe(11);
     expect((await run({ ...env, CNI_COMMAND: "DEL" }, conf(), down())).json.code).toBe(11);
     const st = await run({ ...env, CNI_COMMAND: "STATUS" }, conf({ cniVersion: "1.1.0" }), down());

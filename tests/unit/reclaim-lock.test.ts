@@ -12,7 +12,9 @@ describe("reclaim claims in the weave-net ConfigMap", () => {
 
   test("the first claim creates the ConfigMap; the same heir may claim again, another may not", async () => {
     expect(await claimReclaim(api.kubeConfig, "dead-1", "heir-a")).toBe(true);
-    const cm = api.store.get("v1", "ConfigMap", "weave-net", "kube-system") as { metadata: { annotations: Record<string, string> } };
+    const cm = api.store.get("v1", "ConfigMap", "weave-net", "kube-system") as {
+      metadata: { annotations: Record<string, string> };
+    };
     expect(JSON.parse(cm.metadata.annotations[RECLAIM_ANNOTATION]!)).toEqual({ "dead-1": "heir-a" });
     expect(await claimReclaim(api.kubeConfig, "dead-1", "heir-a")).toBe(true);
     expect(await claimReclaim(api.kubeConfig, "dead-1", "heir-b")).toBe(false);
@@ -23,7 +25,9 @@ describe("reclaim claims in the weave-net ConfigMap", () => {
     const results = await Promise.all(heirs.map((h) => claimReclaim(api.kubeConfig, "dead-2", h)));
     expect(results.filter(Boolean)).toHaveLength(1);
     const winner = heirs[results.indexOf(true)]!;
-    const cm = api.store.get("v1", "ConfigMap", "weave-net", "kube-system") as { metadata: { annotations: Record<string, string> } };
+    const cm = api.store.get("v1", "ConfigMap", "weave-net", "kube-system") as {
+      metadata: { annotations: Record<string, string> };
+    };
     expect(JSON.parse(cm.metadata.annotations[RECLAIM_ANNOTATION]!)).toEqual({ "dead-1": "heir-a", "dead-2": winner });
     // the losers were refused by resourceVersion (409), not overwritten
     expect(api.requests.some((r) => r.method === "PUT" && r.path.endsWith("/configmaps/weave-net"))).toBe(true);

@@ -4,7 +4,20 @@
  * restarts, checking after every step that no address is owned or allocated twice.
  */
 import { describe, expect, test } from "bun:test";
-import { emptyState, giftKey, normalize, overlap, reclaim, share, spanSize, step, subtract, type Init, type IpamState, type PeerView } from "../../net/ipam/ring.ts";
+import {
+  emptyState,
+  giftKey,
+  normalize,
+  overlap,
+  reclaim,
+  share,
+  spanSize,
+  step,
+  subtract,
+  type Init,
+  type IpamState,
+  type PeerView,
+} from "../../net/ipam/ring.ts";
 import { Allocator, type Span } from "../../net/ipam/allocator.ts";
 import { parseCidr } from "../../net/cidr.ts";
 import { memoryStore } from "../support/fake-host.ts";
@@ -13,10 +26,35 @@ const RANGE: Span = [10 << 24, (10 << 24) + 1024];
 
 describe("span arithmetic", () => {
   test("normalize, subtract, overlap, share", () => {
-    expect(normalize([[5, 9], [0, 3], [3, 4], [8, 12], [20, 20]])).toEqual([[0, 4], [5, 12]]);
-    expect(subtract([[0, 10]], [3, 5])).toEqual([[0, 3], [5, 10]]);
+    expect(
+      normalize([
+        [5, 9],
+        [0, 3],
+        [3, 4],
+        [8, 12],
+        [20, 20],
+      ]),
+    ).toEqual([
+      [0, 4],
+      [5, 12],
+    ]);
+    expect(subtract([[0, 10]], [3, 5])).toEqual([
+      [0, 3],
+      [5, 10],
+    ]);
     expect(subtract([[0, 10]], [0, 10])).toEqual([]);
-    expect(overlap([[0, 10], [20, 30]], [[5, 25]])).toEqual([[5, 10], [20, 25]]);
+    expect(
+      overlap(
+        [
+          [0, 10],
+          [20, 30],
+        ],
+        [[5, 25]],
+      ),
+    ).toEqual([
+      [5, 10],
+      [20, 25],
+    ]);
     const names = ["c", "a", "b"];
     const parts = names.map((n) => share(names, n, [0, 100]));
     expect(normalize(parts)).toEqual([[0, 100]]);
@@ -26,7 +64,12 @@ describe("span arithmetic", () => {
 });
 
 describe("ring steps", () => {
-  const view = (name: string, state: IpamState, reachable = true, addresses: string[] = []): PeerView => ({ name, reachable, addresses, state });
+  const view = (name: string, state: IpamState, reachable = true, addresses: string[] = []): PeerView => ({
+    name,
+    reachable,
+    addresses,
+    state,
+  });
   const noGive = () => undefined;
 
   test("a lone peer with no peers configured seeds the whole range", () => {
@@ -36,7 +79,12 @@ describe("ring steps", () => {
   });
 
   test("consensus waits for every configured peer, then all split the same way", () => {
-    const init = (self: string): Init => ({ kind: "consensus", peers: ["10.0.0.1:6783", "10.0.0.2:6783", "10.0.0.3:6783"].filter((a) => !a.startsWith(`10.0.0.${self === "a" ? 1 : self === "b" ? 2 : 3}`)) });
+    const init = (self: string): Init => ({
+      kind: "consensus",
+      peers: ["10.0.0.1:6783", "10.0.0.2:6783", "10.0.0.3:6783"].filter(
+        (a) => !a.startsWith(`10.0.0.${self === "a" ? 1 : self === "b" ? 2 : 3}`),
+      ),
+    });
     const addr = (n: string) => [`10.0.0.${n === "a" ? 1 : n === "b" ? 2 : 3}:6783`];
     let states: Record<string, IpamState> = { a: emptyState(), b: emptyState(), c: emptyState() };
     const r0 = step("a", states.a!, 0, [view("b", states.b!, true, addr("b"))], init("a"), RANGE, noGive);
@@ -56,7 +104,15 @@ describe("ring steps", () => {
   });
 
   test("a different proposal is named in the waiting reason", () => {
-    const a = step("a", emptyState(), 0, [view("b", { ...emptyState(), prop: ["b", "x"] }, true, ["10.0.0.2:6783"])], { kind: "consensus", peers: ["10.0.0.2:6783"] }, RANGE, noGive);
+    const a = step(
+      "a",
+      emptyState(),
+      0,
+      [view("b", { ...emptyState(), prop: ["b", "x"] }, true, ["10.0.0.2:6783"])],
+      { kind: "consensus", peers: ["10.0.0.2:6783"] },
+      RANGE,
+      noGive,
+    );
     expect(a.waiting).toContain("b proposes a different set");
   });
 
@@ -75,7 +131,10 @@ describe("ring steps", () => {
     const z0: IpamState = { ...emptyState(), ring: "r" };
     const z1 = step("z", z0, 0, [view("a", a0)], { kind: "observer" }, RANGE, noGive).state;
     expect(z1.want).toBe(1);
-    const a1 = step("a", a0, 1024, [view("z", z1)], { kind: "observer" }, RANGE, () => [RANGE[0] + 512, RANGE[1]]).state;
+    const a1 = step("a", a0, 1024, [view("z", z1)], { kind: "observer" }, RANGE, () => [
+      RANGE[0] + 512,
+      RANGE[1],
+    ]).state;
     expect(a1.gifts).toEqual([{ to: "z", span: [RANGE[0] + 512, RANGE[1]], id: 0 }]);
     expect(a1.owned).toEqual([[RANGE[0], RANGE[0] + 512]]);
     const z2 = step("z", z1, 0, [view("a", a1)], { kind: "observer" }, RANGE, noGive).state;
@@ -95,8 +154,13 @@ describe("ring steps", () => {
     const asker: IpamState = { ...emptyState(), ring: "r", want: 1 };
     const small: IpamState = { ...emptyState(), ring: "r", owned: [[0, 10]], free: 10 };
     const big: IpamState = { ...emptyState(), ring: "r", owned: [[10, 100]], free: 90 };
-    expect(step("s", small, 10, [view("z", asker), view("b", big)], { kind: "observer" }, RANGE, () => [5, 10]).state.gifts).toEqual([]);
-    expect(step("b", big, 90, [view("z", asker), view("s", small)], { kind: "observer" }, RANGE, () => [55, 100]).state.gifts.length).toBe(1);
+    expect(
+      step("s", small, 10, [view("z", asker), view("b", big)], { kind: "observer" }, RANGE, () => [5, 10]).state.gifts,
+    ).toEqual([]);
+    expect(
+      step("b", big, 90, [view("z", asker), view("s", small)], { kind: "observer" }, RANGE, () => [55, 100]).state.gifts
+        .length,
+    ).toBe(1);
   });
 
   test("reclaim takes a dead peer's spans, minus what others own; the returning peer drops them", () => {
@@ -115,10 +179,19 @@ describe("ring steps", () => {
 /** A simulated network of peers exchanging IPAM states under faults. */
 function simulate(seed: number, peers: number, steps: number) {
   let x = seed;
-  const rand = () => ((x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rand = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const cidr = parseCidr("10.0.0.0/22");
   const range: Span = [cidr.base, cidr.base + 1024];
-  type P = { name: string; state: IpamState; version: number; views: Map<string, { v: number; s: IpamState }>; alloc: Allocator; n: number; group: number; init: Init };
+  type P = {
+    name: string;
+    state: IpamState;
+    version: number;
+    views: Map<string, { v: number; s: IpamState }>;
+    alloc: Allocator;
+    n: number;
+    group: number;
+    init: Init;
+  };
   const names = Array.from({ length: peers }, (_, i) => `p${String(i).padStart(2, "0")}`);
   const initial = names.slice(0, Math.max(1, Math.floor(peers / 2)));
   const ps: P[] = names.map((name, i) => ({
@@ -137,26 +210,38 @@ function simulate(seed: number, peers: number, steps: number) {
     for (let i = 0; i < ps.length; i++) {
       for (let j = i + 1; j < ps.length; j++) {
         const o = overlap(ps[i]!.state.owned, ps[j]!.state.owned);
-        if (o.length) throw new Error(`seed ${seed} ${when}: ${ps[i]!.name} and ${ps[j]!.name} both own ${JSON.stringify(o)}\n${process.env.RING_TRACE ? trace.slice(-40).join("\n") : ""}`);
+        if (o.length)
+          throw new Error(
+            `seed ${seed} ${when}: ${ps[i]!.name} and ${ps[j]!.name} both own ${JSON.stringify(o)}\n${process.env.RING_TRACE ? trace.slice(-40).join("\n") : ""}`,
+          );
       }
     }
     const seen = new Map<number, string>();
     for (const p of ps) {
       for (const e of p.alloc.list()) {
-        if (seen.has(e.address)) throw new Error(`seed ${seed} ${when}: ${e.address} allocated by ${seen.get(e.address)} and ${p.name}`);
+        if (seen.has(e.address))
+          throw new Error(`seed ${seed} ${when}: ${e.address} allocated by ${seen.get(e.address)} and ${p.name}`);
         seen.set(e.address, p.name);
       }
     }
   };
   const runStep = (p: P) => {
-    const views: PeerView[] = [...p.views].map(([name, { s }]) => ({ name, reachable: ps.find((q) => q.name === name)!.group === p.group, addresses: [], state: s }));
+    const views: PeerView[] = [...p.views].map(([name, { s }]) => ({
+      name,
+      reachable: ps.find((q) => q.name === name)!.group === p.group,
+      addresses: [],
+      state: s,
+    }));
     const r = step(p.name, p.state, p.alloc.free, views, p.init, range, (owned) => p.alloc.spanToGive(owned));
     if (r.changed) {
-      trace.push(`${p.name} v${p.version + 1}: ${r.notes.join("; ")} owned=${JSON.stringify(r.state.owned.map(([a, b]) => [a - range[0], b - range[0]]))} gifts=${JSON.stringify(r.state.gifts.map((g) => [g.to, g.id, g.span[0] - range[0], g.span[1] - range[0]]))} acks=${r.state.acks}`);
+      trace.push(
+        `${p.name} v${p.version + 1}: ${r.notes.join("; ")} owned=${JSON.stringify(r.state.owned.map(([a, b]) => [a - range[0], b - range[0]]))} gifts=${JSON.stringify(r.state.gifts.map((g) => [g.to, g.id, g.span[0] - range[0], g.span[1] - range[0]]))} acks=${r.state.acks}`,
+      );
       p.state = r.state;
       p.alloc.setOwned(p.state.owned);
       p.version++;
-      for (const q of ps) if (q !== p) inflight.push({ to: q, from: p.name, v: p.version, s: structuredClone(p.state) });
+      for (const q of ps)
+        if (q !== p) inflight.push({ to: q, from: p.name, v: p.version, s: structuredClone(p.state) });
     }
   };
   for (let t = 0; t < steps; t++) {
@@ -196,7 +281,10 @@ function simulate(seed: number, peers: number, steps: number) {
   for (let round = 0; round < 200; round++) {
     // anti-entropy, as the mesh's periodic digests: a state whose last copy was lost
     // still reaches everyone
-    if (round % 10 === 0) for (const p of ps) for (const q of ps) if (q !== p) inflight.push({ to: q, from: p.name, v: p.version, s: structuredClone(p.state) });
+    if (round % 10 === 0)
+      for (const p of ps)
+        for (const q of ps)
+          if (q !== p) inflight.push({ to: q, from: p.name, v: p.version, s: structuredClone(p.state) });
     while (inflight.length) {
       const m = inflight.shift()!;
       const have = m.to.views.get(m.from);
@@ -209,7 +297,12 @@ function simulate(seed: number, peers: number, steps: number) {
 }
 
 describe("removal requests", () => {
-  const view = (name: string, state: IpamState, reachable = true): PeerView => ({ name, reachable, addresses: [], state });
+  const view = (name: string, state: IpamState, reachable = true): PeerView => ({
+    name,
+    reachable,
+    addresses: [],
+    state,
+  });
   test("only the heir (lowest other name in the ring, reachable or not) takes a removed peer's space, once", () => {
     const a: IpamState = { ...emptyState(), ring: "r", owned: [[0, 30]], claimed: true };
     const b: IpamState = { ...emptyState(), ring: "r", owned: [[30, 60]], claimed: true, removing: ["z"] };
@@ -220,10 +313,15 @@ describe("removal requests", () => {
     expect(b1.owned).toEqual([[30, 60]]);
     // a sees the request and takes z's space
     const a1 = step("a", a, 30, [view("b", b1), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state;
-    expect(a1.owned).toEqual([[0, 30], [60, 100]]);
+    expect(a1.owned).toEqual([
+      [0, 30],
+      [60, 100],
+    ]);
     expect(a1.reclaimed).toEqual(["z"]);
     // once done, nobody takes it again, and b forgets its request
-    expect(step("a", a1, 70, [view("b", b1), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state.owned).toEqual(a1.owned);
+    expect(
+      step("a", a1, 70, [view("b", b1), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state.owned,
+    ).toEqual(a1.owned);
     const b2 = step("b", b1, 30, [view("a", a1), view("z", z, false)], { kind: "observer" }, RANGE, noGive).state;
     expect(b2.owned).toEqual([[30, 60]]);
     expect(b2.removing).toEqual([]);
@@ -241,7 +339,21 @@ describe("ring property test", () => {
       const owned = ps.map((p) => p.state.owned).flat();
       const inGifts = ps.flatMap((p) => p.state.gifts.map((g) => g.span));
       // after settling, all space is owned by someone and no gift is pending
-      expect(inGifts, process.env.RING_TRACE ? JSON.stringify(ps.map((p) => ({ n: p.name, ring: p.state.ring, gifts: p.state.gifts, acks: p.state.acks, want: p.state.want, owned: p.state.owned.length }))) : "").toEqual([]);
+      expect(
+        inGifts,
+        process.env.RING_TRACE
+          ? JSON.stringify(
+              ps.map((p) => ({
+                n: p.name,
+                ring: p.state.ring,
+                gifts: p.state.gifts,
+                acks: p.state.acks,
+                want: p.state.want,
+                owned: p.state.owned.length,
+              })),
+            )
+          : "",
+      ).toEqual([]);
       expect(normalize(owned)).toEqual([[10 << 24, (10 << 24) + 1024]]);
     });
   }
