@@ -29,7 +29,7 @@
  * stops the agents by pid and deletes the namespaces by name), the temp dir.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { labUp, type LabState } from "../net/host/lab.ts";
+import { labUp, type LabState } from "../net/lab/lab.ts";
 import {
   abort,
   BenchError,

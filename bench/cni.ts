@@ -35,7 +35,7 @@
  */
 import { existsSync, writeFileSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { inNs, labUp, type LabTools } from "../net/host/lab.ts";
+import { inNs, labUp, type LabTools } from "../net/lab/lab.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import { tools } from "../tests/support/lab.ts";
 import {
@@ -416,11 +416,11 @@ async function main(): Promise<number> {
     });
     writeFileSync(
       o.raw,
-      JSON.stringify({
+      `${JSON.stringify({
         note: "[ms since process start, duration ms] in run order",
         ours: raw(series.ours),
         reference: raw(series.reference),
-      }) + "\n",
+      })}\n`,
     );
   }
   const out = {

@@ -38,7 +38,7 @@
  * Cleanup is always done (finally, also on SIGINT/SIGTERM): iperf3 processes by pid, the
  * raw pair's namespaces by name, the lab by labDown, the temp dir.
  */
-import { labUp, type LabState } from "../net/host/lab.ts";
+import { labUp, type LabState } from "../net/lab/lab.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import {
   abort,

@@ -44,7 +44,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { labDir, labUp, startAgent, type LabNode, type LabState, type LabTools } from "../net/host/lab.ts";
+import { labDir, labUp, startAgent, type LabNode, type LabState, type LabTools } from "../net/lab/lab.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import {
   abort,
@@ -153,7 +153,7 @@ function startHelper(ns: string, script: string, args: string[]) {
   });
   running.add(p.pid);
   const lines: string[] = [];
-  let waiters: (() => void)[] = [];
+  const waiters: (() => void)[] = [];
   const stderr = new Response(p.stderr).text();
   const reader = (async () => {
     const dec = new TextDecoder();
@@ -308,8 +308,8 @@ function slices(marks: number[], step: number): number[] {
 
 function saveLabState(s: LabState): void {
   const f = join(labDir(s.name), "lab.json");
-  writeFileSync(f + ".tmp", JSON.stringify(s, null, 2) + "\n");
-  renameSync(f + ".tmp", f);
+  writeFileSync(`${f}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
+  renameSync(`${f}.tmp`, f);
 }
 
 function sh(argv: string[]): void {
@@ -623,7 +623,7 @@ async function main(): Promise<number> {
       );
       joins.forEach((j, i) =>
         lines.push(
-          `    ${String(i + 1).padEnd(6)}${(j.ms.toFixed(1) + " ms").padStart(14)}${((j.firstAnswerMs?.toFixed(1) ?? "-") + " ms").padStart(14)}${String(j.attempts).padStart(10)}  ${Object.entries(
+          `    ${String(i + 1).padEnd(6)}${(`${j.ms.toFixed(1)} ms`).padStart(14)}${(`${j.firstAnswerMs?.toFixed(1) ?? "-"} ms`).padStart(14)}${String(j.attempts).padStart(10)}  ${Object.entries(
             j.statuses,
           )
             .map(([k, v]) => `${k}x${v}`)

@@ -7,7 +7,7 @@
 import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { labDown, readLab, type LabTools } from "../net/host/lab.ts";
+import { labDown, readLab, type LabTools } from "../net/lab/lab.ts";
 import { deleteNamedNetns } from "../net/host/netns.ts";
 import { tools } from "../tests/support/lab.ts";
 
@@ -28,7 +28,7 @@ export function failer(bench: string): (msg: string) => never {
 /** A logger to stderr, silent with --json (stdout then carries only the JSON line). */
 export function stderrLog(json: boolean): (msg: string) => void {
   return (msg) => {
-    if (!json) process.stderr.write(msg + "\n");
+    if (!json) process.stderr.write(`${msg}\n`);
   };
 }
 
@@ -332,7 +332,7 @@ export function warn(bench: string, problems: string[]): void {
 
 /** Print the result: always the last stdout line, one line of JSON. */
 export function printResult(out: unknown): void {
-  process.stdout.write(JSON.stringify(out) + "\n");
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@
  * could not run at all (no such lab, no kubeconfig, API server unreachable, bad flags).
  */
 import pc from "picocolors";
-import { readLab } from "../net/host/lab.ts";
+import { readLab } from "../net/lab/lab.ts";
 import { WeaveError } from "../net/errors.ts";
-import { hostExec } from "../net/doctor/exec.ts";
+import { hostExec } from "../net/doctor/gather/exec.ts";
 import { evaluate, summarize } from "../net/doctor/evaluate.ts";
 import { table } from "../net/doctor/format.ts";
 import type { CheckResult } from "../net/doctor/types.ts";
@@ -51,18 +51,18 @@ async function results(
         `no lab named "${name}" (/run/weave-lab/${name}/lab.json not found); start one with: weave lab up --name ${name}`,
       );
     if (process.getuid?.() !== 0) throw cannotRun("doctor --lab enters the lab's namespaces and needs root");
-    const { gatherLab } = await import("../net/doctor/gather-lab.ts");
+    const { gatherLab } = await import("../net/doctor/gather/lab.ts");
     progress(`lab ${s.name}: ${s.nodes.length} node(s), ${s.pods.length} pod(s)`);
     const facts = await gatherLab(s, { exec, progress });
     return { mode: "lab", target: s.name, checks: evaluate(facts) };
   }
   if (o.node) {
-    const { gatherNode } = await import("../net/doctor/gather-node.ts");
+    const { gatherNode } = await import("../net/doctor/gather/node.ts");
     const facts = await gatherNode({ exec, progress });
     return { mode: "node", target: facts.target, checks: evaluate(facts) };
   }
   const { loadKubeConfig } = await import("../net/k8s/client.ts");
-  const { doctorCluster } = await import("../net/doctor/gather-cluster.ts");
+  const { doctorCluster } = await import("../net/doctor/gather/cluster.ts");
   let kc;
   try {
     kc = loadKubeConfig({ kubeconfig: o.kubeconfig, context: o.context });
@@ -109,7 +109,7 @@ export async function run(o: DoctorOptions, io: DoctorIO = stdio()): Promise<num
   );
   if (o.output === "json") {
     io.out(
-      JSON.stringify(
+      `${JSON.stringify(
         {
           mode: r.mode,
           target: r.target,
@@ -125,10 +125,10 @@ export async function run(o: DoctorOptions, io: DoctorIO = stdio()): Promise<num
         },
         null,
         2,
-      ) + "\n",
+      )}\n`,
     );
   } else {
-    io.out(table(r.checks, { width: io.width ?? 120, paint }) + "\n" + s.line + "\n");
+    io.out(`${table(r.checks, { width: io.width ?? 120, paint })}\n${s.line}\n`);
   }
   return s.exitCode;
 }

@@ -1,4 +1,4 @@
-/** `weave lab up|down|status`: printing and flags; the lab itself is net/host/lab.ts. */
+/** `weave lab up|down|status`: printing and flags; the lab itself is net/lab/lab.ts. */
 import pc from "picocolors";
 import {
   labAgent,
@@ -12,7 +12,7 @@ import {
   agentReady,
   type LabState,
   type LabTools,
-} from "../net/host/lab.ts";
+} from "../net/lab/lab.ts";
 import { WeaveError } from "../net/errors.ts";
 import { selfExecutable } from "./self.ts";
 
@@ -105,7 +105,7 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
     case "status": {
       const s = readLab(o.name);
       if (!s) throw new WeaveError("E_NO_LAB", `no lab named "${o.name}"; start one with: weave lab up`);
-      if (o.json) process.stdout.write(JSON.stringify(s, null, 2) + "\n");
+      if (o.json) process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
       else {
         printSummary(s, t);
         printPeers(s, t);

@@ -18,6 +18,6 @@ export async function run(peer: string, o: { agent?: string }): Promise<number> 
   }
   const text = (await r.text()).trim();
   if (!r.ok) throw new WeaveError(r.status === 404 ? "E_NO_PEER" : "E_PEER_ALIVE", text);
-  process.stdout.write(text + "\n");
+  process.stdout.write(`${text}\n`);
   return 0;
 }

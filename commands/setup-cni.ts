@@ -44,7 +44,7 @@ export function installCni(binDir: string, confDir: string, binary: string): { p
   renameSync(tmpPlugin, plugin);
   const conflist = join(confDir, CONFLIST_FILE);
   const tmpConf = `${conflist}.tmp-${process.pid}`;
-  writeFileSync(tmpConf, JSON.stringify(weaveConflist(), null, 2) + "\n", { mode: 0o644 });
+  writeFileSync(tmpConf, `${JSON.stringify(weaveConflist(), null, 2)}\n`, { mode: 0o644 });
   renameSync(tmpConf, conflist);
   return { plugin, conflist };
 }

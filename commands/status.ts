@@ -25,6 +25,6 @@ export async function run(what: string | undefined, o: { agent: string }): Promi
 
 export async function report(o: { agent: string }): Promise<number> {
   const r = await get(o.agent ?? DEFAULT_AGENT_URL, "/report");
-  process.stdout.write(JSON.stringify(await r.json(), null, 2) + "\n");
+  process.stdout.write(`${JSON.stringify(await r.json(), null, 2)}\n`);
   return 0;
 }

@@ -72,5 +72,5 @@ export function toYaml(objs: readonly KubernetesObject[]): string {
 
 /** One `v1` List holding the objects, as JSON (`kubectl apply -f -` takes it too). */
 export function toJson(objs: readonly KubernetesObject[]): string {
-  return JSON.stringify({ apiVersion: "v1", kind: "List", items: objs }, null, 2) + "\n";
+  return `${JSON.stringify({ apiVersion: "v1", kind: "List", items: objs }, null, 2)}\n`;
 }

@@ -15,7 +15,7 @@ import { ID_RE } from "../cni/config.ts";
 export const SPACE_WAIT_MS = 10_000;
 
 const text = (body: string, status = 200) =>
-  new Response(body.endsWith("\n") ? body : body + "\n", {
+  new Response(body.endsWith("\n") ? body : `${body}\n`, {
     status,
     headers: { "content-type": "text/plain; charset=utf-8" },
   });
@@ -47,14 +47,12 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
     return agent.ready ? text(ipamText(agent)) : text(`not ready: ${agent.reason}`, 503);
   if (path === "/report" && m === "GET") return Response.json(report(agent));
   if (path === "/ip" && m === "GET") {
-    const owned = agent
-      .podEntries()
-      .map((e) => ({
-        containerid: e.containerId,
-        ifname: e.ifname,
-        addrs: [withPrefix(e.address, agent.cfg.range)],
-        ...(e.pod ? { pod: e.pod } : {}),
-      }));
+    const owned = agent.podEntries().map((e) => ({
+      containerid: e.containerId,
+      ifname: e.ifname,
+      addrs: [withPrefix(e.address, agent.cfg.range)],
+      ...(e.pod ? { pod: e.pod } : {}),
+    }));
     return Response.json({ owned });
   }
 

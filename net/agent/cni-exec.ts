@@ -36,7 +36,7 @@ export type ExecDeps = {
 
 /** Host-side veth name for an attachment: "vethwepl" + 7 hex of a hash (15 chars). */
 export function hostVethName(containerId: string, ifname: string): string {
-  return "vethwepl" + new Bun.CryptoHasher("sha256").update(`${containerId}/${ifname}`).digest("hex").slice(0, 7);
+  return `vethwepl${new Bun.CryptoHasher("sha256").update(`${containerId}/${ifname}`).digest("hex").slice(0, 7)}`;
 }
 
 export class CniExecutor {

@@ -42,15 +42,13 @@ export function report(a: Agent): Record<string, unknown> {
             })),
           })),
           UnicastRoutes: [...t!.routes()].filter(([d]) => d !== a.name).map(([Dest, Via]) => ({ Dest, Via })),
-          Connections: r
-            .connections()
-            .map((c) => ({
-              Address: c.address,
-              Outbound: c.outbound,
-              State: c.state,
-              Info: c.info,
-              Attrs: c.state === "established" ? { name: "fastdp", mtu: a.bridge?.mtu } : null,
-            })),
+          Connections: r.connections().map((c) => ({
+            Address: c.address,
+            Outbound: c.outbound,
+            State: c.state,
+            Info: c.info,
+            Attrs: c.state === "established" ? { name: "fastdp", mtu: a.bridge?.mtu } : null,
+          })),
           Targets: r.explicitTargets(),
           DatapathErrors: a.datapathErrors,
         }
@@ -81,20 +79,18 @@ export function report(a: Agent): Record<string, unknown> {
         };
       }),
       Owned: a.allocator
-        ? a
-            .podEntries()
-            .map((e) => ({
-              ContainerID: e.containerId,
-              Ifname: e.ifname,
-              Address: withPrefix(e.address, a.cfg.range),
-              Pod: e.pod ?? null,
-            }))
+        ? a.podEntries().map((e) => ({
+            ContainerID: e.containerId,
+            Ifname: e.ifname,
+            Address: withPrefix(e.address, a.cfg.range),
+            Pod: e.pod ?? null,
+          }))
         : [],
     },
   };
 }
 
-const kv = (rows: [string, string][]) => rows.map(([k, v]) => `${k.padStart(15)}: ${v}`).join("\n") + "\n";
+const kv = (rows: [string, string][]) => `${rows.map(([k, v]) => `${k.padStart(15)}: ${v}`).join("\n")}\n`;
 
 export function statusText(a: Agent): string {
   const rows: [string, string][] = [["Version", VERSION]];
@@ -146,18 +142,16 @@ export function peersText(a: Agent): string {
       );
     }
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 export function connectionsText(a: Agent): string {
   const r = a.router;
   if (!r) return "mesh not running\n";
-  return (
-    r
-      .connections()
-      .map((c) => `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${c.state.padEnd(12)} ${c.info}`)
-      .join("\n") + "\n"
-  );
+  return `${r
+    .connections()
+    .map((c) => `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${c.state.padEnd(12)} ${c.info}`)
+    .join("\n")}\n`;
 }
 
 const spanText = ([s, e]: Span) => (e - s === 1 ? numToIp(s) : `${numToIp(s)}-${numToIp(e - 1)}`);
@@ -204,5 +198,5 @@ export function ipamText(a: Agent): string {
     lines.push(
       `${withPrefix(e.address, a.cfg.range).padEnd(18)} ${e.containerId} ${e.ifname}${e.pod ? ` ${e.pod}` : ""}`,
     );
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

@@ -36,7 +36,7 @@ export type NetConf = {
 };
 
 /** A container id as the CNI spec allows it (also what the agent's /ip/<id> accepts). */
-export const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+export const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const NAME_RE = ID_RE;
 
 /** Why `name` cannot be a Linux interface name, or undefined when it can. */

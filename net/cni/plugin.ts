@@ -52,10 +52,10 @@ export async function runPlugin(
     }
     const ce = err as CniError;
     deps.log(`error ${ce.code}: ${ce.message}`);
-    return { stdout: JSON.stringify(ce.toJSON(version)) + "\n", exitCode: 1 };
+    return { stdout: `${JSON.stringify(ce.toJSON(version))}\n`, exitCode: 1 };
   }
 }
 
 function ok(body?: unknown): PluginOutput {
-  return { stdout: body === undefined ? "" : JSON.stringify(body) + "\n", exitCode: 0 };
+  return { stdout: body === undefined ? "" : `${JSON.stringify(body)}\n`, exitCode: 0 };
 }

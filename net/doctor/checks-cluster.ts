@@ -10,10 +10,10 @@
  */
 import type { V1ConfigMap, V1DaemonSet, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
 import { contains, formatCidr, ipToNum, isIpv4, maskOf, overlaps, parseCidr, type Cidr } from "../cidr.ts";
-import { INFERRED_SERVICE_PREFIX, podState } from "../k8s/install.ts";
+import { INFERRED_SERVICE_PREFIX, podState } from "../cluster-facts.ts";
 import { list, plural, result } from "./result.ts";
 import type { CheckResult } from "./types.ts";
-import { checkProbes, type ProbeFacts } from "./probe-pods.ts"; // in-pod probes (probe-pods.ts)
+import { checkProbes, type ProbeFacts } from "./checks-probes.ts";
 
 export const DEFAULT_RANGE = "10.32.0.0/12";
 /** A pod its kubelet took on this long ago and still without an address is stuck. */
@@ -28,7 +28,7 @@ export type ClusterFacts = {
   pods: V1Pod[];
   kubernetesService?: V1Service;
   now: number;
-  /** What the in-pod probes saw (probe-pods.ts), when they ran; undefined: not run. */
+  /** What the in-pod probes saw (gather/probe-pods.ts), when they ran; undefined: not run. */
   probes?: ProbeFacts;
 };
 

@@ -70,5 +70,5 @@ export function table(rs: CheckResult[], o: { width?: number; paint?: Paint } = 
     );
     if (r.fix) lines.push(`${indent}${p.dim(wrap(`fix: ${r.fix}`, width, indent))}`);
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

@@ -169,3 +169,9 @@ export function recentErrorLines(lines: string[], now: number, windowMs: number)
 export function protocolMismatchLines(lines: string[]): string[] {
   return lines.filter((l) => /speaks mesh protocol versions/.test(l));
 }
+
+/** `s` on one line: whitespace folded, cut at `max` characters. */
+export const oneLine = (s: string, max = 160) => {
+  const t = s.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+};

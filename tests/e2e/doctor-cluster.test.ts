@@ -1,5 +1,5 @@
 /**
- * Cluster mode's in-pod probes (net/doctor/probe-pods.ts) end to end: the API-server
+ * Cluster mode's in-pod probes (net/doctor/gather/probe-pods.ts) end to end: the API-server
  * stand-in with a fake kubelet and a pods/exec endpoint (tests/support/k8s-exec.ts)
  * backed by a real 3-node lab, so each probe pod gets a real namespace and a real
  * address from the real CNI plugin, and the pings doctor asks for through the exec API
@@ -14,11 +14,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { canRunHost, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { startApiServer, type ApiServer } from "../../net/lab/api-server.ts";
 import { startLabKubelet, type LabKubelet } from "../support/k8s-exec.ts";
-import { inNs, labDown, labUp, readLab, type LabState } from "../../net/host/lab.ts";
-import { checkProbes, PROBE_APP, PROBE_LABEL, runProbes, type ProbeFacts } from "../../net/doctor/probe-pods.ts";
-import { doctorCluster } from "../../net/doctor/gather-cluster.ts";
+import { inNs, labDown, labUp, readLab, type LabState } from "../../net/lab/lab.ts";
+import { checkProbes, PROBE_APP, PROBE_LABEL, type ProbeFacts } from "../../net/doctor/checks-probes.ts";
+import { runProbes } from "../../net/doctor/gather/probe-pods.ts";
+import { doctorCluster } from "../../net/doctor/gather/cluster.ts";
 
 const TABLE = "weavetestprobecut";
 

@@ -18,7 +18,7 @@ import {
   stopAgent,
   waitMesh,
   type LabState,
-} from "../../net/host/lab.ts";
+} from "../../net/lab/lab.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 import { ipToNum } from "../../net/cidr.ts";
 

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { canRunHost, WEAVE, uniqueName } from "../support/env.ts";
 import { listNamedNetns } from "../../net/host/netns.ts";
-import { labDown, readLab, pidAlive } from "../../net/host/lab.ts";
+import { labDown, readLab, pidAlive } from "../../net/lab/lab.ts";
 import { tools } from "../support/lab.ts";
 
 describe.skipIf(!canRunHost)("weave lab", () => {

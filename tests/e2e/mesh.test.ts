@@ -20,7 +20,7 @@ import {
   readLab,
   waitMesh,
   type LabState,
-} from "../../net/host/lab.ts";
+} from "../../net/lab/lab.ts";
 import { netnsPath } from "../../net/host/netns.ts";
 
 const ping = (from: string, ip: string, extra: string[] = []) =>

@@ -23,7 +23,6 @@ import {
   rmdirSync,
   rmSync,
   symlinkSync,
-  unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -106,7 +105,7 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
 
   /** Output of the last few podman calls, for assertions that are not about one call. */
   function recent(n = 6): string {
-    return "recent podman calls:\n" + log.slice(-n).map(fmt).join("\n");
+    return `recent podman calls:\n${log.slice(-n).map(fmt).join("\n")}`;
   }
 
   /** podman must succeed; the message carries its whole output, plus the likely cause if podman skipped our conflist. */
@@ -234,7 +233,7 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
           const mounts = readFileSync("/proc/self/mountinfo", "utf8")
             .split("\n")
             .map((l) => l.split(" ")[4] ?? "")
-            .filter((m) => m.startsWith(dir + "/"))
+            .filter((m) => m.startsWith(`${dir}/`))
             .sort((a, b) => b.length - a.length);
           for (const m of mounts) Bun.spawnSync(["umount", "-l", m]);
           rmSync(dir, { recursive: true, force: true });

@@ -4,11 +4,10 @@
  * must each get the right code and leave nothing behind.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { startLab, type TestLab } from "../support/lab.ts";
-import { canRunHost, PLUGIN, PLUGIN_DIR, uniqueName } from "../support/env.ts";
+import { canRunHost, PLUGIN, PLUGIN_DIR } from "../support/env.ts";
 import { hostVethName } from "../../net/agent/cni-exec.ts";
-import { inNs, labAgent } from "../../net/host/lab.ts";
+import { inNs, labAgent } from "../../net/lab/lab.ts";
 import { tools } from "../support/lab.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 

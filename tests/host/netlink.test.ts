@@ -7,8 +7,8 @@ import { canRunHost, uniqueName } from "../support/env.ts";
 import { writeFileSync, rmSync } from "node:fs";
 
 describe.skipIf(!canRunHost)("host layer (rtnetlink over bun:ffi)", () => {
-  const a = uniqueName("h") + "a";
-  const b = uniqueName("h") + "b";
+  const a = `${uniqueName("h")}a`;
+  const b = `${uniqueName("h")}b`;
   let h: NetHost;
   let c: NetHost;
 

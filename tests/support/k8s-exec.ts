@@ -1,6 +1,6 @@
 /**
  * A fake kubelet and a pods/exec endpoint for the API-server stand-in
- * (tests/support/k8s-server.ts), backed by a real lab (net/host/lab.ts).
+ * (net/lab/api-server.ts), backed by a real lab (net/lab/lab.ts).
  *
  * Design: `startLabKubelet(lab)` gives `websocket` (pass it to startApiServer) and
  * `attach(store)`. Attached, it watches Pods in the store: a pod whose spec.nodeName is
@@ -20,8 +20,8 @@
  * `stop()` removes every namespace it made, also on a failed test.
  */
 import { netnsPath, createNamedNetns, deleteNamedNetns } from "../../net/host/netns.ts";
-import { runPlugin, type LabState } from "../../net/host/lab.ts";
-import { RESOURCES, type Store, type WebSocketRoute } from "./k8s-server.ts";
+import { runPlugin, type LabState } from "../../net/lab/lab.ts";
+import { RESOURCES, type Store, type WebSocketRoute } from "../../net/lab/api-server.ts";
 import { tools } from "./lab.ts";
 
 type Doc = Record<string, any>;

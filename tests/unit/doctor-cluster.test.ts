@@ -1,6 +1,6 @@
 /**
  * `weave doctor` in cluster mode against the API-server stand-in
- * (tests/support/k8s-server.ts), through the command itself (exit codes, JSON). The
+ * (net/lab/api-server.ts), through the command itself (exit codes, JSON). The
  * stand-in runs no kubelet or controllers and has no exec API: the test writes the
  * objects a healthy or broken cluster would have, and doctor's in-pod probes are
  * reported as not run.
@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { V1Pod } from "@kubernetes/client-node";
 import { run } from "../../commands/doctor.ts";
-import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { startApiServer, type ApiServer } from "../../net/lab/api-server.ts";
 
 type Check = { name: string; status: string; node: string | null; evidence: string; fix: string };
 const servers: ApiServer[] = [];

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gatherNode } from "../../net/doctor/gather-node.ts";
+import { gatherNode } from "../../net/doctor/gather/node.ts";
 import { evaluate, summarize } from "../../net/doctor/evaluate.ts";
-import type { Exec, ExecResult } from "../../net/doctor/exec.ts";
+import type { Exec, ExecResult } from "../../net/doctor/gather/exec.ts";
 
 const PEERS = [
   { Name: "aa:00:00:00:00:01", NickName: "n1", Addresses: ["198.18.0.11:6783"], Reachable: true, Connections: [] },

@@ -11,7 +11,7 @@ import {
   recentErrorLines,
 } from "../../net/doctor/parse.ts";
 import { networkConfigs } from "../../net/doctor/checks-cni.ts";
-import { ipFromPodMac } from "../../net/doctor/gather-node.ts";
+import { ipFromPodMac } from "../../net/doctor/gather/node.ts";
 import { wrap } from "../../net/doctor/format.ts";
 
 describe("parse", () => {

@@ -1,6 +1,6 @@
 /**
  * `weave install`, `weave uninstall` and setup-cni's Node event against the API-server
- * stand-in (tests/support/k8s-server.ts) with the real client. The stand-in runs no
+ * stand-in (net/lab/api-server.ts) with the real client. The stand-in runs no
  * controllers: the test plays the DaemonSet controller and kubelet, making agent pods
  * Ready and updating the DaemonSet's status while install waits.
  */
@@ -13,8 +13,9 @@ import { run as install } from "../../commands/install.ts";
 import { run as setupCni, findConflicts } from "../../commands/setup-cni.ts";
 import { run as uninstall } from "../../commands/uninstall.ts";
 import { WeaveError } from "../../net/errors.ts";
-import { podState, progressLine } from "../../net/k8s/install.ts";
-import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { podState } from "../../net/cluster-facts.ts";
+import { progressLine } from "../../net/k8s/install.ts";
+import { startApiServer, type ApiServer } from "../../net/lab/api-server.ts";
 import { until as waitUntil } from "../support/wait.ts";
 
 const servers: ApiServer[] = [];

@@ -1,5 +1,5 @@
 /**
- * The stand-in API server (tests/support/k8s-server.ts) against the real
+ * The stand-in API server (net/lab/api-server.ts) against the real
  * `@kubernetes/client-node` 2.x client: if the client accepts its answers, the
  * conventions our code relies on are the API's, not ours.
  */
@@ -16,7 +16,7 @@ import {
   type V1ConfigMap,
   type V1Node,
 } from "@kubernetes/client-node";
-import { startApiServer, type ApiServer, type WatchEvent } from "../support/k8s-server.ts";
+import { startApiServer, type ApiServer, type WatchEvent } from "../../net/lab/api-server.ts";
 import { until as waitUntil } from "../support/wait.ts";
 
 let api: ApiServer;
@@ -333,6 +333,6 @@ describe("k8s stand-in with the real client", () => {
     const core = (await get("/api/v1")).resources as { name: string; namespaced: boolean }[];
     expect(core.find((r) => r.name === "nodes")?.namespaced).toBe(false);
     expect(core.some((r) => r.name === "nodes/status")).toBe(true);
-    expect((await fetch(api.url + "/api/v1/nowhere")).status).toBe(404);
+    expect((await fetch(`${api.url}/api/v1/nowhere`)).status).toBe(404);
   });
 });

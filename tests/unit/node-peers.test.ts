@@ -1,6 +1,6 @@
 /**
  * Peers from the Node list (net/k8s/node-peers.ts) and the client config
- * (net/k8s/client.ts), against the stand-in API server (tests/support/k8s-server.ts)
+ * (net/k8s/client.ts), against the stand-in API server (net/lab/api-server.ts)
  * with the real client, in real time with short backoffs.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
@@ -18,7 +18,7 @@ import {
 } from "../../net/k8s/node-peers.ts";
 import { WeaveError } from "../../net/errors.ts";
 import { realScheduler } from "../../net/mesh/transport.ts";
-import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { startApiServer, type ApiServer } from "../../net/lab/api-server.ts";
 import { until as waitUntil } from "../support/wait.ts";
 
 type Addr = { type: string; address: string };

@@ -1,7 +1,7 @@
 /** The agent's NetworkUnavailable=False report, against the API-server stand-in. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { markNetworkAvailable, networkAvailablePatch } from "../../net/k8s/node-status.ts";
-import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { startApiServer, type ApiServer } from "../../net/lab/api-server.ts";
 
 describe("node condition", () => {
   let api: ApiServer;

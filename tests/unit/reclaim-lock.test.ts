@@ -1,7 +1,7 @@
 /** The ConfigMap compare-and-swap that lets exactly one peer take over a removed peer's space. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { claimReclaim, RECLAIM_ANNOTATION } from "../../net/k8s/reclaim-lock.ts";
-import { startApiServer, type ApiServer } from "../support/k8s-server.ts";
+import { startApiServer, type ApiServer } from "../../net/lab/api-server.ts";
 
 describe("reclaim claims in the weave-net ConfigMap", () => {
   let api: ApiServer;

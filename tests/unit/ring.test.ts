@@ -336,7 +336,7 @@ describe("ring property test", () => {
     const peers = 3 + ((i * 7) % 18);
     test(`seed ${i}, ${peers} peers: no address owned or allocated twice, nothing lost`, () => {
       const ps = simulate(i, peers, 3000);
-      const owned = ps.map((p) => p.state.owned).flat();
+      const owned = ps.flatMap((p) => p.state.owned);
       const inGifts = ps.flatMap((p) => p.state.gifts.map((g) => g.span));
       // after settling, all space is owned by someone and no gift is pending
       expect(

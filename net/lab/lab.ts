@@ -13,8 +13,8 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { openHost } from "./host.ts";
-import { createNamedNetns, deleteNamedNetns, netnsPath } from "./netns.ts";
+import { openHost } from "../host/host.ts";
+import { createNamedNetns, deleteNamedNetns, netnsPath } from "../host/netns.ts";
 import { CONFLIST_FILE, pluginConfig, weaveConflist } from "../cni/conflist.ts";
 import { WeaveError } from "../errors.ts";
 
@@ -58,8 +58,8 @@ export function readLab(name: string): LabState | undefined {
 
 function saveLab(s: LabState): void {
   const f = join(labDir(s.name), "lab.json");
-  writeFileSync(f + ".tmp", JSON.stringify(s, null, 2) + "\n");
-  renameSync(f + ".tmp", f);
+  writeFileSync(`${f}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
+  renameSync(`${f}.tmp`, f);
 }
 
 export function nodeIp(i: number): string {
@@ -109,7 +109,7 @@ export function agentReady(tools: LabTools, node: string): boolean {
 export function writeLabCniConf(node: LabNode): string {
   const dir = join(node.dataDir, "net.d");
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, CONFLIST_FILE), JSON.stringify(weaveConflist(), null, 2) + "\n");
+  writeFileSync(join(dir, CONFLIST_FILE), `${JSON.stringify(weaveConflist(), null, 2)}\n`);
   return dir;
 }
 

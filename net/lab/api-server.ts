@@ -300,7 +300,7 @@ function pointerSet(doc: unknown, path: string, value: unknown, op: "add" | "rep
   const ts = tokens(path);
   if (ts.length === 0) return value;
   const last = ts.pop()!;
-  const parent = pointerGet(doc, "/" + ts.map((t) => t.replace(/~/g, "~0").replace(/\//g, "~1")).join("/"));
+  const parent = pointerGet(doc, `/${ts.map((t) => t.replace(/~/g, "~0").replace(/\//g, "~1")).join("/")}`);
   if (Array.isArray(parent)) {
     const i = last === "-" ? parent.length : Number(last);
     if (!Number.isInteger(i) || i < 0 || i > parent.length || (op !== "add" && i >= parent.length))
@@ -961,7 +961,7 @@ class Handler {
     let cleanup = () => {};
     const body = new ReadableStream<Uint8Array>({
       start: (controller) => {
-        const send = (e: WatchEvent) => controller.enqueue(enc.encode(JSON.stringify(e) + "\n"));
+        const send = (e: WatchEvent) => controller.enqueue(enc.encode(`${JSON.stringify(e)}\n`));
         // Bun.serve holds the response headers until the first body bytes, and a client's
         // watch() only returns once it has them: a blank line (JSON decoders skip it) flushes.
         controller.enqueue(enc.encode("\n"));

@@ -12,12 +12,12 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { netnsPath } from "../host/netns.ts";
-import { pidAlive, type LabState } from "../host/lab.ts";
+import { netnsPath } from "../../host/netns.ts";
+import { pidAlive, type LabState } from "../../lab/lab.ts";
 import { agentGetInNetns, ping, tcpConnect, type Exec } from "./exec.ts";
-import { parseAddrs, parseHttp, parseLinks, parseNftDrops, parseReport, parseRoutes } from "./parse.ts";
-import { bridgeIp } from "./checks-node.ts";
-import type { Facts, NodeFacts, PodFacts, Probe } from "./types.ts";
+import { parseAddrs, parseHttp, parseLinks, parseNftDrops, parseReport, parseRoutes } from "../parse.ts";
+import { bridgeIp } from "../checks-node.ts";
+import type { Facts, NodeFacts, PodFacts, Probe } from "../types.ts";
 
 export type GatherIO = { exec: Exec; progress(line: string): void; now?: () => number };
 

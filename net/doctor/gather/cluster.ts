@@ -2,16 +2,16 @@
  * Cluster mode: reads the DaemonSet, the ConfigMap, nodes, agent pods, every pod and
  * the `kubernetes` Service (one look, in parallel), then evaluates the cluster checks.
  * An API server that cannot be reached or refuses is an E_API error: doctor could not
- * run (exit 2). Tested against tests/support/k8s-server.ts, which runs no kubelet and
+ * run (exit 2). Tested against net/lab/api-server.ts, which runs no kubelet and
  * has no exec API (see checks-cluster.ts for what that leaves unprobed).
  */
 import { ApiException, AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
-import { WeaveError } from "../errors.ts";
-import { describeError } from "../k8s/node-peers.ts";
-import { NAME, NAMESPACE } from "../../manifests/objects.ts";
-import { evaluateCluster, type ClusterFacts } from "./checks-cluster.ts";
-import { sortResults } from "./evaluate.ts";
-import type { CheckResult } from "./types.ts";
+import { WeaveError } from "../../errors.ts";
+import { describeError } from "../../k8s/node-peers.ts";
+import { NAME, NAMESPACE } from "../../../manifests/objects.ts";
+import { evaluateCluster, type ClusterFacts } from "../checks-cluster.ts";
+import { sortResults } from "../evaluate.ts";
+import type { CheckResult } from "../types.ts";
 import { runProbes, type ProbeOptions } from "./probe-pods.ts"; // in-pod probes
 
 const absent = (e: unknown) => {

@@ -8,12 +8,12 @@
  * the full overlay MTU. Pods here are pinged from the node; their namespaces are not
  * known, so their routes are not checked in this mode.
  */
-import { DEFAULT_AGENT_URL } from "../host/agent-client.ts";
+import { DEFAULT_AGENT_URL } from "../../host/agent-client.ts";
 import { ping, tcpConnect, type Exec } from "./exec.ts";
-import { readCniDir, type GatherIO } from "./gather-lab.ts";
-import { parseAddrs, parseLinks, parseNftDrops, parseReport, parseRoutes } from "./parse.ts";
-import { bridgeIp, VXLAN_DEVICE } from "./checks-node.ts";
-import type { AgentReport, Facts, NodeFacts, Probe } from "./types.ts";
+import { readCniDir, type GatherIO } from "./lab.ts";
+import { parseAddrs, parseLinks, parseNftDrops, parseReport, parseRoutes } from "../parse.ts";
+import { bridgeIp, VXLAN_DEVICE } from "../checks-node.ts";
+import type { AgentReport, Facts, NodeFacts, Probe } from "../types.ts";
 
 export const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
 /** At most this many local pods are pinged. */

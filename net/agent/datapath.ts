@@ -1,0 +1,73 @@
+/**
+ * Applies the VXLAN plan (net/encap/vxlan.ts) through the host layer: the device itself
+ * (kind, MTU, a port of the bridge, up), then the FDB and neighbour differences.
+ */
+import type { NetHost } from "../host/host.ts";
+import { desiredTables, planDatapath, type Remote, VXLAN_NAME, VXLAN_PORT, VXLAN_VNI } from "../encap/vxlan.ts";
+
+export type VxlanSettings = { bridge: string; mtu: number; local: string; inRange(ip: string): boolean };
+
+/**
+ * Bring the VXLAN device and the tables to what `remotes` need. Keeps going past a
+ * failed entry and returns every error, so one bad entry never blocks the rest.
+ */
+export function reconcileVxlan(
+  host: NetHost,
+  s: VxlanSettings,
+  remotes: Remote[],
+): { changes: number; errors: string[] } {
+  const errors: string[] = [];
+  const br = host.link(s.bridge);
+  if (!br) return { changes: 0, errors: [`bridge ${s.bridge} is missing`] };
+  let vx = host.link(VXLAN_NAME);
+  let changes = 0;
+  if (vx && (vx.kind !== "vxlan" || vx.mtu !== s.mtu)) {
+    if (vx.kind !== "vxlan") {
+      host.delLink(VXLAN_NAME);
+      vx = undefined;
+    } else host.setLink(vx.index, { mtu: s.mtu });
+    changes++;
+  }
+  if (!vx) {
+    vx = host.addVxlan({
+      name: VXLAN_NAME,
+      vni: VXLAN_VNI,
+      port: VXLAN_PORT,
+      local: s.local,
+      mtu: s.mtu,
+      learning: false,
+    });
+    changes++;
+  }
+  if (vx.master !== br.index || !vx.up) {
+    host.setLink(vx.index, { master: br.index, up: true });
+    changes++;
+  }
+  const have = {
+    fdb: host
+      .fdb(vx.index)
+      .filter((f) => f.dst !== undefined)
+      .map((f) => ({ mac: f.mac, dst: f.dst! })),
+    neigh: host
+      .neighbours(br.index)
+      .filter((n) => n.state & 0x80 && s.inRange(n.ip) && n.mac)
+      .map((n) => ({ ip: n.ip, mac: n.mac! })),
+  };
+  const plan = planDatapath(desiredTables(remotes), have);
+  const attempt = (what: string, fn: () => void) => {
+    try {
+      fn();
+      changes++;
+    } catch (e) {
+      errors.push(`${what}: ${(e as Error).message}`);
+    }
+  };
+  for (const f of plan.fdbDel)
+    attempt(`delete fdb ${f.mac} dst ${f.dst}`, () => host.delFdb({ dev: vx!.index, mac: f.mac, dst: f.dst }));
+  for (const f of plan.fdbAdd)
+    attempt(`add fdb ${f.mac} dst ${f.dst}`, () => host.addFdb({ dev: vx!.index, mac: f.mac, dst: f.dst }));
+  for (const ip of plan.neighDel) attempt(`delete neighbour ${ip}`, () => host.delNeighbour({ dev: br.index, ip }));
+  for (const n of plan.neighAdd)
+    attempt(`set neighbour ${n.ip}`, () => host.setNeighbour({ dev: br.index, ip: n.ip, mac: n.mac }));
+  return { changes, errors };
+}
