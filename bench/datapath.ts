@@ -347,6 +347,7 @@ async function iperf(
       ]),
     );
     throwIfInterrupted();
+    // biome-ignore lint/suspicious/noExplicitAny: iperf3 -J output, read field by field below
     let j: any;
     try {
       j = JSON.parse(c.stdout);

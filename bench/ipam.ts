@@ -160,8 +160,7 @@ function startHelper(ns: string, script: string, args: string[]) {
     let buf = "";
     for await (const chunk of p.stdout as unknown as AsyncIterable<Uint8Array>) {
       buf += dec.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
         lines.push(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
         for (const w of waiters.splice(0)) w();
@@ -371,6 +370,7 @@ async function partAlloc(
   const outLine = await h.line();
   const fin = await h.finish();
   throwIfInterrupted();
+  // biome-ignore lint/suspicious/noExplicitAny: the child's JSON line, read field by field below
   let res: any;
   try {
     res = JSON.parse(outLine ?? "");
@@ -489,6 +489,7 @@ async function oneJoin(
   const line = await poller.line();
   const fin = await poller.finish();
   throwIfInterrupted();
+  // biome-ignore lint/suspicious/noExplicitAny: the child's JSON line, read field by field below
   let r: any;
   try {
     r = JSON.parse(line ?? "");
@@ -621,15 +622,15 @@ async function main(): Promise<number> {
       lines.push(
         `    ${"join".padEnd(6)}${"first address".padStart(14)}${"first answer".padStart(14)}${"attempts".padStart(10)}  answers`,
       );
-      joins.forEach((j, i) =>
-        lines.push(
-          `    ${String(i + 1).padEnd(6)}${(`${j.ms.toFixed(1)} ms`).padStart(14)}${(`${j.firstAnswerMs?.toFixed(1) ?? "-"} ms`).padStart(14)}${String(j.attempts).padStart(10)}  ${Object.entries(
-            j.statuses,
-          )
-            .map(([k, v]) => `${k}x${v}`)
-            .join(" ")}`,
-        ),
-      );
+      for (const [i, j] of joins.entries()) {
+        const first = `${j.ms.toFixed(1)} ms`;
+        const answer = `${j.firstAnswerMs?.toFixed(1) ?? "-"} ms`;
+        const answers = Object.entries(j.statuses)
+          .map(([k, v]) => `${k}x${v}`)
+          .join(" ");
+        const row = `${String(i + 1).padEnd(6)}${first.padStart(14)}${answer.padStart(14)}${String(j.attempts).padStart(10)}`;
+        lines.push(`    ${row}  ${answers}`);
+      }
       lines.push(
         `    median ${median(joinMs).toFixed(1)} ms (min ${Math.min(...joinMs).toFixed(1)}, max ${Math.max(...joinMs).toFixed(1)}); target <= ${JOIN_TARGET_MS} ms: ${out.join!.targetMet ? "met" : "NOT met"}`,
         "",

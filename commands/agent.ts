@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { Agent } from "../net/agent/agent.ts";
 import { handleApi } from "../net/agent/api.ts";
-import { parseCidr, CidrError, isIpv4 } from "../net/cidr.ts";
+import { parseCidr, CidrError, isIpv4, type Cidr } from "../net/cidr.ts";
 import { WeaveError } from "../net/errors.ts";
 import { openHost } from "../net/host/host.ts";
 import { checkNetnsPath } from "../net/host/netns.ts";
@@ -58,7 +58,7 @@ function parsePeers(source: string, text: unknown): string[] {
 
 export function parseAgentOptions(o: AgentOptions, env: Record<string, string | undefined>) {
   const rangeText = o.ipallocRange ?? env.IPALLOC_RANGE ?? "10.32.0.0/12";
-  let range;
+  let range: Cidr;
   try {
     range = parseCidr(String(rangeText));
   } catch (e) {

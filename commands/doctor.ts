@@ -63,7 +63,7 @@ async function results(
   }
   const { loadKubeConfig } = await import("../net/k8s/client.ts");
   const { doctorCluster } = await import("../net/doctor/gather/cluster.ts");
-  let kc;
+  let kc: ReturnType<typeof loadKubeConfig>;
   try {
     kc = loadKubeConfig({ kubeconfig: o.kubeconfig, context: o.context });
   } catch (e) {
@@ -87,7 +87,7 @@ export async function run(o: DoctorOptions, io: DoctorIO = stdio()): Promise<num
   const paint = io.color ? pc : undefined;
   const dim = (s: string) => (paint ? paint.dim(s) : s);
   const started = Date.now();
-  let r;
+  let r: Awaited<ReturnType<typeof results>>;
   try {
     r = await results(o, (l) => io.err(dim(`doctor: ${l}\n`)));
   } catch (e) {

@@ -156,7 +156,7 @@ export class CniExecutor {
         req.args.K8S_POD_NAMESPACE && req.args.K8S_POD_NAME
           ? `${req.args.K8S_POD_NAMESPACE}/${req.args.K8S_POD_NAME}`
           : undefined;
-      let got;
+      let got: ReturnType<typeof alloc.allocate>;
       try {
         got = alloc.allocate(req.containerId, req.ifname, pod);
       } catch (e) {

@@ -46,11 +46,11 @@ export async function runPlugin(
     if (e.command === "ADD") return ok(resultForVersion(chainResult(conf.prevResult, reply.result!), version));
     return ok();
   } catch (err) {
-    if (!(err instanceof CniError)) {
-      deps.log(`unexpected error: ${(err as Error)?.stack ?? err}`);
-      err = new CniError(CniCode.Internal, `unexpected error: ${(err as Error)?.message ?? err}`);
-    }
-    const ce = err as CniError;
+    if (!(err instanceof CniError)) deps.log(`unexpected error: ${(err as Error)?.stack ?? err}`);
+    const ce =
+      err instanceof CniError
+        ? err
+        : new CniError(CniCode.Internal, `unexpected error: ${(err as Error)?.message ?? err}`);
     deps.log(`error ${ce.code}: ${ce.message}`);
     return { stdout: `${JSON.stringify(ce.toJSON(version))}\n`, exitCode: 1 };
   }

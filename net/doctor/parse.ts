@@ -106,12 +106,14 @@ export function parseNftDrops(text: string): PortDrop[] {
     hook = "";
   for (const raw of text.split("\n")) {
     const line = raw.replace(/\s+#.*$/, "").trim();
-    let m: RegExpExecArray | null;
-    if ((m = /^table (\S+) (\S+) \{/.exec(line))) [table, chain, hook] = [`${m[1]} ${m[2]}`, "", ""];
-    else if ((m = /^chain (\S+) \{/.exec(line))) [chain, hook] = [m[1]!, ""];
-    else if ((m = /^type filter hook (\w+)\b.*policy (\w+);/.exec(line))) {
-      hook = m[1]!;
-      if (m[2] === "drop" && ["input", "output", "forward"].includes(hook)) {
+    const tableStart = /^table (\S+) (\S+) \{/.exec(line);
+    const chainStart = /^chain (\S+) \{/.exec(line);
+    const filterHook = /^type filter hook (\w+)\b.*policy (\w+);/.exec(line);
+    if (tableStart) [table, chain, hook] = [`${tableStart[1]} ${tableStart[2]}`, "", ""];
+    else if (chainStart) [chain, hook] = [chainStart[1]!, ""];
+    else if (filterHook) {
+      hook = filterHook[1]!;
+      if (filterHook[2] === "drop" && ["input", "output", "forward"].includes(hook)) {
         for (const w of WATCHED) out.push({ ...w, table, chain, rule: `policy drop (hook ${hook})`, certain: false });
       }
     } else if (/^type /.test(line)) hook = /hook (\w+)/.exec(line)?.[1] ?? "";

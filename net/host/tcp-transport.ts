@@ -118,7 +118,6 @@ export function tcpTransport(): Transport {
     },
     async dial(address) {
       const [hostname, port] = splitHostPort(address);
-      let link: TcpLink | undefined;
       const sock = await Bun.connect<Data>({
         hostname,
         port,
@@ -130,7 +129,7 @@ export function tcpTransport(): Transport {
           },
         },
       });
-      link = new TcpLink(sock, address);
+      const link = new TcpLink(sock, address);
       sock.data = { link };
       links.add(link);
       return link;

@@ -40,7 +40,6 @@ export class Allocator {
   private mine: Uint8Array;
   private owned: Span[] = [];
   private ownedCount = 0;
-  private usedInOwned = 0;
   private cursor = 0;
   private listeners: (() => void)[] = [];
 
@@ -69,13 +68,11 @@ export class Allocator {
       .map(([s, e]) => [Math.max(s, this.range.base), Math.min(e, this.range.base + this.used.length)] as Span)
       .filter(([s, e]) => e > s);
     this.ownedCount = 0;
-    this.usedInOwned = 0;
     for (const [s, e] of this.owned) {
       for (let i = s - this.range.base; i < e - this.range.base; i++) {
         if (this.mine[i]) continue;
         this.mine[i] = 1;
-        if (this.used[i]) this.usedInOwned++;
-        else this.ownedCount++;
+        if (!this.used[i]) this.ownedCount++;
       }
     }
   }
@@ -179,8 +176,8 @@ export class Allocator {
 
   private index(e: Entry): void {
     this.byKey.set(key(e.containerId, e.ifname), e);
-    let set = this.byContainer.get(e.containerId);
-    if (!set) this.byContainer.set(e.containerId, (set = new Set()));
+    const set = this.byContainer.get(e.containerId) ?? new Set<Entry>();
+    this.byContainer.set(e.containerId, set);
     set.add(e);
   }
 

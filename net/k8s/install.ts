@@ -25,7 +25,7 @@ import {
   type KubernetesObject,
   type V1Pod,
 } from "@kubernetes/client-node";
-import { contains, formatCidr, ipToNum, isIpv4, maskOf, overlaps, parseCidr, CidrError } from "../cidr.ts";
+import { contains, formatCidr, ipToNum, isIpv4, maskOf, overlaps, parseCidr, CidrError, type Cidr } from "../cidr.ts";
 import { INFERRED_SERVICE_PREFIX, podState } from "../cluster-facts.ts";
 import { WeaveError } from "../errors.ts";
 import {
@@ -82,7 +82,7 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
   }
   const checked = `checked --ipalloc-range ${rangeText} against ${addresses} node address(es)`;
   if (serviceCidr !== undefined) {
-    let svc;
+    let svc: Cidr;
     try {
       svc = parseCidr(serviceCidr, false);
     } catch (e) {

@@ -173,7 +173,13 @@ export class NodePeers {
           onDone,
         )
         .then(
-          (ctl) => (done ? ctl.abort() : (this.endWatch = (e) => (ctl.abort(), end(e)))),
+          (ctl) => {
+            if (done) return ctl.abort();
+            this.endWatch = (e) => {
+              ctl.abort();
+              end(e);
+            };
+          },
           (err) => end({ error: err }),
         );
     });
@@ -220,7 +226,10 @@ function withSignal(signal: AbortSignal): ConfigurationOptions {
   return {
     middleware: [
       {
-        pre: (ctx) => (ctx.setSignal(signal), new Observable(Promise.resolve(ctx))),
+        pre: (ctx) => {
+          ctx.setSignal(signal);
+          return new Observable(Promise.resolve(ctx));
+        },
         post: (res) => new Observable(Promise.resolve(res)),
       },
     ],

@@ -54,12 +54,15 @@ export class Gossip<C> {
   handle(c: C, f: Frame): void {
     switch (f.type) {
       case FrameType.Gossip:
-        return this.onLines(c, f.text());
+        this.onLines(c, f.text());
+        return;
       case FrameType.Digest:
       case FrameType.Announce:
-        return this.onKeys(c, f.payload, f.type === FrameType.Digest);
+        this.onKeys(c, f.payload, f.type === FrameType.Digest);
+        return;
       case FrameType.Request:
-        return this.onRequest(c, f.payload);
+        this.onRequest(c, f.payload);
+        return;
       default:
         throw new ProtocolError(`unknown frame type 0x${f.type.toString(16)}`);
     }

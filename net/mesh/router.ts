@@ -316,7 +316,7 @@ export class Router {
   private receive(c: Connection, bytes: Uint8Array): void {
     if (c.closed) return;
     c.lastRecv = this.o.sched.now();
-    let frames;
+    let frames: Frame[];
     try {
       frames = c.reader.push(bytes);
       if (c.reader.versions && c.state === "pending" && !c.peer) {

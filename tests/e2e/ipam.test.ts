@@ -106,7 +106,12 @@ describe.skipIf(!canRunHost)("distributed IPAM on a 3-node lab", () => {
     const node = s.nodes[0]!;
     const calls = Array.from({ length: 30 }, (_, i) => ({ id: `k${i}`, ns: podNs() }));
     let done = 0;
-    const running = calls.map((c) => cni(node.netns, "ADD", c.id, c.ns).then((r) => (done++, r)));
+    const running = calls.map((c) =>
+      cni(node.netns, "ADD", c.id, c.ns).then((r) => {
+        done++;
+        return r;
+      }),
+    );
     // kill it once some have been answered and others are still in flight
     await eventually(() => done >= 5, 20000);
     process.kill(node.agentPid, "SIGKILL");

@@ -153,6 +153,7 @@ describe.skipIf(!canRunHost)("libcni drives weave-net + portmap", () => {
     return file;
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: a CNI result, checked field by field by each test
   function add(file: string, netns: string, id: string, capArgs?: object): any {
     live.set(id, [file, netns, capArgs]);
     const r = cnitool("add", file, netns, id, capArgs);

@@ -26,7 +26,7 @@ import { netnsPath } from "../../net/host/netns.ts";
 const ping = (from: string, ip: string, extra: string[] = []) =>
   inNs(from, ["ping", "-c", "1", "-W", "2", ...extra, ip]).code === 0;
 
-function fdbDsts(s: LabState, node: string): string[] {
+function fdbDsts(node: string): string[] {
   const out = inNs(node, ["bridge", "fdb", "show", "dev", "vxlan-6784"]).stdout;
   return [...out.matchAll(/^00:00:00:00:00:00 dst (\S+)/gm)].map((m) => m[1]!).sort();
 }
@@ -48,7 +48,7 @@ describe.skipIf(!canRunHost)("mesh on a 5-node lab", () => {
 
   test("each node floods to exactly the other four", () => {
     for (const n of s.nodes)
-      expect(fdbDsts(s, n.netns)).toEqual(
+      expect(fdbDsts(n.netns)).toEqual(
         s.nodes
           .filter((o) => o !== n)
           .map((o) => o.ip)
@@ -121,7 +121,7 @@ describe.skipIf(!canRunHost)("mesh on a 3-node lab", () => {
     const podsBefore = s.pods.filter((p) => p.node === victim.name).map((p) => p.ip);
     process.kill(victim.agentPid, "SIGKILL");
     const survivors = s.nodes.filter((n) => n !== victim);
-    expect(await eventually(() => survivors.every((n) => !fdbDsts(s, n.netns).includes(victim.ip)))).toBe(true);
+    expect(await eventually(() => survivors.every((n) => !fdbDsts(n.netns).includes(victim.ip)))).toBe(true);
     const alive = s.pods.filter((p) => p.node !== victim.name);
     for (const a of alive)
       for (const b of alive) if (a !== b) expect(ping(a.name, b.ip), `${a.name} -> ${b.name}`).toBe(true);
@@ -130,7 +130,7 @@ describe.skipIf(!canRunHost)("mesh on a 3-node lab", () => {
     await labAgent(name, "start", victim.name, tools);
     s = readLab(name)!;
     await waitMesh(tools, s);
-    expect(await eventually(() => survivors.every((n) => fdbDsts(s, n.netns).includes(victim.ip)))).toBe(true);
+    expect(await eventually(() => survivors.every((n) => fdbDsts(n.netns).includes(victim.ip)))).toBe(true);
     const held = inNs(victim.netns, [WEAVE, "status", "ipam"]).stdout;
     for (const ip of podsBefore) expect(held).toContain(`${ip}/12`);
     expect(await eventually(() => pingMatrix(s).every((p) => p.ok), 15000)).toBe(true);

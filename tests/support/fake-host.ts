@@ -102,7 +102,7 @@ class FakeHost implements NetHost {
     };
     this.n.links.set(s.name, l);
     peerNs.links.set(s.peer.name, p);
-    (l as any).peer = { ns: s.peer.netns ?? this.netns, index: j };
+    (l as Link & { peer?: { ns: string; index: number } }).peer = { ns: s.peer.netns ?? this.netns, index: j };
     return { ...l };
   }
   addVxlan(s: VxlanSpec): Link {

@@ -24,6 +24,7 @@ import { runPlugin, type LabState } from "../../net/lab/lab.ts";
 import { RESOURCES, type Store, type WebSocketRoute } from "../../net/lab/api-server.ts";
 import { tools } from "./lab.ts";
 
+// biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects are handled as loose JSON documents
 type Doc = Record<string, any>;
 type Backing = { netns: string; node: string; nodeNetns: string; containerId: string; ip?: string; error?: string };
 type ExecData = { netns?: string; command: string[]; why?: string };

@@ -12,6 +12,7 @@ export type TestLab = {
   state: LabState;
   node: string;
   /** Run the real plugin in node 1 with CNI env `env` and config `conf` on stdin. */
+  // biome-ignore lint/suspicious/noExplicitAny: a CNI result or error, checked field by field by each test
   cni(env: Record<string, string>, conf: string | object): { code: number; stdout: string; stderr: string; json: any };
   /** A throw-away pod namespace, removed by down(). */
   podNs(): string;
@@ -34,13 +35,7 @@ export async function startLab(o: { nodes?: number; pods?: number } = {}): Promi
     node,
     cni(env, conf) {
       const r = inNs(node, [PLUGIN], { env, stdin: typeof conf === "string" ? conf : JSON.stringify(conf) });
-      let json: any;
-      try {
-        json = JSON.parse(r.stdout);
-      } catch {
-        json = undefined;
-      }
-      return { ...r, json };
+      return { ...r, json: parseOrUndefined(r.stdout) };
     },
     podNs() {
       const n = `${name}-x${extra.length}`;
@@ -72,3 +67,11 @@ export async function startLab(o: { nodes?: number; pods?: number } = {}): Promi
 }
 
 export { runPlugin };
+
+function parseOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -19,7 +19,9 @@ export class VirtualClock implements Scheduler {
   after(ms: number, fn: () => void): () => void {
     const task = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
     this.tasks.push(task);
-    return () => void (task.cancelled = true);
+    return () => {
+      task.cancelled = true;
+    };
   }
 
   /** Run events in time order until `ms` of virtual time have passed. Returns events run. */

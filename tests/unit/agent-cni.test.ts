@@ -51,7 +51,9 @@ function setup() {
   });
   world.ns("/ns/p1");
   world.ns("/ns/p2");
-  const flush = () => deferred.splice(0).forEach((f) => f());
+  const flush = () => {
+    for (const f of deferred.splice(0)) f();
+  };
   return { world, host, store, agent, req, logs, flush };
 }
 

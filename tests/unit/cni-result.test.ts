@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: results and manifests are read as loose JSON, field by field
 import { describe, expect, test } from "bun:test";
 import { chainResult, parseResult, resultForVersion, type Result } from "../../net/cni/result.ts";
 

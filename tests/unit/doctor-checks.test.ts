@@ -272,7 +272,7 @@ describe("each fault fails the right check on the right node", () => {
     f.nodes[2]!.links!.find((l) => l.name === "weave")!.mtu = 1400;
     f.nodes[2]!.links!.find((l) => l.name === "vxlan-6784")!.mtu = 1400;
     f.nodes[2]!.links!.find((l) => l.name === "vethwepl2a")!.mtu = 1400;
-    f.pods.filter((p) => p.node === "lab-n3").forEach((p) => (p.mtu = 1400));
+    for (const p of f.pods.filter((p) => p.node === "lab-n3")) p.mtu = 1400;
     const rs = evaluate(f);
     expect(hit(rs, "mtu", "lab-n1")!.evidence).toContain("pod lab-n1-p1 has 1500");
     expect(hit(rs, "mtu", "lab-n3")!.evidence).toContain("differs from the other nodes' 1450");

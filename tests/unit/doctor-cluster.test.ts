@@ -124,7 +124,14 @@ async function doctor(args: { kubeconfig?: string; context?: string }) {
   // The probe pods need a kubelet; tests/e2e/doctor-cluster.test.ts runs them on a lab.
   const code = await run(
     { ...args, output: "json", probes: false },
-    { out: (t) => void (out += t), err: (t) => void (err += t) },
+    {
+      out: (t) => {
+        out += t;
+      },
+      err: (t) => {
+        err += t;
+      },
+    },
   );
   const checks: Check[] = out ? (JSON.parse(out) as { checks: Check[] }).checks : [];
   return {

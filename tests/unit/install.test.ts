@@ -58,7 +58,16 @@ function io(extra: { pollMs?: number } = {}) {
   const r = { out: "", logs: [] as string[] };
   return {
     r,
-    io: { env: {}, out: (t: string) => void (r.out += t), log: (l: string) => void r.logs.push(l), ...extra },
+    io: {
+      env: {},
+      out: (t: string) => {
+        r.out += t;
+      },
+      log: (l: string) => {
+        r.logs.push(l);
+      },
+      ...extra,
+    },
   };
 }
 
@@ -98,7 +107,7 @@ const agentPod = (node: string, ready: boolean): V1Pod => ({
 async function controller(api: ApiServer, nodes: string[], stepMs: number) {
   const ds = await until(() => api.store.get("apps/v1", "DaemonSet", "weave-net", "kube-system"));
   for (let ready = 0; ready <= nodes.length; ready++) {
-    nodes.forEach((n, i) => api.store.put(agentPod(n, i < ready)));
+    for (const [i, n] of nodes.entries()) api.store.put(agentPod(n, i < ready));
     const n = nodes.length;
     api.store.put({
       ...api.store.get("apps/v1", "DaemonSet", "weave-net", "kube-system")!,

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: results and manifests are read as loose JSON, field by field
 /**
  * The manifests (manifests/): every object validates against the Kubernetes OpenAPI
  * schema (kubernetes-models), no object has a field the schema does not know (our own
@@ -73,7 +74,7 @@ class FieldCheck {
     if (Array.isArray(value)) {
       const el = members.map((m) => c.getIndexTypeOfType(m, ts.IndexKind.Number)).find(Boolean);
       if (!el) return void out.push(`${path} (a list where the schema has none)`);
-      value.forEach((v, i) => this.walk(v, el, `${path}[${i}]`, out));
+      for (const [i, v] of value.entries()) this.walk(v, el, `${path}[${i}]`, out);
       return;
     }
     if (value === null || typeof value !== "object") return;
@@ -250,7 +251,13 @@ async function dryRun(flags: Record<string, unknown>, env: Record<string, string
   let out = "";
   await run(
     { dryRun: true, output: format, kubeconfig: "/nonexistent/kubeconfig", ...flags },
-    { env, out: (t) => void (out += t), log: () => {} },
+    {
+      env,
+      out: (t) => {
+        out += t;
+      },
+      log: () => {},
+    },
   );
   const objs = (
     format === "json" ? parseYaml(out).items : parseAllDocuments(out).map((d) => d.toJS())
@@ -335,7 +342,16 @@ describe("each setting, as a flag or in the environment, changes the manifests a
   test("-o json prints one List; --dry-run alone prints YAML", async () => {
     expect((await dryRun({}, {}, "json")).objs).toHaveLength(7);
     let out = "";
-    await run({ dryRun: true }, { env: {}, out: (t) => void (out += t), log: () => {} });
+    await run(
+      { dryRun: true },
+      {
+        env: {},
+        out: (t) => {
+          out += t;
+        },
+        log: () => {},
+      },
+    );
     expect(parseAllDocuments(out)).toHaveLength(7);
   });
 

@@ -10,7 +10,11 @@ import { nameFromSeed } from "../../net/mesh/peer-name.ts";
 import { MemNet, VirtualClock } from "../support/mem-net.ts";
 
 function rng(seed: number) {
-  return () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  let x = seed;
+  return () => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x / 0x7fffffff;
+  };
 }
 
 function world() {

@@ -87,7 +87,10 @@ describe("NodePeers against the stand-in", () => {
     let sleeps = 0;
     const sched = {
       now: () => Date.now(),
-      after: (ms: number, fn: () => void) => (sleeps++, realScheduler.after(ms, fn)),
+      after: (ms: number, fn: () => void) => {
+        sleeps++;
+        return realScheduler.after(ms, fn);
+      },
     };
     const peers = new NodePeers({
       kubeConfig: api.kubeConfig,

@@ -179,7 +179,10 @@ describe("ring steps", () => {
 /** A simulated network of peers exchanging IPAM states under faults. */
 function simulate(seed: number, peers: number, steps: number) {
   let x = seed;
-  const rand = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const rand = () => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x / 0x7fffffff;
+  };
   const cidr = parseCidr("10.0.0.0/22");
   const range: Span = [cidr.base, cidr.base + 1024];
   type P = {

@@ -30,9 +30,10 @@ export function hostExec(limit = 24): Exec {
     await slot();
     try {
       const full = o.netns ? ["nsenter", `--net=${o.netns}`, ...argv] : argv;
-      let p;
+      const spawnOptions = { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH, LC_ALL: "C" } } as const;
+      let p: Bun.Subprocess<"ignore", "pipe", "pipe">;
       try {
-        p = Bun.spawn(full, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH, LC_ALL: "C" } });
+        p = Bun.spawn(full, spawnOptions);
       } catch (e) {
         return { code: 127, stdout: "", stderr: (e as Error).message, timedOut: false };
       }

@@ -22,7 +22,7 @@ import {
   type V1Status,
 } from "@kubernetes/client-node";
 import { describeError } from "../../k8s/node-peers.ts";
-import { PROBE_APP, PROBE_LABEL, type PodProbe, type ProbeFacts, type ProbePod } from "../checks-probes.ts";
+import { PROBE_APP, PROBE_LABEL, type ProbeFacts, type ProbePod } from "../checks-probes.ts";
 import { oneLine } from "../parse.ts";
 import { plural } from "../result.ts";
 
