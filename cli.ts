@@ -59,7 +59,10 @@ async function main(argv: string[]): Promise<number> {
     )
     .option("--image <ref>", "Agent image (env WEAVE_IMAGE; build it from manifests/Dockerfile)")
     .option("--password-secret <name>", "Encrypt with the password in this Secret (refused: no encryption yet)")
-    .option("--service-cidr <cidr>", "The cluster's service range, to check the pod range against (default: inferred)")
+    .option(
+      "--service-cidr <cidr>",
+      "The cluster's service range (IPv4, IPv6, or both comma-separated) to check the pod range against (default: inferred)",
+    )
     .option("--dry-run", "Print the manifests instead; touch nothing")
     .option("-o, --output <format>", "Print the manifests as yaml or json instead (implies --dry-run)")
     .option("--timeout <seconds>", "How long to wait for one Ready agent per node (0: do not wait)", { default: 300 })

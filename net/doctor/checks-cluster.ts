@@ -9,7 +9,18 @@
  * warning saying so and how to check by hand, rather than passed in silence.
  */
 import type { V1ConfigMap, V1DaemonSet, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
-import { contains, formatCidr, ipToNum, isIpv4, maskOf, overlaps, parseCidr, type Cidr } from "../cidr.ts";
+import {
+  asRange,
+  contains,
+  formatCidr,
+  ipToNum,
+  isIpv4,
+  maskOf,
+  overlaps,
+  parseCidr,
+  rangeHolds,
+  type Cidr,
+} from "../cidr.ts";
 import { INFERRED_SERVICE_PREFIX, podState } from "../cluster-facts.ts";
 import { list, plural, result } from "./result.ts";
 import type { CheckResult } from "./types.ts";
@@ -274,11 +285,8 @@ export function checkClusterRange(f: ClusterFacts): CheckResult[] {
   const out: CheckResult[] = [];
   for (const n of f.nodes) {
     for (const a of n.status?.addresses ?? []) {
-      if (
-        (a.type === "InternalIP" || a.type === "ExternalIP") &&
-        isIpv4(a.address) &&
-        contains(r, ipToNum(a.address))
-      ) {
+      const nodeAddress = a.type === "InternalIP" || a.type === "ExternalIP";
+      if (nodeAddress && rangeHolds(asRange(r), a.address)) {
         out.push(
           result(
             "range-overlap",

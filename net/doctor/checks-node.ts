@@ -4,7 +4,18 @@
  * routes. The bridge name and address come from the agent's report when it answers,
  * else from the kernel (the bridge `weave`).
  */
-import { contains, ipToNum, isIpv4, overlaps, parseCidr, type Cidr } from "../cidr.ts";
+import {
+  asRange,
+  contains,
+  ipToNum,
+  overlaps,
+  parseCidr,
+  parseRange,
+  rangeHolds,
+  rangesOverlap,
+  type Cidr,
+  type IpRange,
+} from "../cidr.ts";
 import { localNodes, list, result } from "./result.ts";
 import type { CheckResult, Facts, NodeFacts } from "./types.ts";
 
@@ -225,13 +236,13 @@ export function checkRangeOverlap(f: Facts): CheckResult[] {
   const out: CheckResult[] = [];
   const rangeText = `${f.range ?? f.nodes.map((n) => n.agent.report?.IPAM.Range).find(Boolean)}`;
   if (f.serviceRange) {
-    let svc: Cidr | undefined;
+    let serviceRanges: IpRange[] = [];
     try {
-      svc = parseCidr(f.serviceRange, false);
+      serviceRanges = f.serviceRange.split(",").map((text) => parseRange(text.trim(), false));
     } catch {
       /* an unreadable service range is not checked */
     }
-    if (svc && overlaps(r, svc))
+    if (serviceRanges.some((svc) => rangesOverlap(asRange(r), svc)))
       out.push(
         result(
           "range-overlap",
@@ -249,7 +260,7 @@ export function checkRangeOverlap(f: Facts): CheckResult[] {
     const wide: string[] = [];
     let fix = "";
     for (const a of n.addrs ?? []) {
-      if (a.ifname !== br && isIpv4(a.ip) && contains(r, ipToNum(a.ip))) {
+      if (a.ifname !== br && rangeHolds(asRange(r), a.ip)) {
         bad.push(`address ${a.ip}/${a.prefix} on ${a.ifname} is inside it`);
         fix ||= `pick an IPALLOC_RANGE that holds no node address (a new range needs every agent's data dir reset)`;
       }

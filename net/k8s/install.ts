@@ -25,7 +25,21 @@ import {
   type KubernetesObject,
   type V1Pod,
 } from "@kubernetes/client-node";
-import { contains, formatCidr, ipToNum, isIpv4, maskOf, overlaps, parseCidr, CidrError, type Cidr } from "../cidr.ts";
+import {
+  asRange,
+  contains,
+  formatCidr,
+  ipToNum,
+  isIpv4,
+  maskOf,
+  overlaps,
+  parseCidr,
+  parseRange,
+  rangeHolds,
+  rangesOverlap,
+  CidrError,
+  type IpRange,
+} from "../cidr.ts";
 import { INFERRED_SERVICE_PREFIX, podState } from "../cluster-facts.ts";
 import { WeaveError } from "../errors.ts";
 import {
@@ -58,11 +72,13 @@ function apiFailure(kc: KubeConfig, doing: string, e: unknown): WeaveError {
 
 /**
  * Refuses (E_RANGE_OVERLAP) a pod range that holds a node's InternalIP/ExternalIP or
- * overlaps the service range: `serviceCidr` if given, else the /12 around the
- * `kubernetes` Service's ClusterIP. Returns what it checked, for the log.
+ * overlaps the service range: `serviceCidr` if given (one range, or an IPv4 and an IPv6
+ * one separated by a comma, as a dual-stack kube-apiserver takes them), else the /12
+ * around the `kubernetes` Service's ClusterIP. Returns what it checked, for the log.
  */
 export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?: string): Promise<string> {
   const range = parseCidr(rangeText);
+  const podRange = asRange(range);
   const core = kc.makeApiClient(CoreV1Api);
   const nodes = await core.listNode().catch((e) => {
     throw apiFailure(kc, "listing nodes to check --ipalloc-range", e);
@@ -70,9 +86,9 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
   let addresses = 0;
   for (const n of nodes.items) {
     for (const a of n.status?.addresses ?? []) {
-      if ((a.type !== "InternalIP" && a.type !== "ExternalIP") || !isIpv4(a.address)) continue;
+      if (a.type !== "InternalIP" && a.type !== "ExternalIP") continue;
       addresses++;
-      if (contains(range, ipToNum(a.address))) {
+      if (rangeHolds(podRange, a.address)) {
         throw new WeaveError(
           "E_RANGE_OVERLAP",
           `--ipalloc-range ${rangeText} overlaps node ${n.metadata?.name}: its ${a.type} ${a.address} is inside it; pods and nodes would claim the same addresses. Choose a range that holds no node address.`,
@@ -82,14 +98,14 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
   }
   const checked = `checked --ipalloc-range ${rangeText} against ${addresses} node address(es)`;
   if (serviceCidr !== undefined) {
-    let svc: Cidr;
+    let serviceRanges: IpRange[];
     try {
-      svc = parseCidr(serviceCidr, false);
+      serviceRanges = serviceCidr.split(",").map((text) => parseRange(text.trim(), false));
     } catch (e) {
       if (e instanceof CidrError) throw new WeaveError("E_BAD_FLAG", `--service-cidr ${e.message}`);
       throw e;
     }
-    if (overlaps(range, svc))
+    if (serviceRanges.some((svc) => rangesOverlap(podRange, svc)))
       throw new WeaveError(
         "E_RANGE_OVERLAP",
         `--ipalloc-range ${rangeText} overlaps the service range ${serviceCidr} (--service-cidr): a pod address could shadow a Service. Choose a range outside it.`,

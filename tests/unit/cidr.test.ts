@@ -7,6 +7,12 @@ import {
   numToIp,
   overlaps,
   parseCidr,
+  parseRange,
+  rangeHolds,
+  rangesOverlap,
+  formatRange,
+  isIpv4,
+  isIpv6,
   size,
   CidrError,
 } from "../../net/cidr.ts";
@@ -57,5 +63,35 @@ describe("cidr", () => {
     expect(first & 1).toBe(0);
     expect(first & 2).toBe(2);
     expect(macForIp(ipToNum("10.32.1.5"))).not.toBe(macForIp(ipToNum("10.32.0.5")));
+  });
+
+  test("ranges of either family: parse, format, hold, overlap", () => {
+    const v6 = parseRange("fd00:10:96::/112");
+    expect(formatRange(v6)).toBe("fd00:10:96::/112");
+    expect(rangeHolds(v6, "fd00:10:96::a")).toBe(true);
+    expect(rangeHolds(v6, "fd00:10:97::a")).toBe(false);
+    expect(rangeHolds(v6, "10.96.0.1")).toBe(false);
+    expect(rangeHolds(parseRange("10.96.0.0/12"), "10.96.0.1")).toBe(true);
+    expect(rangeHolds(parseRange("10.96.0.0/12"), "not-an-ip")).toBe(false);
+    expect(rangesOverlap(parseRange("fd00::/8"), v6)).toBe(true);
+    expect(rangesOverlap(parseRange("10.0.0.0/8"), v6)).toBe(false);
+    expect(formatRange(parseRange("fd00::1/64", false))).toBe("fd00::/64");
+    expect(() => parseRange("fd00::1/64")).toThrow(/host bits set \(the range would be fd00::\/64\)/);
+    expect(() => parseRange("fd00::/129")).toThrow(/prefix length over 128/);
+    expect(() => parseRange("10.0.0.0/33")).toThrow(/prefix length over 32/);
+  });
+
+  test("the pod range is IPv4: an IPv6 range is refused with the reason", () => {
+    expect(() => parseCidr("fd00::/64")).toThrow(/IPv6 range; pod ranges are IPv4 for now/);
+  });
+
+  test("addresses: strict forms only", () => {
+    expect(isIpv4("10.32.0.1")).toBe(true);
+    expect(isIpv4("10.32.0.1/32")).toBe(false);
+    expect(isIpv4("010.32.0.1")).toBe(false);
+    expect(isIpv4("10.32.0")).toBe(false);
+    expect(isIpv6("fd00::1")).toBe(true);
+    expect(isIpv6("10.32.0.1")).toBe(false);
+    expect(() => ipToNum("fd00::1")).toThrow('"fd00::1" is not an IPv4 address');
   });
 });

@@ -262,6 +262,24 @@ describe("weave install against the stand-in", () => {
     expect(bad.message).toContain('--service-cidr "10.96.0/12"');
   });
 
+  test("a dual-stack --service-cidr is checked range by range", async () => {
+    const api = await cluster();
+    const dual = "fd00:10:96::/112,10.96.0.0/12";
+    const e = await refusal(
+      install({ kubeconfig: api.kubeconfigPath, ipallocRange: "10.96.128.0/17", serviceCidr: dual }, io().io),
+    );
+    expect(e.code).toBe("E_RANGE_OVERLAP");
+    expect(e.message).toStartWith(`--ipalloc-range 10.96.128.0/17 overlaps the service range ${dual} (--service-cidr)`);
+    const { r, io: inout } = io();
+    expect(await install({ kubeconfig: api.kubeconfigPath, serviceCidr: dual, timeout: 0 }, inout)).toBe(0);
+    expect(r.logs[1]).toEndWith(`and the service range ${dual} (--service-cidr)`);
+    const bad = await refusal(
+      install({ kubeconfig: api.kubeconfigPath, serviceCidr: "10.96.0.0/12,fd00::1/129" }, io().io),
+    );
+    expect(bad.code).toBe("E_BAD_FLAG");
+    expect(bad.message).toBe('--service-cidr "fd00::1/129" has a prefix length over 128');
+  });
+
   test("infers the service range from the kubernetes Service, says so, and --service-cidr overrides", async () => {
     // EKS: ClusterIP 10.100.0.1 of 10.100.0.0/16; inferred: its /12, 10.96.0.0/12
     const api = await cluster(undefined, "10.100.0.1");
