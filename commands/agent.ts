@@ -123,10 +123,10 @@ function parseInit(text: string | undefined, peers: string[], port: number): Ini
   const cons = /^consensus(?:=(\d+))?$/.exec(t);
   if (cons) {
     if (cons[1] !== undefined && Number(cons[1]) !== peers.length + 1) {
-      throw new WeaveError(
-        "E_BAD_FLAG",
-        `--ipalloc-init / IPALLOC_INIT "${t}" says ${cons[1]} peers, but this node was given ${peers.length} peer(s) plus itself; give every peer's address with --peers / KUBE_PEERS`,
-      );
+      const claim = `--ipalloc-init / IPALLOC_INIT "${t}" says ${cons[1]} peers`;
+      const given = `this node was given ${peers.length} peer(s) plus itself`;
+      const fix = "give every peer's address with --peers / KUBE_PEERS";
+      throw new WeaveError("E_BAD_FLAG", `${claim}, but ${given}; ${fix}`);
     }
     return { kind: "consensus", peers: peers.map((p) => (p.includes(":") ? p : `${p}:${port}`)) };
   }

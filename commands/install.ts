@@ -43,10 +43,10 @@ const realIO: InstallIO = {
 
 export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<number> {
   if (o.passwordSecret !== undefined) {
-    throw new WeaveError(
-      "E_NO_ENCRYPTION",
-      `--password-secret ${JSON.stringify(o.passwordSecret)}: encryption does not exist yet, and the agent will not pretend to encrypt; install without it (traffic between nodes is then unencrypted, as with Weave Net without WEAVE_PASSWORD)`,
-    );
+    const why = "encryption does not exist yet, and the agent will not pretend to encrypt";
+    const fix =
+      "install without it (traffic between nodes is then unencrypted, as with Weave Net without WEAVE_PASSWORD)";
+    throw new WeaveError("E_NO_ENCRYPTION", `--password-secret ${JSON.stringify(o.passwordSecret)}: ${why}; ${fix}`);
   }
   const settings = settingsFrom(o, io.env);
   const format = o.output === undefined ? undefined : String(o.output);
@@ -87,10 +87,15 @@ export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<numb
   const agents = progress
     ? `${progress.ready}/${progress.nodes} agents ready`
     : "not waited for the agents (--timeout 0)";
+  const mtu = settings.mtu ?? "per node (underlay - 50)";
+  const imageNote =
+    settings.image === DEFAULT_IMAGE
+      ? " (the default: no registry hosts it; build it from manifests/Dockerfile and pass --image)"
+      : "";
   io.out(
     [
       `weave ${VERSION} installed in ${NAMESPACE}: ${agents} (${took} s)`,
-      `  pod range ${settings.ipallocRange}, MTU ${settings.mtu ?? "per node (underlay - 50)"}, image ${settings.image}${settings.image === DEFAULT_IMAGE ? " (the default: no registry hosts it; build it from manifests/Dockerfile and pass --image)" : ""}`,
+      `  pod range ${settings.ipallocRange}, MTU ${mtu}, image ${settings.image}${imageNote}`,
       `  see the agents: kubectl -n ${NAMESPACE} get pods -l name=weave-net -o wide`,
       `  remove it all: weave uninstall`,
       "",

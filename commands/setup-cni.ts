@@ -98,7 +98,15 @@ function pluginTypes(text: string): string[] | undefined {
 export function conflictMessage(conflicts: CniConflict[]): string {
   const files = conflicts.map((c) => `${c.file} (plugin types: ${c.types.join(", ")})`).join("; ");
   const first = [...conflicts.map((c) => c.file.split("/").at(-1)!), CONFLIST_FILE].sort()[0];
-  return `another network's CNI config is on this node: ${files}. Two network plugins on one node is a classic outage: the container runtime uses the config that sorts first (here ${first}) while both networks program routes and firewall rules. Not installing weave beside it: remove the other network (its DaemonSet, then its config file), or run weave setup-cni with --force.`;
+  const found = `another network's CNI config is on this node: ${files}.`;
+  const risk =
+    "Two network plugins on one node is a classic outage: " +
+    `the container runtime uses the config that sorts first (here ${first}) ` +
+    "while both networks program routes and firewall rules.";
+  const fix =
+    "Not installing weave beside it: " +
+    "remove the other network (its DaemonSet, then its config file), or run weave setup-cni with --force.";
+  return `${found} ${risk} ${fix}`;
 }
 
 /** The flags of `weave setup-cni`. */

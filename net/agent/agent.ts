@@ -209,8 +209,11 @@ export class Agent {
       this.router.addTargets(this.cfg.peers ?? []);
     }
     this.ipamKeeper.step();
+    const at = this.advertise ? ` at ${this.advertise}` : "";
+    const toDial = this.cfg.peers?.length ?? 0;
     this.log(
-      `peer ${this.name} (${this.cfg.nickname})${this.advertise ? ` at ${this.advertise}` : ""}, range ${range}, MTU ${mtu} (${this.mtuSource}), ${this.cfg.peers?.length ?? 0} peer(s) to dial`,
+      `peer ${this.name} (${this.cfg.nickname})${at}, range ${range}, ` +
+        `MTU ${mtu} (${this.mtuSource}), ${toDial} peer(s) to dial`,
     );
   }
 
@@ -261,8 +264,11 @@ export class Agent {
       cidr: withPrefix(address, this.cfg.range),
     };
     this.reconcile();
+    const owned = spanSize(this.ipam.owned);
+    const held = this.allocator.active - 1;
     this.log(
-      `ready: bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${this.mtu}, ${spanSize(this.ipam.owned)} addresses owned, ${this.allocator.active - 1} pod addresses held`,
+      `ready: bridge ${this.bridge.name} ${this.bridge.cidr} mtu ${this.mtu}, ` +
+        `${owned} addresses owned, ${held} pod addresses held`,
     );
   }
 

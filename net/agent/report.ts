@@ -132,9 +132,10 @@ export function peersText(a: Agent): string {
   const reach = t.reachable();
   const lines: string[] = [];
   for (const e of t.entries().sort((x, y) => x.nickname.localeCompare(y.nickname))) {
-    lines.push(
-      `${e.name}(${e.nickname})${e.name === a.name ? " [this peer]" : reach.has(e.name) ? "" : " [unreachable]"} ${e.addresses.join(",")} pods=${e.pods.length}`,
-    );
+    let mark = "";
+    if (e.name === a.name) mark = " [this peer]";
+    else if (!reach.has(e.name)) mark = " [unreachable]";
+    lines.push(`${e.name}(${e.nickname})${mark} ${e.addresses.join(",")} pods=${e.pods.length}`);
     for (const n of e.connections) {
       const other = t.get(n);
       lines.push(

@@ -133,24 +133,20 @@ export function checkMeshProtocol(f: Facts): CheckResult[] {
       ...protocolMismatchLines(n.log?.lines ?? []).slice(-2),
     ];
     if (problems.length || seen.length) {
+      const evidence = [...new Set([...problems, ...seen])].join("; ");
+      const fix =
+        "run the same weave version on every node " +
+        "(a rolling upgrade keeps old and new overlapping: upgrade one node at a time), " +
+        "with the same WEAVE_PASSWORD setting";
+      out.push(result("mesh-protocol", "fail", n.name, evidence, fix));
+    } else {
+      const versions = `${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}`;
+      const encryption = r.Encryption ?? "disabled";
+      const asEveryPeer = routers.length > 1 ? ", as every peer" : "";
       out.push(
-        result(
-          "mesh-protocol",
-          "fail",
-          n.name,
-          [...new Set([...problems, ...seen])].join("; "),
-          "run the same weave version on every node (a rolling upgrade keeps old and new overlapping: upgrade one node at a time), with the same WEAVE_PASSWORD setting",
-        ),
+        result("mesh-protocol", "pass", n.name, `mesh protocol ${versions}, encryption ${encryption}${asEveryPeer}`),
       );
-    } else
-      out.push(
-        result(
-          "mesh-protocol",
-          "pass",
-          n.name,
-          `mesh protocol ${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}, encryption ${r.Encryption ?? "disabled"}${routers.length > 1 ? ", as every peer" : ""}`,
-        ),
-      );
+    }
   }
   return out;
 }

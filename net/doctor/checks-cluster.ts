@@ -113,16 +113,12 @@ export function checkAgentPods(f: ClusterFacts): CheckResult[] {
     const pods = f.agentPods.filter((p) => p.spec?.nodeName === name && !p.metadata?.deletionTimestamp);
     const logs = `kubectl -n ${NS} logs -c weave ${pods[0]?.metadata?.name ?? `<the weave-net pod on ${name}>`}`;
     if (!pods.length) {
-      if (f.daemonSet)
-        out.push(
-          result(
-            "agent-pods",
-            "fail",
-            name,
-            "no weave-net agent pod on this node",
-            `the DaemonSet tolerates every taint, so look at why it was not scheduled: kubectl -n ${NS} describe daemonset weave-net; kubectl describe node ${name}`,
-          ),
-        );
+      if (f.daemonSet) {
+        const fix =
+          "the DaemonSet tolerates every taint, so look at why it was not scheduled: " +
+          `kubectl -n ${NS} describe daemonset weave-net; kubectl describe node ${name}`;
+        out.push(result("agent-pods", "fail", name, "no weave-net agent pod on this node", fix));
+      }
       continue;
     }
     if (pods.length > 1)
@@ -153,12 +149,14 @@ export function checkAgentPods(f: ClusterFacts): CheckResult[] {
       );
     } else if (restarts > 0) {
       const last = containers.find((c) => c.lastState?.terminated)?.lastState?.terminated;
+      const ended = last && [last.reason, `exit ${last.exitCode}`].filter(Boolean).join(", ");
+      const lastRun = ended ? ` (last: ${ended})` : "";
       out.push(
         result(
           "agent-pods",
           "warn",
           name,
-          `${p.metadata?.name} is ready but restarted ${plural(restarts, "time")}${last ? ` (last: ${[last.reason, `exit ${last.exitCode}`].filter(Boolean).join(", ")})` : ""}`,
+          `${p.metadata?.name} is ready but restarted ${plural(restarts, "time")}${lastRun}`,
           `read the previous run's log: ${logs} --previous`,
         ),
       );
@@ -230,16 +228,20 @@ export function checkClusterPods(f: ClusterFacts): CheckResult[] {
     // startTime: when the kubelet took the pod on (and would have run CNI ADD soon after).
     const age = f.now - +new Date(p.status?.startTime ?? p.metadata?.creationTimestamp ?? f.now);
     if (!ip) {
-      if (age > STUCK_AFTER_MS)
+      if (age > STUCK_AFTER_MS) {
+        const fix =
+          `see why CNI ADD fails: kubectl -n ${p.metadata?.namespace} describe pod ${p.metadata?.name} ` +
+          `(FailedCreatePodSandBox events), then agent-pods for ${p.spec!.nodeName}`;
         out.push(
           result(
             "pod-address",
             "fail",
             p.spec!.nodeName,
             `pod ${id} has had no address for ${Math.round(age / 60_000)} min (${p.status?.phase ?? "Pending"})`,
-            `see why CNI ADD fails: kubectl -n ${p.metadata?.namespace} describe pod ${p.metadata?.name} (FailedCreatePodSandBox events), then agent-pods for ${p.spec!.nodeName}`,
+            fix,
           ),
         );
+      }
       continue;
     }
     if (range && isIpv4(ip) && !contains(range, ipToNum(ip)))
@@ -340,15 +342,16 @@ export function checkClusterRange(f: ClusterFacts): CheckResult[] {
 /** What cannot be checked through the API alone, said as a warning (see the file's note). */
 export function checkInPodProbes(f: ClusterFacts): CheckResult[] {
   if (f.probes) return checkProbes(f.probes); // they ran: their checks replace the warning
-  return [
-    result(
-      "in-pod-probes",
-      "warn",
-      undefined,
-      `not run: pinging between test pods on each of ${plural(f.nodes.length, "node")}, reaching the kubernetes Service and resolving kubernetes.default need pods and the exec API, which weave doctor does not use yet`,
-      'check by hand from each node: kubectl run doctor-t --rm -it --restart=Never --image=busybox --overrides=\'{"spec":{"nodeName":"NODE"}}\' -- sh -c \'nslookup kubernetes.default && nc -w 2 kubernetes.default 443 </dev/null && echo ok\'; and run weave doctor --node on the nodes',
-    ),
-  ];
+  const notRun =
+    `not run: pinging between test pods on each of ${plural(f.nodes.length, "node")}, ` +
+    "reaching the kubernetes Service and resolving kubernetes.default need pods and the exec API, " +
+    "which weave doctor does not use yet";
+  const pod = "kubectl run doctor-t --rm -it --restart=Never --image=busybox";
+  const pinned = `--overrides='{"spec":{"nodeName":"NODE"}}'`;
+  const probe = "nslookup kubernetes.default && nc -w 2 kubernetes.default 443 </dev/null && echo ok";
+  const command = `${pod} ${pinned} -- sh -c '${probe}'`;
+  const byHand = `check by hand from each node: ${command}; and run weave doctor --node on the nodes`;
+  return [result("in-pod-probes", "warn", undefined, notRun, byHand)];
 }
 
 export function evaluateCluster(f: ClusterFacts): CheckResult[] {

@@ -77,9 +77,12 @@ export function checkCniConfig(f: Facts): CheckResult[] {
     } else if (others.length) {
       const first = configs[0]!;
       const what = list(others.map((c) => `${c.name} (${c.types.join(", ")})`));
+      const held = plural(configs.length, "network config");
+      const weaves = list(ours.map((c) => c.name));
+      const uses = `the runtime uses ${first.name}${note}`;
       const evidence = ours.length
-        ? `${dir} holds ${plural(configs.length, "network config")}: another network's ${what} beside weave's ${list(ours.map((c) => c.name))}; the runtime uses ${first.name}${note}`
-        : `${dir} has no weave config, only another network's ${what}; the runtime uses ${first.name}${note}`;
+        ? `${dir} holds ${held}: another network's ${what} beside weave's ${weaves}; ${uses}`
+        : `${dir} has no weave config, only another network's ${what}; ${uses}`;
       const fix = ours.length
         ? `remove the other network's config from ${dir} (and uninstall that network), then delete the pods it wired`
         : `if weave is this node's network: remove the other network's config from ${dir}, then write weave's: weave setup-cni --conf-dir ${dir}`;

@@ -20,15 +20,10 @@ export function checkIpamReady(f: Facts): CheckResult[] {
     if (!ipam) continue;
     const conflicts = ipam.Conflicts ?? [];
     if (conflicts.length) {
-      out.push(
-        result(
-          "ipam-ready",
-          "fail",
-          n.name,
-          `ring conflict: ${list(conflicts, 2)}`,
-          `this agent's data dir belongs to another ring (another cluster, or a seed made apart); stop the agent, move its data dir (weave.db) aside and start it again to join this ring`,
-        ),
-      );
+      const fix =
+        "this agent's data dir belongs to another ring (another cluster, or a seed made apart); " +
+        "stop the agent, move its data dir (weave.db) aside and start it again to join this ring";
+      out.push(result("ipam-ready", "fail", n.name, `ring conflict: ${list(conflicts, 2)}`, fix));
     } else if (ipam.Status !== "ready") {
       const why = /consensus/.test(ipam.Status)
         ? "every peer of --peers / KUBE_PEERS must be up and reachable for the first division of the range (see mesh-peers)"
@@ -104,15 +99,11 @@ export function checkIpamOrphans(f: Facts): CheckResult[] {
         ),
       );
     } else if (f.mode === "lab" && current && current !== e.Peer) {
-      out.push(
-        result(
-          "ipam-orphans",
-          "fail",
-          e.Nickname,
-          `an old identity of ${e.Nickname}, peer ${e.Peer}, still holds ${e.Size} addresses (the node now runs as ${current}, e.g. after its data dir was reset)`,
-          `hand the old identity's space to the others: ${f.hints.onNode(anyNode)}weave rmpeer ${e.Peer}`,
-        ),
-      );
+      const why =
+        `an old identity of ${e.Nickname}, peer ${e.Peer}, still holds ${e.Size} addresses ` +
+        `(the node now runs as ${current}, e.g. after its data dir was reset)`;
+      const fix = `hand the old identity's space to the others: ${f.hints.onNode(anyNode)}weave rmpeer ${e.Peer}`;
+      out.push(result("ipam-orphans", "fail", e.Nickname, why, fix));
     } else if (observers.length && !reachable(e.Peer)) {
       out.push(
         result(

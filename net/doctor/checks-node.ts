@@ -112,12 +112,16 @@ export function checkMtu(f: Facts): CheckResult[] {
     for (const p of pods) if (p.mtu !== b) wrong.push(`pod ${p.name} has ${p.mtu}`);
     const u = underlayMtu(n);
     if (u) seen.push(`underlay ${u.name} ${u.mtu}`);
-    let fix = `set every pod-side MTU to ${b}: the agent sets the bridge and VXLAN device; pods keep the MTU they were made with, so re-create pods made before an MTU change`;
+    let fix =
+      `set every pod-side MTU to ${b}: the agent sets the bridge and VXLAN device; ` +
+      "pods keep the MTU they were made with, so re-create pods made before an MTU change";
     if (u && b > u.mtu - VXLAN_OVERHEAD) {
       wrong.unshift(
         `overlay ${b} + ${VXLAN_OVERHEAD} bytes of VXLAN headers do not fit the underlay ${u.name} MTU ${u.mtu}`,
       );
-      fix = `give ${u.name} on ${n.name} an MTU of at least ${b + VXLAN_OVERHEAD} again, or set WEAVE_MTU=${u.mtu - VXLAN_OVERHEAD} on every node and restart the agents (then re-create the pods)`;
+      fix =
+        `give ${u.name} on ${n.name} an MTU of at least ${b + VXLAN_OVERHEAD} again, ` +
+        `or set WEAVE_MTU=${u.mtu - VXLAN_OVERHEAD} on every node and restart the agents (then re-create the pods)`;
     } else if (usual !== undefined && b !== usual) {
       wrong.unshift(`overlay MTU ${b} differs from the other nodes' ${usual}`);
       fix = `use one overlay MTU on every node: set WEAVE_MTU to the smallest underlay MTU minus ${VXLAN_OVERHEAD} everywhere and restart the agents`;
@@ -274,10 +278,15 @@ export function checkRangeOverlap(f: Facts): CheckResult[] {
         continue;
       }
       if (c.prefix === 0 || !overlaps(c, r)) continue;
-      const text = `${rt.type && rt.type !== "unicast" ? `${rt.type} ` : ""}${rt.dst}${rt.gateway ? ` via ${rt.gateway}` : ""}${rt.dev ? ` dev ${rt.dev}` : ""}${rt.table && rt.table !== "main" ? ` table ${rt.table}` : ""}`;
+      const kind = rt.type && rt.type !== "unicast" ? `${rt.type} ` : "";
+      const via = rt.gateway ? ` via ${rt.gateway}` : "";
+      const dev = rt.dev ? ` dev ${rt.dev}` : "";
+      const table = rt.table && rt.table !== "main" ? ` table ${rt.table}` : "";
+      const text = `${kind}${rt.dst}${via}${dev}${table}`;
       if (c.prefix >= r.prefix) {
         bad.push(`route ${text} overlaps it`);
-        fix ||= `remove the route (${f.hints.onNode(n.name)}ip route del ${rt.dst}${rt.dev ? ` dev ${rt.dev}` : ""}${rt.table && rt.table !== "main" ? ` table ${rt.table}` : ""}) or pick an IPALLOC_RANGE clear of it`;
+        const del = `ip route del ${rt.dst}${dev}${table}`;
+        fix ||= `remove the route (${f.hints.onNode(n.name)}${del}) or pick an IPALLOC_RANGE clear of it`;
       } else wide.push(`route ${text} covers it`);
     }
     if (bad.length) out.push(result("range-overlap", "fail", n.name, `pod range ${rangeText}: ${list(bad, 4)}`, fix));

@@ -128,15 +128,11 @@ export function checkProbes(f: ProbeFacts): CheckResult[] {
     const evidence = g.node
       ? `pings between probe pods fail for every pair involving ${g.node}: ${list(g.pairs.map(pair), 4)}`
       : `pings between probe pods fail: ${list(g.pairs.map(pair), 4)}`;
-    out.push(
-      result(
-        "probe-ping",
-        "fail",
-        g.node,
-        evidence,
-        `pods cannot reach each other across nodes: check that TCP 6783 and UDP 6784 pass between the nodes (a firewall is the classic cause) with weave doctor --node on ${g.node ?? "each node"}`,
-      ),
-    );
+    const fix =
+      "pods cannot reach each other across nodes: " +
+      "check that TCP 6783 and UDP 6784 pass between the nodes (a firewall is the classic cause) " +
+      `with weave doctor --node on ${g.node ?? "each node"}`;
+    out.push(result("probe-ping", "fail", g.node, evidence, fix));
   }
   if (pings.length && !failed.length)
     out.push(
@@ -190,17 +186,13 @@ export function checkProbes(f: ProbeFacts): CheckResult[] {
         "check kube-apiserver and the default/kubernetes Service",
       ),
     );
-  perNode(
-    "service",
-    "probe-service",
-    "reaching the kubernetes Service at",
-    "pods cannot reach Services: check kube-proxy on this node (its logs, its iptables/ipvs rules) and that the pod range does not overlap the service range (range-overlap)",
-  );
-  perNode(
-    "dns",
-    "probe-dns",
-    "resolving",
-    "cluster DNS fails from pods: check the CoreDNS pods (kubectl -n kube-system get pods -l k8s-app=kube-dns) and that this node reaches the kube-dns Service (probe-service, probe-ping)",
-  );
+  const serviceFix =
+    "pods cannot reach Services: check kube-proxy on this node (its logs, its iptables/ipvs rules) " +
+    "and that the pod range does not overlap the service range (range-overlap)";
+  perNode("service", "probe-service", "reaching the kubernetes Service at", serviceFix);
+  const dnsFix =
+    "cluster DNS fails from pods: check the CoreDNS pods (kubectl -n kube-system get pods -l k8s-app=kube-dns) " +
+    "and that this node reaches the kube-dns Service (probe-service, probe-ping)";
+  perNode("dns", "probe-dns", "resolving", dnsFix);
   return out;
 }

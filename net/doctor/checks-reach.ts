@@ -40,9 +40,11 @@ export function checkSameNodePing(f: Facts): CheckResult[] {
     if (!probes.length) continue;
     const failed = probes.filter((p) => !p.ok);
     if (failed.length) {
+      const bridge = n.agent.report?.Bridge?.Name ?? "weave";
       const fix = agentDown(n)
         ? `${f.hints.startAgent(n.name)}: it keeps the bridge`
-        : `look at the bridge: ${f.hints.onNode(n.name)}bridge link show (every pod's vethwepl* must be a forwarding port of ${n.agent.report?.Bridge?.Name ?? "weave"}), and at pod-route / devices`;
+        : `look at the bridge: ${f.hints.onNode(n.name)}bridge link show ` +
+          `(every pod's vethwepl* must be a forwarding port of ${bridge}), and at pod-route / devices`;
       out.push(
         result(
           "ping-same-node",
@@ -176,24 +178,25 @@ function portCheck(
     if (!looked) continue;
     if (sure.length) {
       const d = sure[0]!;
-      out.push(
-        result(
-          name,
-          "fail",
-          n.name,
-          `nftables on ${n.name} drops ${proto.toUpperCase()} ${port}: ${list(sure.map(ruleText), 2)}${probes ? `; ${probes.length} probe(s) failed` : ""}`,
-          `remove the rule or accept ${proto} dport ${port} from the other nodes before it: ${f.hints.onNode(n.name)}nft -a list table ${d.table} (then nft delete rule ${d.table} ${d.chain} handle N)`,
-        ),
-      );
+      const failed = probes ? `; ${probes.length} probe(s) failed` : "";
+      const why = `nftables on ${n.name} drops ${proto.toUpperCase()} ${port}: ${list(sure.map(ruleText), 2)}${failed}`;
+      const fix =
+        `remove the rule or accept ${proto} dport ${port} from the other nodes before it: ` +
+        `${f.hints.onNode(n.name)}nft -a list table ${d.table} (then nft delete rule ${d.table} ${d.chain} handle N)`;
+      out.push(result(name, "fail", n.name, why, fix));
     } else if (probes) {
+      const peers = list([...new Set(probes.map((p) => (p.from === n.name ? p.to : p.from)))]);
       const why =
         proto === "udp"
-          ? `pods cannot cross between ${n.name} and ${list([...new Set(probes.map((p) => (p.from === n.name ? p.to : p.from)))])} though their agents are connected over TCP 6783: VXLAN (UDP ${port}) is lost between them`
+          ? `pods cannot cross between ${n.name} and ${peers} though their agents are connected over TCP 6783: ` +
+            `VXLAN (UDP ${port}) is lost between them`
           : `TCP connects to ${port} failed: ${list(probes.map(pairText), 4)}`;
       const fix =
         agentDown(n) && proto === "tcp"
           ? `${f.hints.startAgent(n.name)}: nothing listens on ${port} without it`
-          : `find what drops ${proto.toUpperCase()} ${port} between the nodes: no nftables rule on the nodes does, so look at iptables (${f.hints.onNode(n.name)}iptables-save), security groups or a firewall between the nodes`;
+          : `find what drops ${proto.toUpperCase()} ${port} between the nodes: no nftables rule on the nodes does, ` +
+            `so look at iptables (${f.hints.onNode(n.name)}iptables-save), ` +
+            "security groups or a firewall between the nodes";
       out.push(result(name, "fail", n.name, why, fix));
     } else if (maybe.length) {
       out.push(

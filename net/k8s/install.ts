@@ -91,7 +91,8 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
       if (rangeHolds(podRange, a.address)) {
         throw new WeaveError(
           "E_RANGE_OVERLAP",
-          `--ipalloc-range ${rangeText} overlaps node ${n.metadata?.name}: its ${a.type} ${a.address} is inside it; pods and nodes would claim the same addresses. Choose a range that holds no node address.`,
+          `--ipalloc-range ${rangeText} overlaps node ${n.metadata?.name}: its ${a.type} ${a.address} is inside it; ` +
+            "pods and nodes would claim the same addresses. Choose a range that holds no node address.",
         );
       }
     }
@@ -108,7 +109,8 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
     if (serviceRanges.some((svc) => rangesOverlap(podRange, svc)))
       throw new WeaveError(
         "E_RANGE_OVERLAP",
-        `--ipalloc-range ${rangeText} overlaps the service range ${serviceCidr} (--service-cidr): a pod address could shadow a Service. Choose a range outside it.`,
+        `--ipalloc-range ${rangeText} overlaps the service range ${serviceCidr} (--service-cidr): ` +
+          "a pod address could shadow a Service. Choose a range outside it.",
       );
     return `${checked} and the service range ${serviceCidr} (--service-cidr)`;
   }
@@ -123,7 +125,9 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
   if (contains(range, ipToNum(clusterIp))) {
     throw new WeaveError(
       "E_RANGE_OVERLAP",
-      `--ipalloc-range ${rangeText} overlaps the service range: it holds ${clusterIp}, the ClusterIP of Service default/kubernetes. Choose a range outside the cluster's service range.`,
+      `--ipalloc-range ${rangeText} overlaps the service range: ` +
+        `it holds ${clusterIp}, the ClusterIP of Service default/kubernetes. ` +
+        "Choose a range outside the cluster's service range.",
     );
   }
   const inferred = formatCidr({
@@ -133,7 +137,12 @@ export async function checkRange(kc: KubeConfig, rangeText: string, serviceCidr?
   if (overlaps(range, parseCidr(inferred))) {
     throw new WeaveError(
       "E_RANGE_OVERLAP",
-      `--ipalloc-range ${rangeText} may overlap the service range ${inferred}: that range is inferred, not read from the cluster (the /${INFERRED_SERVICE_PREFIX} around ${clusterIp}, the ClusterIP of Service default/kubernetes; /${INFERRED_SERVICE_PREFIX} is kubeadm's default size). If the real service range (kube-apiserver --service-cluster-ip-range) is smaller, pass it with --service-cidr and it is checked instead.`,
+      `--ipalloc-range ${rangeText} may overlap the service range ${inferred}: ` +
+        "that range is inferred, not read from the cluster " +
+        `(the /${INFERRED_SERVICE_PREFIX} around ${clusterIp}, the ClusterIP of Service default/kubernetes; ` +
+        `/${INFERRED_SERVICE_PREFIX} is kubeadm's default size). ` +
+        "If the real service range (kube-apiserver --service-cluster-ip-range) is smaller, " +
+        "pass it with --service-cidr and it is checked instead.",
     );
   }
   return `${checked} and the service range ${inferred} (inferred from ClusterIP ${clusterIp}; --service-cidr overrides)`;
@@ -145,9 +154,12 @@ export async function checkOwnership(kc: KubeConfig, objs: readonly KubernetesOb
   for (const o of objs) {
     const found = await readOrUndefined(kc, api, o);
     if (found && found.metadata?.labels?.[MANAGED] !== LABELS[MANAGED]) {
+      const ns = o.metadata?.namespace ? `-n ${o.metadata.namespace} ` : "";
+      const remove = `kubectl delete ${o.kind?.toLowerCase()} ${ns}${o.metadata?.name}`;
       throw new WeaveError(
         "E_NOT_OURS",
-        `${describeObject(o)} exists and was not made by weave install (no label ${MANAGED}=${LABELS[MANAGED]}); is Weave Net or another network installed? Remove it first (kubectl delete ${o.kind?.toLowerCase()} ${o.metadata?.namespace ? `-n ${o.metadata.namespace} ` : ""}${o.metadata?.name}), then install.`,
+        `${describeObject(o)} exists and was not made by weave install (no label ${MANAGED}=${LABELS[MANAGED]}); ` +
+          `is Weave Net or another network installed? Remove it first (${remove}), then install.`,
       );
     }
   }
@@ -273,12 +285,16 @@ export async function waitForAgents(kc: KubeConfig, o: WaitOptions): Promise<Age
       lastError = why;
     }
     if (Date.now() - start >= o.timeoutMs) {
-      const where = last?.waiting[0]
-        ? ` Look at: kubectl -n ${NAMESPACE} get pods -l name=${NAME} -o wide; kubectl describe node ${last.waiting[0].node} (a WeaveCNIConflict event there means another network's config is on that node).`
+      const stuck = last?.waiting[0];
+      const where = stuck
+        ? ` Look at: kubectl -n ${NAMESPACE} get pods -l name=${NAME} -o wide; kubectl describe node ${stuck.node} ` +
+          "(a WeaveCNIConflict event there means another network's config is on that node)."
         : "";
+      const state = last ? progressLine(last) : lastError;
       throw new WeaveError(
         "E_TIMEOUT",
-        `agents not ready after ${Math.round(o.timeoutMs / 1000)} s: ${last ? progressLine(last) : lastError}.${where} The objects are applied; run install again to keep waiting, or weave uninstall.`,
+        `agents not ready after ${Math.round(o.timeoutMs / 1000)} s: ${state}.${where} ` +
+          "The objects are applied; run install again to keep waiting, or weave uninstall.",
       );
     }
     await Bun.sleep(Math.min(o.pollMs ?? 2000, Math.max(1, o.timeoutMs - (Date.now() - start))));

@@ -120,10 +120,14 @@ export class NodePeers {
         if (this.stopped) break;
         this.ready = false;
         this.lastError = describeError(e);
-        if (failures++ === 0)
+        if (failures++ === 0) {
+          const server = this.opts.kubeConfig.getCurrentCluster()?.server;
+          const keeping = plural(this.addresses.length, "known peer");
           this.opts.log(
-            `kubernetes: cannot follow the Node list at ${this.opts.kubeConfig.getCurrentCluster()?.server}: ${this.lastError}; keeping ${plural(this.addresses.length, "known peer")}, retrying in the background`,
+            `kubernetes: cannot follow the Node list at ${server}: ${this.lastError}; ` +
+              `keeping ${keeping}, retrying in the background`,
           );
+        }
       }
       await this.sleep(this.delay(failures));
     }

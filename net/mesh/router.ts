@@ -322,7 +322,9 @@ export class Router {
       if (c.reader.versions && c.state === "pending" && !c.peer) {
         const v = negotiate(c.reader.versions, this.o.versions);
         if (v === undefined) {
-          const msg = `peer at ${c.address} speaks mesh protocol versions ${c.reader.versions.min}-${c.reader.versions.max}, we speak ${this.o.versions.min}-${this.o.versions.max}: refused`;
+          const theirs = `${c.reader.versions.min}-${c.reader.versions.max}`;
+          const ours = `${this.o.versions.min}-${this.o.versions.max}`;
+          const msg = `peer at ${c.address} speaks mesh protocol versions ${theirs}, we speak ${ours}: refused`;
           this.o.log(msg);
           const t = c.outbound ? this.targets.get(c.address) : undefined;
           this.drop(c, msg, false);

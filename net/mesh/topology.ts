@@ -37,7 +37,15 @@ type Stored = { entry: PeerEntry; line: string; num: number };
 export type News = { line: string; num: number; version: number };
 
 export function encodeEntry(e: PeerEntry): string {
-  return `${e.name} ${e.version} ${JSON.stringify({ k: e.nickname, u: e.uid, a: e.addresses, c: e.connections, p: e.pods, ...(e.app === undefined ? {} : { x: e.app }) })}`;
+  const fields = {
+    k: e.nickname,
+    u: e.uid,
+    a: e.addresses,
+    c: e.connections,
+    p: e.pods,
+    ...(e.app === undefined ? {} : { x: e.app }),
+  };
+  return `${e.name} ${e.version} ${JSON.stringify(fields)}`;
 }
 
 export class TopologyError extends Error {}
