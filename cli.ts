@@ -75,13 +75,18 @@ async function main(argv: string[]): Promise<number> {
   cli
     .command(
       "lab <action> [...args]",
-      "A cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | cut NODE | heal NODE",
+      "A Kubernetes cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | " +
+        "cut|heal NODE | pod add NAME --node NODE | pod del NAME | node add | node remove NODE",
     )
-    .option("--name <name>", "Lab name", { default: "lab" })
+    .option("--name <name>", "Lab name (default: the only lab up, else lab)")
     .option("--nodes <n>", "Number of nodes", { default: 3 })
     .option("--pods <m>", "Pods per node", { default: 2 })
     .option("--json", "Machine-readable output (status)")
     .option("--ipalloc-range <cidr>", "Pod address range of the lab's agents (default 10.32.0.0/12)")
+    .option("--node <node>", "pod add: the node to run it on (n2 or lab-n2)")
+    .option("--namespace <ns>", "pod add|del: the pod's namespace", { default: "default" })
+    .option("--labels <k=v,...>", "pod add: the pod's labels")
+    .option("--port <name=port/proto>", "pod add: a named container port (repeat for more)")
     .action(async (action, args, o) => (await import("./commands/lab.ts")).run(action, args, o));
   cli
     .command("status [what]", "What the local agent knows: summary, peers, connections or ipam")

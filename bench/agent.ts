@@ -29,7 +29,8 @@
  * stops the agents by pid and deletes the namespaces by name), the temp dir.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { labUp, type LabState } from "../net/lab/lab.ts";
+import { labUp } from "../net/lab/lab.ts";
+import type { LabState } from "../net/lab/state.ts";
 import {
   abort,
   BenchError,

@@ -35,7 +35,8 @@
  */
 import { existsSync, writeFileSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { inNs, labUp, type LabTools } from "../net/lab/lab.ts";
+import { labUp } from "../net/lab/lab.ts";
+import { inNs, type LabTools } from "../net/lab/plugin.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import { tools } from "../tests/support/lab.ts";
 import {

@@ -38,7 +38,8 @@
  * Cleanup is always done (finally, also on SIGINT/SIGTERM): iperf3 processes by pid, the
  * raw pair's namespaces by name, the lab by labDown, the temp dir.
  */
-import { labUp, type LabState } from "../net/lab/lab.ts";
+import { labUp } from "../net/lab/lab.ts";
+import type { LabState } from "../net/lab/state.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import {
   abort,

@@ -42,10 +42,12 @@
  * Cleanup is always done (finally, also on SIGINT/SIGTERM): the helper processes by pid,
  * each lab by labDown (agents by pid, namespaces by name; node 3 included), the temp dir.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { labDir, labUp, startAgent, type LabNode, type LabState, type LabTools } from "../net/lab/lab.ts";
-import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
+import { createNode, labUp, startAgent, waitNodesListed } from "../net/lab/lab.ts";
+import { findNode, mustReadLab, updateLab } from "../net/lab/state.ts";
+import type { LabTools } from "../net/lab/plugin.ts";
+import { netnsPath } from "../net/host/netns.ts";
 import {
   abort,
   BenchError,
@@ -305,18 +307,6 @@ function slices(marks: number[], step: number): number[] {
   return marks.map((t, i) => (step / (t - (i ? marks[i - 1]! : 0))) * 1000);
 }
 
-function saveLabState(s: LabState): void {
-  const f = join(labDir(s.name), "lab.json");
-  writeFileSync(`${f}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
-  renameSync(`${f}.tmp`, f);
-}
-
-function sh(argv: string[]): void {
-  const r = Bun.spawnSync(argv, { env: { PATH }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0)
-    throw new BenchError(`\`${argv.join(" ")}\` exited ${r.exitCode}: ${r.stderr.toString().trim()}`);
-}
-
 function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
@@ -438,40 +428,9 @@ async function oneJoin(
   labs.push(lab);
   const s = await labUp(lab, 2, 0, labTools);
   await checkpoint();
-  const peers = s.nodes.map((n) => n.ip);
-  // Node 3, made as labUp makes nodes, recorded in lab.json before anything exists.
-  const node: LabNode = {
-    name: `${lab}-n3`,
-    netns: `${lab}-n3`,
-    ip: "198.18.0.13",
-    agentPid: 0,
-    dataDir: join(labDir(lab), "n3"),
-  };
-  s.nodes.push(node);
-  saveLabState(s);
-  createNamedNetns(node.netns);
-  sh([
-    "ip",
-    "-n",
-    s.underlay,
-    "link",
-    "add",
-    "n3",
-    "mtu",
-    "1500",
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "eth0",
-    "mtu",
-    "1500",
-    "netns",
-    netnsPath(node.netns),
-  ]);
-  sh(["ip", "-n", s.underlay, "link", "set", "n3", "master", "br0", "up"]);
-  sh(["ip", "-n", node.netns, "link", "set", "eth0", "up"]);
-  sh(["ip", "-n", node.netns, "addr", "add", `${node.ip}/24`, "dev", "eth0"]);
+  // Node 3, made as labUp makes nodes (its Node listed before its agent starts).
+  const node = createNode(lab, 3);
+  await waitNodesListed(s, [node.name]);
 
   const script = join(tmp, "poller.js");
   if (!existsSync(script)) writeFileSync(script, POLLER);
@@ -484,8 +443,10 @@ async function oneJoin(
   }
   await Bun.sleep(20); // its first attempts (refused) are under way
   const t0 = nowMs();
-  node.agentPid = startAgent(labTools, node, peers);
-  saveLabState(s);
+  const pid = startAgent(labTools, node, mustReadLab(lab));
+  updateLab(lab, (state) => {
+    findNode(state, node.name).agentPid = pid;
+  });
   const line = await poller.line();
   const fin = await poller.finish();
   throwIfInterrupted();
@@ -502,7 +463,7 @@ async function oneJoin(
       : "(no agent.log)";
     throw new BenchError(
       `node 3 of lab ${lab} got no address within 30 s: POST http://127.0.0.1:6784/ip/bench-join-${lab} inside ${node.netns}, ${r.attempts} attempts, answers ${JSON.stringify(r.statuses)}, last: ${r.last}\n` +
-        `agent: ${[...labTools.weave, "agent", "--data-dir", node.dataDir, "--nickname", node.name, "--peers", peers.join(",")].join(" ")}\nlast lines of its log:\n${agentLog}`,
+        `agent: ${node.name} (data dir ${node.dataDir}), started with the lab's node kubeconfig\nlast lines of its log:\n${agentLog}`,
     );
   }
   if (o.logs) {

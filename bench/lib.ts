@@ -7,7 +7,9 @@
 import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { labDown, readLab, type LabTools } from "../net/lab/lab.ts";
+import { labDown } from "../net/lab/lab.ts";
+import { readLab } from "../net/lab/state.ts";
+import type { LabTools } from "../net/lab/plugin.ts";
 import { deleteNamedNetns } from "../net/host/netns.ts";
 import { tools } from "../tests/support/lab.ts";
 

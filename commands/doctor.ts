@@ -8,7 +8,7 @@
  * could not run at all (no such lab, no kubeconfig, API server unreachable, bad flags).
  */
 import pc from "picocolors";
-import { readLab } from "../net/lab/lab.ts";
+import { readLab } from "../net/lab/state.ts";
 import { WeaveError } from "../net/errors.ts";
 import { hostExec } from "../net/doctor/gather/exec.ts";
 import { evaluate, summarize } from "../net/doctor/evaluate.ts";

@@ -1,27 +1,22 @@
-/** `weave lab up|down|status`: printing and flags; the lab itself is net/lab/lab.ts. */
+/** `weave lab ...`: printing and flags; the lab itself is net/lab/ (lab.ts, changes.ts, control-plane.ts). */
 import pc from "picocolors";
-import {
-  labAgent,
-  labCut,
-  labDown,
-  labUp,
-  meshViews,
-  pingMatrix,
-  pidAlive,
-  readLab,
-  agentReady,
-  type LabState,
-  type LabTools,
-} from "../net/lab/lab.ts";
+import { labAgent, labCut, labDown, labUp, meshViews, pingMatrix, agentReady } from "../net/lab/lab.ts";
+import { chooseLab, mustReadLab, type LabState } from "../net/lab/state.ts";
+import type { LabTools } from "../net/lab/plugin.ts";
+import { pidAlive } from "../net/host/process.ts";
 import { WeaveError } from "../net/errors.ts";
 import { selfExecutable } from "./self.ts";
 
 type LabOptions = {
-  name: string;
+  name?: string;
   nodes: number | string;
   pods: number | string;
   json?: boolean;
   ipallocRange?: string;
+  node?: string;
+  namespace?: string;
+  labels?: string;
+  port?: string | string[];
 };
 
 function tools(): LabTools {
@@ -41,8 +36,8 @@ function printSummary(s: LabState, t: LabTools): void {
         : pc.yellow(`not ready (pid ${n.agentPid})`);
     out.write(`${n.name.padEnd(14)}${n.ip.padEnd(15)}${state}\n`);
   }
-  out.write("\nPOD               NODE          ADDRESS\n");
-  for (const p of s.pods) out.write(`${p.name.padEnd(18)}${p.node.padEnd(14)}${p.ip}\n`);
+  out.write("\nPOD               NAMESPACE     NODE          ADDRESS\n");
+  for (const p of s.pods) out.write(`${p.name.padEnd(18)}${p.namespace.padEnd(14)}${p.node.padEnd(14)}${p.ip}\n`);
 }
 
 function printPeers(s: LabState, t: LabTools): void {
@@ -79,56 +74,118 @@ function printPings(s: LabState): boolean {
   return failed === 0;
 }
 
+const USAGE = {
+  up: "up [--name N] [--nodes N] [--pods M] [--ipalloc-range CIDR]",
+  agent: "agent stop|start NODE",
+  pod: "pod add NAME --node NODE [--namespace NS] [--labels k=v,...] [--port NAME=PORT/PROTO]... | pod del NAME [--namespace NS]",
+  node: "node add | node remove NODE",
+};
+
+function printKubectl(s: LabState): void {
+  if (!s.kubeconfig) return;
+  process.stdout.write(`\nkubectl: export KUBECONFIG=${s.kubeconfig}; kubectl get pods -A -o wide\n`);
+}
+
 export async function run(action: string, args: string[], o: LabOptions): Promise<number> {
   const t = tools();
   const need = (n: number, usage: string) => {
     if (args.length !== n) throw new WeaveError("E_USAGE", `usage: weave lab ${usage}`);
   };
+  const name = action === "up" ? (o.name ?? "lab") : chooseLab(o.name);
   switch (action) {
     case "up": {
-      need(0, "up [--name N] [--nodes N] [--pods M]");
-      const s = await labUp(o.name, Number(o.nodes), Number(o.pods), t, { ipallocRange: o.ipallocRange });
+      need(0, USAGE.up);
+      const s = await labUp(name, Number(o.nodes), Number(o.pods), t, { ipallocRange: o.ipallocRange });
       printSummary(s, t);
       printPeers(s, t);
       const ok = printPings(s);
+      printKubectl(s);
       process.stdout.write(
         `\nstate: /run/weave-lab/${s.name}/lab.json; remove with: weave lab down --name ${s.name}\n`,
       );
       return ok ? 0 : 1;
     }
     case "down": {
-      const problems = await labDown(o.name, t);
+      const problems = await labDown(name, t);
       for (const p of problems) process.stderr.write(pc.red(`lab down: ${p}\n`));
-      if (!problems.length) process.stdout.write(`lab ${o.name} removed\n`);
+      if (!problems.length) process.stdout.write(`lab ${name} removed\n`);
       return problems.length ? 1 : 0;
     }
     case "status": {
-      const s = readLab(o.name);
-      if (!s) throw new WeaveError("E_NO_LAB", `no lab named "${o.name}"; start one with: weave lab up`);
+      const s = mustReadLab(name);
       if (o.json) process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
       else {
         printSummary(s, t);
         printPeers(s, t);
         printPings(s);
+        printKubectl(s);
       }
       return 0;
     }
+    case "serve": {
+      need(0, "serve [--name N] (started by lab up: the lab's API server, kubelet and controllers)");
+      const { serveLab } = await import("../net/lab/control-plane.ts");
+      await serveLab(name, t);
+      return 0;
+    }
     case "agent": {
-      need(2, "agent stop|start NODE");
-      const n = await labAgent(o.name, args[0]!, args[1]!, t);
+      need(2, USAGE.agent);
+      const n = await labAgent(name, args[0]!, args[1]!, t);
       process.stdout.write(`agent of ${n.name} ${args[0] === "stop" ? "stopped" : `started (pid ${n.agentPid})`}\n`);
       return 0;
     }
     case "cut":
     case "heal": {
       need(1, `${action} NODE`);
-      const n = labCut(o.name, args[0]!, action === "cut");
-      process.stdout.write(
-        action === "cut" ? `${n.name} cut off: its TCP 6783 and UDP 6784 traffic is dropped\n` : `${n.name} healed\n`,
-      );
+      const n = labCut(name, args[0]!, action === "cut");
+      const said = action === "cut" ? "cut off: its TCP 6783 and UDP 6784 traffic is dropped" : "healed";
+      process.stdout.write(`${n.name} ${said}\n`);
       return 0;
     }
+    case "pod":
+      return await pod(name, args, o);
+    case "node":
+      return await node(name, args, t);
     default:
-      throw new WeaveError("E_USAGE", `unknown lab action "${action}" (up, down, status, agent, cut, heal)`);
+      throw new WeaveError("E_USAGE", `unknown lab action "${action}" (up, down, status, agent, cut, heal, pod, node)`);
   }
+}
+
+async function pod(name: string, args: string[], o: LabOptions): Promise<number> {
+  const { labPodAdd, labPodDel } = await import("../net/lab/changes.ts");
+  const [verb, podName, ...extra] = args;
+  if (!podName || extra.length || (verb !== "add" && verb !== "del"))
+    throw new WeaveError("E_USAGE", `usage: weave lab ${USAGE.pod}`);
+  if (verb === "del") {
+    await labPodDel(name, podName, o.namespace);
+    process.stdout.write(`pod ${o.namespace ?? "default"}/${podName} deleted\n`);
+    return 0;
+  }
+  if (!o.node) throw new WeaveError("E_USAGE", `lab pod add ${podName}: --node is required (a node of lab ${name})`);
+  const ports = o.port === undefined ? [] : [o.port].flat().map(String);
+  const p = await labPodAdd(name, {
+    name: podName,
+    node: String(o.node),
+    namespace: o.namespace,
+    labels: o.labels,
+    ports,
+  });
+  process.stdout.write(`pod ${p.namespace}/${p.name} on ${p.node}: ${p.ip} (netns ${p.netns})\n`);
+  return 0;
+}
+
+async function node(name: string, args: string[], t: LabTools): Promise<number> {
+  const { labNodeAdd, labNodeRemove } = await import("../net/lab/changes.ts");
+  const [verb, nodeName, ...extra] = args;
+  if (verb === "add" && nodeName === undefined) {
+    const n = await labNodeAdd(name, t);
+    process.stdout.write(`node ${n.name} added (${n.ip}), its agent ready (pid ${n.agentPid})\n`);
+    return 0;
+  }
+  if (verb === "remove" && nodeName !== undefined && !extra.length) {
+    const n = await labNodeRemove(name, nodeName);
+    process.stdout.write(`node ${n.name} removed; its address space goes to the ring's heir\n`);
+    return 0;
+  }
+  throw new WeaveError("E_USAGE", `usage: weave lab ${USAGE.node}`);
 }

@@ -1,111 +1,67 @@
 /**
- * The lab: a cluster on one machine out of network namespaces.
+ * The lab: a Kubernetes cluster on one machine out of network namespaces.
  *
- *   <name>-u            underlay namespace with bridge br0 (the "switch" between nodes)
+ *   <name>-u            underlay namespace with bridge br0 (the "switch" between nodes);
+ *                       br0 holds 198.18.0.1, where the nodes reach the lab's API server
  *   <name>-x            a host outside the cluster on the underlay, 198.18.0.254/24
  *   <name>-n<i>         a node: eth0 = 198.18.0.<10+i>/24 on br0, a real agent inside,
- *                       given every other node as --peers (as KUBE_PEERS would)
- *   <name>-n<i>-p<j>    a pod: wired by running the real plugin inside its node
+ *                       run with a kubeconfig, so it finds its peers in the Node list
+ *   <name>-n<i>-p<j>    a pod: a Pod object, wired by the lab's kubelet with the real plugin
  *
- * Every resource is recorded in /run/weave-lab/<name>/lab.json as soon as it exists, so
- * `down` removes exactly what `up` made (by name and pid), even after a failed `up`.
+ * `up` starts the control plane first (control-plane.ts: the API server, kubelet and
+ * controllers, in a process of their own), then the nodes; once the API lists them, the
+ * agents; then the pods, created through the API. Every resource is recorded in lab.json
+ * (state.ts) as soon as it exists, so `down` removes exactly what `up` made, by name and
+ * pid, even after a failed `up`.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, renameSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { CONFLIST_FILE, weaveConflist } from "../cni/conflist.ts";
+import { WeaveError } from "../errors.ts";
 import { openHost } from "../host/host.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../host/netns.ts";
-import { CONFLIST_FILE, pluginConfig, weaveConflist } from "../cni/conflist.ts";
-import { WeaveError } from "../errors.ts";
+import { pidAlive, stopPid } from "../host/process.ts";
+import { LabApi } from "./api-client.ts";
+import { podObject } from "./objects.ts";
+import { inNs, type LabTools, runPlugin } from "./plugin.ts";
+import {
+  API_IP,
+  findNode,
+  type LabNode,
+  type LabState,
+  labDir,
+  mustReadLab,
+  nodeIp,
+  OUTSIDE_IP,
+  readLab,
+  saveLab,
+  updateLab,
+} from "./state.ts";
 
-export const LAB_ROOT = "/run/weave-lab";
+export type { LabTools } from "./plugin.ts";
 
-export type LabNode = {
-  name: string;
-  netns: string;
-  ip: string;
-  agentPid: number;
-  dataDir: string;
-  /** The node's CNI conf dir (what its kubelet would read), holding weave's conflist; absent in labs made before it existed. */
-  cniConfDir?: string;
-};
-export type LabPod = { name: string; node: string; netns: string; ip: string; containerId: string };
-export type LabState = {
-  name: string;
-  underlay: string;
-  outside?: { netns: string; ip: string };
-  ipallocRange?: string;
-  nodes: LabNode[];
-  pods: LabPod[];
-};
+const NAME_RULE = /^[a-z][a-z0-9]{0,7}$/;
 
-export type LabTools = {
-  /** argv that runs `weave` (compiled binary, or bun + cli.ts). */
-  weave: string[];
-  /** Path of the CNI plugin binary (dist/cni/weave-net). */
-  plugin: string;
-  log(msg: string): void;
-};
-
-export function labDir(name: string): string {
-  return join(LAB_ROOT, name);
+function tail(file: string, lines = 5): string {
+  if (!existsSync(file)) return "";
+  return readFileSync(file, "utf8").trim().split("\n").slice(-lines).join("\n");
 }
 
-export function readLab(name: string): LabState | undefined {
-  const f = join(labDir(name), "lab.json");
-  return existsSync(f) ? (JSON.parse(readFileSync(f, "utf8")) as LabState) : undefined;
+/** Start a detached process whose output goes to `logFile`; returns its pid. */
+function startDetached(argv: string[], logFile: string, what: string): number {
+  const logFd = openSync(logFile, "a");
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ["ignore", logFd, logFd] });
+    child.unref();
+    if (!child.pid) throw new WeaveError("E_LAB_START", `could not start ${what}`);
+    return child.pid;
+  } finally {
+    closeSync(logFd);
+  }
 }
 
-function saveLab(s: LabState): void {
-  const f = join(labDir(s.name), "lab.json");
-  writeFileSync(`${f}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
-  renameSync(`${f}.tmp`, f);
-}
-
-export function nodeIp(i: number): string {
-  return `198.18.0.${10 + i}`;
-}
-
-export const OUTSIDE_IP = "198.18.0.254";
-
-/** Run a command inside a named namespace (nsenter keeps the mount namespace and /sys). */
-export function inNs(ns: string, cmd: string[], opts: { env?: Record<string, string>; stdin?: string } = {}) {
-  const r = Bun.spawnSync(["nsenter", `--net=${netnsPath(ns)}`, ...cmd], {
-    env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...opts.env },
-    stdin: opts.stdin === undefined ? "ignore" : Buffer.from(opts.stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
-
-/** Run the plugin inside `node` as kubelet would, for the pod `pod`. */
-export function runPlugin(
-  tools: LabTools,
-  node: string,
-  command: string,
-  pod: { name: string; netns?: string; containerId: string },
-  prevResult?: unknown,
-) {
-  const env: Record<string, string> = {
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: pod.containerId,
-    CNI_IFNAME: "eth0",
-    CNI_PATH: `${tools.plugin.replace(/\/[^/]+$/, "")}:/usr/lib/cni`,
-    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId}`,
-  };
-  if (pod.netns) env.CNI_NETNS = pod.netns;
-  return inNs(node, [tools.plugin], { env, stdin: JSON.stringify(pluginConfig(weaveConflist(), 0, prevResult)) });
-}
-
-export function agentReady(tools: LabTools, node: string): boolean {
-  return inNs(node, [...tools.weave, "status"]).code === 0;
-}
-
-/**
- * Give a lab node its own CNI conf dir, `<dataDir>/net.d`, with weave's conflist as
- * setup-cni writes it on a real node, so `weave doctor --lab` can check it. Returns it.
- */
+/** Give a lab node its own CNI conf dir, `<dataDir>/net.d`, with weave's conflist as setup-cni writes it. */
 export function writeLabCniConf(node: LabNode): string {
   const dir = join(node.dataDir, "net.d");
   mkdirSync(dir, { recursive: true });
@@ -113,41 +69,27 @@ export function writeLabCniConf(node: LabNode): string {
   return dir;
 }
 
-/** Is `pid` running? A zombie (dead, not yet reaped by its parent) is not. */
-function pidAlive(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
+/**
+ * Start the agent of `node` in its namespace; returns its pid (nsenter execs it). With the
+ * lab's control plane it runs as in a cluster (a kubeconfig, peers from the Node list);
+ * `peers` is for labs made without one (benchmarks that run bare agents).
+ */
+export function startAgent(tools: LabTools, node: LabNode, s: LabState, peers: string[] = []): number {
+  mkdirSync(node.dataDir, { recursive: true });
+  const cluster = s.controlPlane?.nodeKubeconfig ? ["--kubeconfig", s.controlPlane.nodeKubeconfig] : [];
+  const args = [
+    "agent",
+    ...["--data-dir", node.dataDir, "--nickname", node.name],
+    ...cluster,
+    ...(peers.length ? ["--peers", peers.join(",")] : []),
+    ...(s.ipallocRange ? ["--ipalloc-range", s.ipallocRange] : []),
+  ];
+  const argv = ["nsenter", `--net=${netnsPath(node.netns)}`, ...tools.weave, ...args];
+  return startDetached(argv, join(node.dataDir, "agent.log"), `the agent of ${node.name}`);
 }
 
-/** Start the agent of `node` in its namespace; returns its pid (nsenter execs it). */
-export function startAgent(tools: LabTools, node: LabNode, peers: string[] = [], ipallocRange?: string): number {
-  mkdirSync(node.dataDir, { recursive: true });
-  const logFd = openSync(join(node.dataDir, "agent.log"), "a");
-  try {
-    const args = [
-      "agent",
-      "--data-dir",
-      node.dataDir,
-      "--nickname",
-      node.name,
-      ...(peers.length ? ["--peers", peers.join(",")] : []),
-      ...(ipallocRange ? ["--ipalloc-range", ipallocRange] : []),
-    ];
-    const child = spawn("nsenter", [`--net=${netnsPath(node.netns)}`, ...tools.weave, ...args], {
-      detached: true,
-      stdio: ["ignore", logFd, logFd],
-    });
-    child.unref();
-    if (!child.pid) throw new WeaveError("E_LAB_AGENT", `could not start the agent of ${node.name}`);
-    return child.pid;
-  } finally {
-    closeSync(logFd);
-  }
+export function agentReady(tools: LabTools, node: string): boolean {
+  return inNs(node, [...tools.weave, "status"]).code === 0;
 }
 
 export async function waitAgentReady(tools: LabTools, node: LabNode, timeoutMs = 30000): Promise<void> {
@@ -155,22 +97,118 @@ export async function waitAgentReady(tools: LabTools, node: LabNode, timeoutMs =
   while (Date.now() < deadline) {
     if (agentReady(tools, node.netns)) return;
     if (!pidAlive(node.agentPid)) {
-      const log = readFileSync(join(node.dataDir, "agent.log"), "utf8").trim().split("\n").slice(-5).join("\n");
+      const log = tail(join(node.dataDir, "agent.log"));
       throw new WeaveError("E_LAB_AGENT", `the agent of ${node.name} exited:\n${log}`);
     }
     await Bun.sleep(50);
   }
-  throw new WeaveError(
-    "E_LAB_AGENT",
-    `the agent of ${node.name} was not ready after ${timeoutMs / 1000}s (see ${node.dataDir}/agent.log)`,
-  );
+  const where = `see ${node.dataDir}/agent.log`;
+  throw new WeaveError("E_LAB_AGENT", `the agent of ${node.name} was not ready after ${timeoutMs / 1000}s (${where})`);
 }
 
 export async function stopAgent(pid: number): Promise<void> {
-  if (!pid || !pidAlive(pid)) return;
-  process.kill(pid, "SIGTERM");
-  for (let i = 0; i < 100 && pidAlive(pid); i++) await Bun.sleep(20);
-  if (pidAlive(pid)) process.kill(pid, "SIGKILL");
+  await stopPid(pid);
+}
+
+/** The lab's API, once its control plane is up. */
+export function labApi(s: LabState): LabApi {
+  if (!s.controlPlane?.url) throw new WeaveError("E_LAB_API", `lab "${s.name}" has no API server running`);
+  return new LabApi(s.controlPlane.url);
+}
+
+/** Start `weave lab serve` and wait until it has written where its API server is. */
+async function startControlPlane(tools: LabTools, name: string, timeoutMs = 15000): Promise<LabState> {
+  const logFile = join(labDir(name), "control-plane.log");
+  const pid = startDetached([...tools.weave, "lab", "serve", "--name", name], logFile, "the lab's control plane");
+  updateLab(name, (s) => {
+    s.controlPlane = { pid, url: "", nodeUrl: "", nodeKubeconfig: "" };
+  });
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await Bun.sleep(25)) {
+    const s = mustReadLab(name);
+    if (s.controlPlane?.url) return s;
+    if (!pidAlive(pid)) throw new WeaveError("E_LAB_API", `the lab's control plane exited:\n${tail(logFile)}`);
+  }
+  throw new WeaveError("E_LAB_API", `the lab's control plane was not up after ${timeoutMs / 1000}s (see ${logFile})`);
+}
+
+/** Wait until the API lists these nodes (the controllers register them within a second). */
+export async function waitNodesListed(s: LabState, names: string[], timeoutMs = 10000): Promise<void> {
+  const api = labApi(s);
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await Bun.sleep(50)) {
+    const list = await api.get("/api/v1/nodes");
+    const listed = new Set((list?.items ?? []).map((n: { metadata: { name: string } }) => n.metadata.name));
+    if (names.every((n) => listed.has(n))) return;
+  }
+  throw new WeaveError(
+    "E_LAB_API",
+    `the lab's API did not list the nodes ${names.join(", ")} within ${timeoutMs / 1000}s`,
+  );
+}
+
+/** Make node `i`'s namespace, its cable to the underlay and its CNI conf dir; records it. */
+export function createNode(name: string, i: number): LabNode {
+  const node: LabNode = {
+    name: `${name}-n${i}`,
+    netns: `${name}-n${i}`,
+    ip: nodeIp(i),
+    agentPid: 0,
+    dataDir: join(labDir(name), `n${i}`),
+  };
+  node.cniConfDir = writeLabCniConf(node);
+  createNamedNetns(node.netns);
+  updateLab(name, (s) => {
+    s.nodes.push(node);
+  });
+  cable(mustReadLab(name).underlay, node.netns, `n${i}`, `${node.ip}/24`);
+  return node;
+}
+
+/** A veth from the underlay's br0 to `eth0` of `ns`, with `cidr` on eth0. */
+function cable(underlay: string, ns: string, ifname: string, cidr: string): void {
+  const u = openHost(netnsPath(underlay));
+  try {
+    const br = u.link("br0");
+    if (!br) throw new WeaveError("E_LAB_START", `the underlay ${underlay} has no br0`);
+    const v = u.addVeth({ name: ifname, mtu: 1500, peer: { name: "eth0", netns: netnsPath(ns) } });
+    u.setLink(v.index, { master: br.index, up: true });
+  } finally {
+    u.close();
+  }
+  const n = openHost(netnsPath(ns));
+  try {
+    const eth0 = n.link("eth0")!;
+    n.setLink(eth0.index, { up: true });
+    n.addAddr(eth0.index, cidr);
+  } finally {
+    n.close();
+  }
+}
+
+function createUnderlay(s: LabState): void {
+  createNamedNetns(s.underlay);
+  const u = openHost(netnsPath(s.underlay));
+  try {
+    const br = u.addBridge("br0", { mtu: 1500 });
+    u.setLink(br.index, { up: true });
+    u.addAddr(br.index, `${API_IP}/24`);
+  } finally {
+    u.close();
+  }
+}
+
+/** Start the agents of `nodes` and wait until they are ready and meshed. */
+export async function startAgents(tools: LabTools, name: string, nodes: LabNode[]): Promise<LabState> {
+  for (const node of nodes) {
+    const s = mustReadLab(name);
+    const pid = startAgent(tools, node, s);
+    updateLab(name, (state) => {
+      findNode(state, node.name).agentPid = pid;
+    });
+  }
+  const s = mustReadLab(name);
+  for (const node of nodes) await waitAgentReady(tools, findNode(s, node.name));
+  await waitMesh(tools, s);
+  return s;
 }
 
 export async function labUp(
@@ -180,7 +218,7 @@ export async function labUp(
   tools: LabTools,
   opts: { ipallocRange?: string } = {},
 ): Promise<LabState> {
-  if (!/^[a-z][a-z0-9]{0,7}$/.test(name))
+  if (!NAME_RULE.test(name))
     throw new WeaveError(
       "E_BAD_FLAG",
       `--name "${name}" must be 1-8 lowercase letters or digits, starting with a letter`,
@@ -195,85 +233,32 @@ export async function labUp(
     throw new WeaveError("E_NOT_BUILT", `the plugin ${tools.plugin} does not exist; run: bun run build`);
 
   mkdirSync(labDir(name), { recursive: true });
-  const s: LabState = {
-    name,
-    underlay: `${name}-u`,
-    ...(opts.ipallocRange ? { ipallocRange: opts.ipallocRange } : {}),
-    nodes: [],
-    pods: [],
-  };
-  saveLab(s);
+  const range = opts.ipallocRange ? { ipallocRange: opts.ipallocRange } : {};
+  saveLab({ name, underlay: `${name}-u`, ...range, nodes: [], pods: [] });
   try {
-    createNamedNetns(s.underlay);
-    const u = openHost(netnsPath(s.underlay));
-    try {
-      const br = u.addBridge("br0", { mtu: 1500 });
-      const wire = (ns: string, ifname: string, cidr: string) => {
-        const v = u.addVeth({ name: ifname, mtu: 1500, peer: { name: "eth0", netns: netnsPath(ns) } });
-        u.setLink(v.index, { master: br.index, up: true });
-        const n = openHost(netnsPath(ns));
-        try {
-          const eth0 = n.link("eth0")!;
-          n.setLink(eth0.index, { up: true });
-          n.addAddr(eth0.index, cidr);
-        } finally {
-          n.close();
-        }
-      };
-      s.outside = { netns: `${name}-x`, ip: OUTSIDE_IP };
-      createNamedNetns(s.outside.netns);
-      saveLab(s);
-      wire(s.outside.netns, "x", `${OUTSIDE_IP}/24`);
-      const ips = Array.from({ length: nodes }, (_, k) => nodeIp(k + 1));
-      for (let i = 1; i <= nodes; i++) {
-        const node: LabNode = {
-          name: `${name}-n${i}`,
-          netns: `${name}-n${i}`,
-          ip: nodeIp(i),
-          agentPid: 0,
-          dataDir: join(labDir(name), `n${i}`),
-        };
-        node.cniConfDir = writeLabCniConf(node);
-        createNamedNetns(node.netns);
-        s.nodes.push(node);
-        saveLab(s);
-        wire(node.netns, `n${i}`, `${node.ip}/24`);
-        node.agentPid = startAgent(
-          tools,
-          node,
-          ips.filter((ip) => ip !== node.ip),
-          s.ipallocRange,
-        );
-        saveLab(s);
-      }
-    } finally {
-      u.close();
-    }
-    for (const node of s.nodes) await waitAgentReady(tools, node);
-    await waitMesh(tools, s);
+    createUnderlay(mustReadLab(name));
+    const outside = { netns: `${name}-x`, ip: OUTSIDE_IP };
+    createNamedNetns(outside.netns);
+    updateLab(name, (s) => {
+      s.outside = outside;
+    });
+    cable(`${name}-u`, outside.netns, "x", `${OUTSIDE_IP}/24`);
+    let s = await startControlPlane(tools, name);
+    const made = Array.from({ length: nodes }, (_, k) => createNode(name, k + 1));
+    await waitNodesListed(
+      s,
+      made.map((n) => n.name),
+    );
+    s = await startAgents(tools, name, made);
     tools.log(`${nodes} node(s) up, agents ready, mesh connected`);
-
-    for (const node of s.nodes) {
-      for (let j = 1; j <= podsPerNode; j++) {
-        const pod: LabPod = {
-          name: `${node.name}-p${j}`,
-          node: node.name,
-          netns: netnsPath(`${node.name}-p${j}`),
-          ip: "",
-          containerId: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"),
-        };
-        createNamedNetns(pod.name);
-        s.pods.push(pod);
-        saveLab(s);
-        const r = runPlugin(tools, node.netns, "ADD", pod);
-        if (r.code !== 0)
-          throw new WeaveError("E_LAB_POD", `CNI ADD for ${pod.name} failed: ${r.stdout.trim()} ${r.stderr.trim()}`);
-        const result = JSON.parse(r.stdout) as { ips: { address: string }[] };
-        pod.ip = result.ips[0]!.address.split("/")[0]!;
-        saveLab(s);
-      }
-    }
-    return s;
+    const pods = made.flatMap((node) =>
+      Array.from({ length: podsPerNode }, (_, j) => ({ name: `${node.name}-p${j + 1}`, node: node.name })),
+    );
+    await createPods(
+      s,
+      pods.map((p) => ({ ...p, namespace: "default", labels: { app: p.name }, ports: [] })),
+    );
+    return mustReadLab(name);
   } catch (e) {
     tools.log(`lab up failed, removing what it made: ${(e as Error).message}`);
     await labDown(name, tools).catch((d) => tools.log(`cleanup: ${(d as Error).message}`));
@@ -281,10 +266,33 @@ export async function labUp(
   }
 }
 
+export type PodWanted = Parameters<typeof podObject>[0];
+
+/** Create Pods through the API and wait until the kubelet has wired each (Running, with an address). */
+export async function createPods(s: LabState, pods: PodWanted[], timeoutMs = 30000): Promise<void> {
+  const api = labApi(s);
+  for (const p of pods) await api.create(`/api/v1/namespaces/${p.namespace}/pods`, podObject(p));
+  for (const deadline = Date.now() + timeoutMs; ; await Bun.sleep(50)) {
+    const states = await Promise.all(pods.map((p) => api.get(`/api/v1/namespaces/${p.namespace}/pods/${p.name}`)));
+    const waiting = states.filter((x) => !x?.status?.podIP);
+    if (!waiting.length) return;
+    if (Date.now() > deadline) {
+      const why = waiting.map((x) => `${x?.metadata?.name}: ${podWaitReason(x)}`).join("; ");
+      throw new WeaveError("E_LAB_POD", `pods were not running within ${timeoutMs / 1000}s: ${why}`);
+    }
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: a Pod as the API returned it
+function podWaitReason(pod: any): string {
+  if (!pod) return "gone";
+  const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
+  return waiting ? `${waiting.reason}: ${waiting.message}` : (pod.status?.phase ?? "Pending");
+}
+
 /** Remove everything lab.json records; keeps going past failures and reports them. */
 export async function labDown(name: string, tools: LabTools): Promise<string[]> {
-  const s = readLab(name);
-  if (!s) throw new WeaveError("E_NO_LAB", `no lab named "${name}" (${labDir(name)}/lab.json not found)`);
+  const before = mustReadLab(name);
   const problems: string[] = [];
   const attempt = async (what: string, fn: () => unknown) => {
     try {
@@ -293,14 +301,18 @@ export async function labDown(name: string, tools: LabTools): Promise<string[]> 
       problems.push(`${what}: ${(e as Error).message}`);
     }
   };
+  // The kubelet first, so it wires nothing more; then lab.json is complete.
+  await attempt("stop the control plane", () => stopPid(before.controlPlane?.pid ?? 0));
+  const s = mustReadLab(name);
   for (const pod of s.pods) {
     await attempt(`CNI DEL ${pod.name}`, () => {
       // With its agent stopped there is no one to release to; the node goes entirely.
       if (!pidAlive(s.nodes.find((n) => n.name === pod.node)?.agentPid ?? 0)) return;
-      const r = runPlugin(tools, pod.node, "DEL", pod);
+      const nodeNetns = s.nodes.find((n) => n.name === pod.node)!.netns;
+      const r = runPlugin(tools, nodeNetns, "DEL", pod);
       if (r.code !== 0) throw new Error(r.stdout.trim() || r.stderr.trim());
     });
-    await attempt(`delete ${pod.name}`, () => deleteNamedNetns(pod.name));
+    await attempt(`delete ${pod.netns}`, () => deleteNamedNetns(basename(pod.netns)));
   }
   for (const node of s.nodes) {
     await attempt(`stop agent of ${node.name}`, () => stopAgent(node.agentPid));
@@ -319,6 +331,11 @@ export type MeshView = {
   peers: { nickname: string; address: string; reachable: boolean; connections: number }[];
 };
 
+type ReportRouter = {
+  Peers: { NickName: string; Addresses: string[]; Reachable: boolean; Connections: { Established: boolean }[] }[];
+  Connections: { State: string }[];
+};
+
 /** What each running agent's mesh looks like, from its /report. */
 export function meshViews(tools: LabTools, s: LabState): MeshView[] {
   const out: MeshView[] = [];
@@ -326,19 +343,7 @@ export function meshViews(tools: LabTools, s: LabState): MeshView[] {
     if (!pidAlive(n.agentPid)) continue;
     const r = inNs(n.netns, [...tools.weave, "report"]);
     if (r.code !== 0) continue;
-    const router = (
-      JSON.parse(r.stdout) as {
-        Router?: {
-          Peers: {
-            NickName: string;
-            Addresses: string[];
-            Reachable: boolean;
-            Connections: { Established: boolean }[];
-          }[];
-          Connections: { State: string }[];
-        };
-      }
-    ).Router;
+    const router = (JSON.parse(r.stdout) as { Router?: ReportRouter }).Router;
     if (!router) continue;
     out.push({
       node: n.name,
@@ -363,69 +368,51 @@ export async function waitMesh(tools: LabTools, s: LabState, timeoutMs = 30000):
     const views = meshViews(tools, s);
     if (views.length === running && views.every((v) => v.reachable === running)) return views;
     if (Date.now() > deadline) {
-      throw new WeaveError(
-        "E_LAB_MESH",
-        `the mesh did not connect within ${timeoutMs / 1000}s: ${views.map((v) => `${v.node} reaches ${v.reachable} of ${running}`).join(", ")}`,
-      );
+      const seen = views.map((v) => `${v.node} reaches ${v.reachable} of ${running}`).join(", ");
+      throw new WeaveError("E_LAB_MESH", `the mesh did not connect within ${timeoutMs / 1000}s: ${seen}`);
     }
     await Bun.sleep(100);
   }
 }
 
-function findNode(s: LabState, node: string): LabNode {
-  const n = s.nodes.find((x) => x.name === node || x.name === `${s.name}-${node}`);
-  if (!n)
-    throw new WeaveError(
-      "E_NO_NODE",
-      `lab "${s.name}" has no node "${node}" (nodes: ${s.nodes.map((x) => x.name).join(", ")})`,
-    );
-  return n;
-}
-
 /** `weave lab agent stop|start NODE`: stop or start one node's agent; lab.json keeps its pid. */
 export async function labAgent(name: string, action: string, node: string, tools: LabTools): Promise<LabNode> {
-  const s = readLab(name);
-  if (!s) throw new WeaveError("E_NO_LAB", `no lab named "${name}"`);
+  const s = mustReadLab(name);
   const n = findNode(s, node);
   if (action === "stop") {
     await stopAgent(n.agentPid);
-  } else if (action === "start") {
-    if (pidAlive(n.agentPid))
-      throw new WeaveError("E_AGENT_RUNNING", `the agent of ${n.name} is already running (pid ${n.agentPid})`);
-    n.agentPid = startAgent(
-      tools,
-      n,
-      s.nodes.filter((x) => x !== n).map((x) => x.ip),
-      s.ipallocRange,
-    );
-    saveLab(s);
-    await waitAgentReady(tools, n);
-  } else throw new WeaveError("E_USAGE", `unknown agent action "${action}" (stop, start)`);
-  saveLab(s);
-  return n;
+    return n;
+  }
+  if (action !== "start") throw new WeaveError("E_USAGE", `unknown agent action "${action}" (stop, start)`);
+  if (pidAlive(n.agentPid))
+    throw new WeaveError("E_AGENT_RUNNING", `the agent of ${n.name} is already running (pid ${n.agentPid})`);
+  const pid = startAgent(tools, n, s);
+  const after = updateLab(name, (state) => {
+    const mine = findNode(state, n.name);
+    mine.agentPid = pid;
+    mine.agentRestarts = (mine.agentRestarts ?? 0) + 1;
+  });
+  await waitAgentReady(tools, findNode(after, n.name));
+  return findNode(after, n.name);
 }
 
 const CUT_TABLE = "weavelabcut";
 
 /** `weave lab cut|heal NODE`: drop or restore the node's mesh (TCP 6783) and VXLAN (UDP 6784) traffic. */
 export function labCut(name: string, node: string, cut: boolean): LabNode {
-  const s = readLab(name);
-  if (!s) throw new WeaveError("E_NO_LAB", `no lab named "${name}"`);
-  const n = findNode(s, node);
-  const script = cut
-    ? `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\ntable inet ${CUT_TABLE} {\n` +
-      ["input", "output"]
-        .map(
-          (h) =>
-            `  chain ${h} { type filter hook ${h} priority -10; policy accept; tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop; }\n`,
-        )
-        .join("") +
-      "}\n"
-    : `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\n`;
+  const n = findNode(mustReadLab(name), node);
+  const reset = `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\n`;
+  const drops = "tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop;";
+  const chain = (hook: string) =>
+    `  chain ${hook} { type filter hook ${hook} priority -10; policy accept; ${drops} }\n`;
+  const script = cut ? `${reset}table inet ${CUT_TABLE} {\n${chain("input")}${chain("output")}}\n` : reset;
   const r = inNs(n.netns, ["nft", "-f", "-"], { stdin: script });
   if (r.code !== 0) throw new WeaveError("E_NFT", `nft in ${n.netns}: ${r.stderr.trim()}`);
   return n;
 }
+
+/** The name of a pod's network namespace. */
+export const podNetns = (p: { netns: string }) => basename(p.netns);
 
 /** Ping every pod from every pod; true where the ping went through. */
 export function pingMatrix(s: LabState): { from: string; to: string; ok: boolean }[] {
@@ -433,9 +420,8 @@ export function pingMatrix(s: LabState): { from: string; to: string; ok: boolean
   for (const a of s.pods)
     for (const b of s.pods) {
       if (a === b) continue;
-      out.push({ from: a.name, to: b.name, ok: inNs(a.name, ["ping", "-c", "1", "-W", "2", b.ip]).code === 0 });
+      const ok = inNs(podNetns(a), ["ping", "-c", "1", "-W", "2", b.ip]).code === 0;
+      out.push({ from: a.name, to: b.name, ok });
     }
   return out;
 }
-
-export { pidAlive };

@@ -14,7 +14,9 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { canRunHost, ROOT, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { inNs, labAgent, labDown, labUp, readLab, type LabState } from "../../net/lab/lab.ts";
+import { labAgent, labDown, labUp } from "../../net/lab/lab.ts";
+import { readLab, type LabState } from "../../net/lab/state.ts";
+import { inNs } from "../../net/lab/plugin.ts";
 
 type Check = { name: string; status: string; node: string | null; evidence: string; fix: string };
 type Run = { code: number; checks: Check[]; stdout: string; stderr: string; ms: number };

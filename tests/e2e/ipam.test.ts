@@ -7,18 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eventually } from "../support/wait.ts";
 import { canRunHost, PLUGIN, PLUGIN_DIR, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import {
-  inNs,
-  labAgent,
-  pidAlive,
-  labCut,
-  labDown,
-  labUp,
-  readLab,
-  stopAgent,
-  waitMesh,
-  type LabState,
-} from "../../net/lab/lab.ts";
+import { labAgent, labCut, labDown, labUp, stopAgent, waitMesh } from "../../net/lab/lab.ts";
+import { readLab, type LabState } from "../../net/lab/state.ts";
+import { inNs } from "../../net/lab/plugin.ts";
+import { pidAlive } from "../../net/host/process.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 import { ipToNum } from "../../net/cidr.ts";
 

@@ -3,7 +3,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { canRunHost, WEAVE, uniqueName } from "../support/env.ts";
 import { listNamedNetns } from "../../net/host/netns.ts";
-import { labDown, readLab, pidAlive } from "../../net/lab/lab.ts";
+import { labDown } from "../../net/lab/lab.ts";
+import { readLab } from "../../net/lab/state.ts";
+import { pidAlive } from "../../net/host/process.ts";
 import { tools } from "../support/lab.ts";
 
 describe.skipIf(!canRunHost)("weave lab", () => {

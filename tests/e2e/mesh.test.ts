@@ -8,19 +8,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eventually } from "../support/wait.ts";
 import { canRunHost, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import {
-  inNs,
-  labAgent,
-  pidAlive,
-  labCut,
-  labDown,
-  labUp,
-  meshViews,
-  pingMatrix,
-  readLab,
-  waitMesh,
-  type LabState,
-} from "../../net/lab/lab.ts";
+import { labAgent, labCut, labDown, labUp, meshViews, pingMatrix, waitMesh } from "../../net/lab/lab.ts";
+import { readLab, type LabState } from "../../net/lab/state.ts";
+import { inNs } from "../../net/lab/plugin.ts";
+import { pidAlive } from "../../net/host/process.ts";
 import { netnsPath } from "../../net/host/netns.ts";
 
 const ping = (from: string, ip: string, extra: string[] = []) =>

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { startLab, type TestLab } from "../support/lab.ts";
 import { canRunHost, PLUGIN, PLUGIN_DIR, uniqueName } from "../support/env.ts";
-import { inNs } from "../../net/lab/lab.ts";
+import { inNs } from "../../net/lab/plugin.ts";
 import { createNamedNetns, deleteNamedNetns } from "../../net/host/netns.ts";
 
 type Case = {

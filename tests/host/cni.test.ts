@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startLab, type TestLab } from "../support/lab.ts";
 import { canRunHost, PLUGIN, PLUGIN_DIR } from "../support/env.ts";
 import { hostVethName } from "../../net/agent/cni-exec.ts";
-import { inNs, labAgent } from "../../net/lab/lab.ts";
+import { labAgent } from "../../net/lab/lab.ts";
+import { inNs } from "../../net/lab/plugin.ts";
 import { tools } from "../support/lab.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 

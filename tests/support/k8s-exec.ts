@@ -20,7 +20,8 @@
  * `stop()` removes every namespace it made, also on a failed test.
  */
 import { netnsPath, createNamedNetns, deleteNamedNetns } from "../../net/host/netns.ts";
-import { runPlugin, type LabState } from "../../net/lab/lab.ts";
+import type { LabState } from "../../net/lab/state.ts";
+import { runPlugin } from "../../net/lab/plugin.ts";
 import { RESOURCES, type Store, type WebSocketRoute } from "../../net/lab/api-server.ts";
 import { tools } from "./lab.ts";
 

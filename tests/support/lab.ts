@@ -2,7 +2,9 @@
  * A lab for tests: brought up with the real binaries (dist/weave, dist/cni/weave-net),
  * always taken down by the returned `down()`, which removes exactly what lab.json lists.
  */
-import { labDown, labUp, readLab, runPlugin, inNs, type LabState, type LabTools } from "../../net/lab/lab.ts";
+import { labDown, labUp } from "../../net/lab/lab.ts";
+import { readLab, type LabState } from "../../net/lab/state.ts";
+import { runPlugin, inNs, type LabTools } from "../../net/lab/plugin.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 import { PLUGIN, WEAVE, uniqueName } from "./env.ts";
 

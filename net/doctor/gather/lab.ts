@@ -13,7 +13,8 @@
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { netnsPath } from "../../host/netns.ts";
-import { pidAlive, type LabState } from "../../lab/lab.ts";
+import type { LabState } from "../../lab/state.ts";
+import { pidAlive } from "../../host/process.ts";
 import { agentGetInNetns, ping, tcpConnect, type Exec } from "./exec.ts";
 import { parseAddrs, parseHttp, parseLinks, parseNftDrops, parseReport, parseRoutes } from "../parse.ts";
 import { bridgeIp } from "../checks-node.ts";

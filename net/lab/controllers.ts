@@ -1,0 +1,128 @@
+/**
+ * What keeps the lab's API objects true to the lab, once a second: each lab node is a
+ * Node (registered once, Ready, as its kubelet would), each node runs the DaemonSet
+ * weave-net's agent Pod (made from the install manifests' template, as the DaemonSet
+ * controller would), and that pod's status follows the node's real agent process: Running
+ * and Ready when it answers GET /status with 200 (the DaemonSet's readiness probe, made
+ * from inside the node's namespace), not ready while it is not, terminated while it is
+ * stopped, with the restart count of `lab agent start`. The DaemonSet's status counts
+ * them. A node gone from lab.json loses its agent pod.
+ */
+import { cpus, release, totalmem } from "node:os";
+import type { V1DaemonSet } from "@kubernetes/client-node";
+import { NAME, NAMESPACE } from "../../manifests/settings.ts";
+import { httpGetInNetns } from "../host/netns-http.ts";
+import { netnsPath } from "../host/netns.ts";
+import { pidAlive } from "../host/process.ts";
+import type { Store } from "./api-server.ts";
+import {
+  type AgentSeen,
+  agentPod,
+  agentPodName,
+  agentPodStatus,
+  daemonSetStatus,
+  type NodeInfo,
+  nodeObject,
+  nodeReady,
+} from "./objects.ts";
+import { type LabNode, readLab } from "./state.ts";
+
+const AGENT_PORT = 6784;
+
+export class LabControllers {
+  private registered = new Set<string>();
+  private seen = new Map<string, AgentSeen>();
+  private timer?: ReturnType<typeof setInterval>;
+  private syncing = false;
+  private readonly info: NodeInfo;
+
+  constructor(
+    private lab: string,
+    private store: Store,
+    private log: (line: string) => void,
+  ) {
+    const architecture = process.arch === "x64" ? "amd64" : process.arch;
+    this.info = {
+      kernelVersion: release(),
+      architecture,
+      memoryKi: Math.floor(totalmem() / 1024),
+      cpus: cpus().length,
+    };
+  }
+
+  start(periodMs = 1000): void {
+    this.timer = setInterval(() => void this.sync(), periodMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** One pass; passes never overlap. */
+  async sync(): Promise<void> {
+    if (this.syncing) return;
+    this.syncing = true;
+    try {
+      const s = readLab(this.lab);
+      if (!s) return;
+      for (const n of s.nodes) this.register(n);
+      const ds = this.store.get("apps/v1", "DaemonSet", NAME, NAMESPACE) as V1DaemonSet | undefined;
+      if (!ds) return;
+      const seen = await Promise.all(s.nodes.map((n) => this.observe(n)));
+      s.nodes.forEach((n, i) => {
+        this.agentPodFor(ds, n, seen[i]!);
+      });
+      this.removeStrayAgentPods(s.nodes);
+      const ready = seen.filter((x) => x.ready).length;
+      this.store.put({ ...ds, status: daemonSetStatus(ds, s.nodes.length, ready) });
+    } catch (e) {
+      this.log(`sync: ${(e as Error).message}`);
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  /** The Node of a lab node, once (a later `kubectl delete node` is the user's to make). */
+  private register(n: LabNode): void {
+    if (this.registered.has(n.name)) return;
+    this.registered.add(n.name);
+    if (this.store.get("v1", "Node", n.name)) return;
+    const node = nodeObject(n, this.info);
+    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    node.status!.conditions = nodeReady(now);
+    this.store.put(node);
+    this.log(`registered node ${n.name} (${n.ip})`);
+  }
+
+  private async observe(n: LabNode): Promise<AgentSeen> {
+    const before = this.seen.get(n.name);
+    const running = pidAlive(n.agentPid);
+    const probe = running ? await httpGetInNetns(netnsPath(n.netns), AGENT_PORT, "/status") : undefined;
+    const ready = probe !== undefined && "status" in probe && probe.status === 200;
+    const restarts = n.agentRestarts ?? 0;
+    const sameRun = before && before.restarts === restarts && before.running === running;
+    const startedAt = sameRun ? before.startedAt : new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const seen = { running, ready, restarts, startedAt, ...(running ? {} : { exitCode: 0 }) };
+    this.seen.set(n.name, seen);
+    return seen;
+  }
+
+  private agentPodFor(ds: V1DaemonSet, n: LabNode, seen: AgentSeen): void {
+    const name = agentPodName(n.name);
+    const existing = this.store.get("v1", "Pod", name, NAMESPACE);
+    const pod = existing ?? this.store.put(agentPod(ds, n.name));
+    if (pod.metadata.deletionTimestamp) {
+      this.store.delete("v1", "Pod", name, NAMESPACE);
+      return;
+    }
+    this.store.put({ ...pod, status: agentPodStatus(pod, n, seen) });
+  }
+
+  private removeStrayAgentPods(nodes: LabNode[]): void {
+    const wanted = new Set(nodes.map((n) => agentPodName(n.name)));
+    for (const p of this.store.list("v1", "Pod", NAMESPACE)) {
+      const ours = p.metadata.ownerReferences?.some((o: { kind: string; name: string }) => o.name === NAME);
+      if (ours && !wanted.has(p.metadata.name)) this.store.delete("v1", "Pod", p.metadata.name, NAMESPACE);
+    }
+  }
+}
