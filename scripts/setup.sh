@@ -5,17 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the lab and tests need the kernel tools; the e2e tests need real CNI
-# clients (podman, libcni) and Debian's reference plugins.
+# clients (podman, libcni, containerd's CRI) and Debian's reference plugins; the lab's
+# kubectl checklist needs a kubectl (Debian's kubernetes-client where there is none).
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for pkg in iproute2 iputils-ping nftables iperf3 ethtool util-linux jq \
-           containernetworking-plugins iptables podman runc busybox-static \
+           containernetworking-plugins iptables podman runc busybox-static containerd \
            golang-go golang-github-appc-cni-dev; do
   have "$pkg" || need+=("$pkg")
 done
+command -v kubectl >/dev/null || have kubernetes-client || need+=(kubernetes-client)
 if [ "${WEAVE_SETUP_MINIMAL:-}" = 1 ]; then
   # The quick start needs only the lab's tools.
-  keep=(); for p in "${need[@]}"; do case "$p" in iproute2|iputils-ping|nftables|iperf3|util-linux) keep+=("$p");; esac; done
+  keep=(); for p in "${need[@]}"; do case "$p" in iproute2|iputils-ping|nftables|iperf3|util-linux|kubernetes-client) keep+=("$p");; esac; done
   need=("${keep[@]}")
 fi
 if [ ${#need[@]} -gt 0 ]; then
