@@ -28,10 +28,12 @@ import {
 import { type LabNode, readLab } from "./state.ts";
 
 const AGENT_PORT = 6784;
+/** How often a node's agent is probed (its readiness probe); lab.json is read more often. */
+const PROBE_MS = 1000;
 
 export class LabControllers {
   private registered = new Set<string>();
-  private seen = new Map<string, AgentSeen>();
+  private seen = new Map<string, AgentSeen & { at: number; pid: number }>();
   private timer?: ReturnType<typeof setInterval>;
   private syncing = false;
   private readonly info: NodeInfo;
@@ -50,7 +52,7 @@ export class LabControllers {
     };
   }
 
-  start(periodMs = 1000): void {
+  start(periodMs = 200): void {
     this.timer = setInterval(() => void this.sync(), periodMs);
   }
 
@@ -96,13 +98,23 @@ export class LabControllers {
 
   private async observe(n: LabNode): Promise<AgentSeen> {
     const before = this.seen.get(n.name);
+    const fresh = before && before.pid === n.agentPid && Date.now() - before.at < PROBE_MS;
+    if (fresh && before.running === pidAlive(n.agentPid)) return before;
     const running = pidAlive(n.agentPid);
     const probe = running ? await httpGetInNetns(netnsPath(n.netns), AGENT_PORT, "/status") : undefined;
     const ready = probe !== undefined && "status" in probe && probe.status === 200;
     const restarts = n.agentRestarts ?? 0;
     const sameRun = before && before.restarts === restarts && before.running === running;
     const startedAt = sameRun ? before.startedAt : new Date().toISOString().replace(/\.\d+Z$/, "Z");
-    const seen = { running, ready, restarts, startedAt, ...(running ? {} : { exitCode: 0 }) };
+    const seen = {
+      running,
+      ready,
+      restarts,
+      startedAt,
+      at: Date.now(),
+      pid: n.agentPid,
+      ...(running ? {} : { exitCode: 0 }),
+    };
     this.seen.set(n.name, seen);
     return seen;
   }
