@@ -26,10 +26,11 @@
  * (`weave status ipam`). `bun` is the Bun that runs this benchmark (process.execPath).
  *
  * (b) For each join: a fresh 2-node lab with no pods (labUp, "bi" + 5 + one of 0-9, b-k),
- * then node 3 made the way labUp makes nodes: namespace <lab>-n3, a veth from the
- * underlay bridge to its eth0 198.18.0.13/24 (MTU 1500), added to lab.json (so labDown
- * and `weave lab down` remove it), and the agent started with lab.ts's startAgent
- * (`weave agent --data-dir <lab dir>/n3 --nickname <lab>-n3 --peers 198.18.0.11,198.18.0.12`).
+ * then node 3 made the way labUp makes nodes (lab.ts createNode: namespace <lab>-n3, a veth
+ * from the underlay bridge to its eth0 198.18.0.13/24, recorded in lab.json so labDown
+ * removes it), listed as a Node by the lab's API before its agent is started with lab.ts's
+ * startAgent (`weave agent --data-dir <lab dir>/n3 --nickname <lab>-n3 --kubeconfig
+ * <lab dir>/node-kubeconfig`: peers from the Node list, as in a cluster).
  * A poller (a Bun script inside <lab>-n3, started and ready before the agent) POSTs
  * /ip/<probe id> every --poll ms until one answers 201; join time = that answer's
  * arrival - the moment just before the agent was spawned (both read from
