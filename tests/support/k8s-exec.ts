@@ -81,7 +81,7 @@ export function startLabKubelet(lab: LabState): LabKubelet {
       stopped ||
       !node ||
       pods.has(key) ||
-      pod.status?.phase ||
+      (pod.status?.phase && pod.status.phase !== "Pending") ||
       !store?.get("v1", "Pod", pod.metadata.name, pod.metadata.namespace)
     )
       return;
