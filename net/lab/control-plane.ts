@@ -23,6 +23,7 @@ import { inNetns, netnsPath } from "../host/netns.ts";
 import { type ApiServer, startApiServer } from "./api-server.ts";
 import { LabControllers } from "./controllers.ts";
 import { LabKubelet } from "./kubelet.ts";
+import { labPodRuntime } from "./pod-runtime.ts";
 import type { LabTools } from "./plugin.ts";
 import { API_IP, API_PORT, labDir, mustReadLab, updateLab } from "./state.ts";
 
@@ -102,7 +103,9 @@ function forwardInto(netns: string, hostname: string, port: number, target: numb
 export async function serveLab(lab: string, tools: LabTools): Promise<void> {
   const s = mustReadLab(lab);
   const log = (line: string) => console.error(`${new Date().toISOString()} control-plane: ${line}`);
-  const api: ApiServer = await startApiServer({ gracefulPodDeletion: true } as Parameters<typeof startApiServer>[0]);
+  let kubelet: LabKubelet | undefined;
+  const pods = labPodRuntime(lab, tools, (namespace, name) => kubelet?.netnsOf(namespace, name));
+  const api: ApiServer = await startApiServer({ gracefulPodDeletion: true, kubernetesService: true, pods });
   const settings = manifestSettings(s.ipallocRange ? { ipallocRange: s.ipallocRange } : {});
   for (const o of renderManifests(settings)) api.store.put(o as Record<string, unknown>);
   const underlay = forwardInto(netnsPath(s.underlay), API_IP, API_PORT, api.port);
@@ -111,7 +114,7 @@ export async function serveLab(lab: string, tools: LabTools): Promise<void> {
   writeFileSync(nodeKubeconfig, labKubeconfig(lab, nodeUrl));
   writeFileSync(kubeconfigPath(lab), labKubeconfig(lab, api.url));
 
-  const kubelet = new LabKubelet(lab, tools, api.store, log);
+  kubelet = new LabKubelet(lab, tools, api.store, log);
   kubelet.start();
   const controllers = new LabControllers(lab, api.store, log);
   await controllers.sync();

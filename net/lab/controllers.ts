@@ -28,7 +28,7 @@ import {
 import { type LabNode, readLab } from "./state.ts";
 
 const AGENT_PORT = 6784;
-/** How often a node's agent is probed (its readiness probe); lab.json is read more often. */
+/** How often a ready agent is probed (its readiness probe); one not ready yet, at every pass. */
 const PROBE_MS = 1000;
 
 export class LabControllers {
@@ -98,7 +98,7 @@ export class LabControllers {
 
   private async observe(n: LabNode): Promise<AgentSeen> {
     const before = this.seen.get(n.name);
-    const fresh = before && before.pid === n.agentPid && Date.now() - before.at < PROBE_MS;
+    const fresh = before?.ready && before.pid === n.agentPid && Date.now() - before.at < PROBE_MS;
     if (fresh && before.running === pidAlive(n.agentPid)) return before;
     const running = pidAlive(n.agentPid);
     const probe = running ? await httpGetInNetns(netnsPath(n.netns), AGENT_PORT, "/status") : undefined;

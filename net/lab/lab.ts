@@ -196,7 +196,17 @@ function createUnderlay(s: LabState): void {
   }
 }
 
-/** Start the agents of `nodes` and wait until they are ready and meshed. */
+/** Wait until the weave-net DaemonSet counts every node's agent pod Ready (kubectl shows 1/1). */
+async function waitAgentPodsReady(s: LabState, timeoutMs = 10000): Promise<void> {
+  const api = labApi(s);
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await Bun.sleep(50)) {
+    const ds = await api.get("/apis/apps/v1/namespaces/kube-system/daemonsets/weave-net");
+    if (ds?.status?.numberReady === mustReadLab(s.name).nodes.length) return;
+  }
+  throw new WeaveError("E_LAB_API", `the weave-net agent pods were not all Ready within ${timeoutMs / 1000}s`);
+}
+
+/** Start the agents of `nodes` and wait until they are ready and meshed, and their pods say so. */
 export async function startAgents(tools: LabTools, name: string, nodes: LabNode[]): Promise<LabState> {
   for (const node of nodes) {
     const s = mustReadLab(name);
@@ -208,6 +218,7 @@ export async function startAgents(tools: LabTools, name: string, nodes: LabNode[
   const s = mustReadLab(name);
   for (const node of nodes) await waitAgentReady(tools, findNode(s, node.name));
   await waitMesh(tools, s);
+  await waitAgentPodsReady(s);
   return s;
 }
 
