@@ -1,6 +1,7 @@
 /**
- * What keeps the lab's API objects true to the lab, once a second: each lab node is a
- * Node (registered once, Ready, as its kubelet would), each node runs the DaemonSet
+ * What keeps the lab's API objects true to the lab, several times a second: each lab node
+ * is a Node (registered once, Ready, with its Lease in kube-node-lease, as its kubelet
+ * would), each node runs the DaemonSet
  * weave-net's agent Pod (made from the install manifests' template, as the DaemonSet
  * controller would), and that pod's status follows the node's real agent process: Running
  * and Ready when it answers GET /status with 200 (the DaemonSet's readiness probe, made
@@ -22,6 +23,7 @@ import {
   agentPodStatus,
   daemonSetStatus,
   type NodeInfo,
+  nodeLease,
   nodeObject,
   nodeReady,
 } from "./objects.ts";
@@ -93,6 +95,7 @@ export class LabControllers {
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     node.status!.conditions = nodeReady(now);
     this.store.put(node);
+    this.store.put(nodeLease(n.name, this.store.get("v1", "Node", n.name)!.metadata.uid, now));
     this.log(`registered node ${n.name} (${n.ip})`);
   }
 

@@ -58,6 +58,20 @@ export function nodeObject(n: LabNode, info: NodeInfo): V1Node {
   };
 }
 
+/** The node's Lease in kube-node-lease, owned by its Node (what `kubectl describe node` shows). */
+export function nodeLease(node: string, nodeUid: string, now: string) {
+  return {
+    apiVersion: "coordination.k8s.io/v1",
+    kind: "Lease",
+    metadata: {
+      name: node,
+      namespace: "kube-node-lease",
+      ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node, uid: nodeUid }],
+    },
+    spec: { holderIdentity: node, leaseDurationSeconds: 40, renewTime: now.replace("Z", ".000000Z") },
+  };
+}
+
 /** The kubelet's Ready condition (the agent adds NetworkUnavailable itself). */
 export function nodeReady(now: string): NonNullable<V1Node["status"]>["conditions"] {
   return [
