@@ -3,7 +3,19 @@
  * functions of the objects (no client here: net/k8s/ talks to the API, net/doctor/ only
  * judges what was gathered).
  */
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1Node, V1Pod } from "@kubernetes/client-node";
+
+/** What a weave lab's nodes say they run (status.nodeInfo.containerRuntimeVersion): `weave-lab://<version>`. */
+export const LAB_RUNTIME_PREFIX = "weave-lab://";
+
+/**
+ * A weave lab runs no kube-proxy and no cluster DNS: Service addresses lead nowhere in it
+ * and names do not resolve. True when every node says it is a lab node.
+ */
+export function isLab(nodes: readonly V1Node[]): boolean {
+  const runtime = (n: V1Node) => n.status?.nodeInfo?.containerRuntimeVersion ?? "";
+  return nodes.length > 0 && nodes.every((n) => runtime(n).startsWith(LAB_RUNTIME_PREFIX));
+}
 
 /** The inferred service range is this prefix around the `kubernetes` ClusterIP (kubeadm's 10.96.0.0/12). */
 export const INFERRED_SERVICE_PREFIX = 12;

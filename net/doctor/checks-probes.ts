@@ -28,6 +28,8 @@ export type ProbeFacts = {
   error?: string;
   /** Why the service probe was not run. */
   serviceSkipped?: string;
+  /** Why the DNS probe was not run. */
+  dnsSkipped?: string;
   /** What could not be removed afterwards. */
   cleanup: string[];
 };
@@ -190,6 +192,10 @@ export function checkProbes(f: ProbeFacts): CheckResult[] {
     "pods cannot reach Services: check kube-proxy on this node (its logs, its iptables/ipvs rules) " +
     "and that the pod range does not overlap the service range (range-overlap)";
   perNode("service", "probe-service", "reaching the kubernetes Service at", serviceFix);
+  if (f.dnsSkipped && up.length)
+    out.push(
+      result("probe-dns", "warn", undefined, `not probed: ${f.dnsSkipped}`, "check cluster DNS in a real cluster"),
+    );
   const dnsFix =
     "cluster DNS fails from pods: check the CoreDNS pods (kubectl -n kube-system get pods -l k8s-app=kube-dns) " +
     "and that this node reaches the kube-dns Service (probe-service, probe-ping)";

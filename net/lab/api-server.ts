@@ -58,6 +58,5 @@ export {
   type RequestRecord,
   type ServeHandlers,
   startApiServer,
-  type WebSocketRoute,
 } from "./api/server.ts";
 export { Store, type WatchEvent, type Watcher } from "./api/store.ts";

@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import type { V1DaemonSet, V1Node, V1Pod, V1PodStatus } from "@kubernetes/client-node";
 import { NAME, NAMESPACE } from "../../manifests/settings.ts";
+import { LAB_RUNTIME_PREFIX } from "../cluster-facts.ts";
 import { VERSION } from "../version.ts";
 import type { LabNode } from "./state.ts";
 
@@ -15,7 +16,7 @@ import type { LabNode } from "./state.ts";
 export type NodeInfo = { kernelVersion: string; architecture: string; memoryKi: number; cpus: number };
 
 export const LAB_KUBELET_VERSION = "v1.32.0-weave-lab";
-export const LAB_RUNTIME = `weave-lab://${VERSION}`;
+export const LAB_RUNTIME = `${LAB_RUNTIME_PREFIX}${VERSION}`;
 /** The image the lab's pods name: they run no process, only a network namespace. */
 export const LAB_POD_IMAGE = "weave-lab/pod";
 

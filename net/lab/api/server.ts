@@ -3,7 +3,7 @@
  * told otherwise), a kubeconfig for it, down/up to simulate an outage, and more
  * listeners on demand (`listen`, synchronous, so the lab can open one while its thread
  * is switched into another network namespace). Websocket upgrades go to the exec
- * protocol (exec.ts) or, for tests, to a route of their own (`websocket`).
+ * protocol (exec.ts).
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,17 +30,6 @@ export interface RequestRecord {
   contentType: string | null;
 }
 
-/**
- * A websocket endpoint a test plugs in: `route` looks at an upgrade request and returns
- * the socket's data and the subprotocol to answer with, or undefined to leave the
- * request to the server; `handler` then serves the socket (Bun's websocket handlers).
- */
-export interface WebSocketRoute {
-  route(req: Request, url: URL, store: Store): { data: unknown; protocol?: string } | undefined;
-  // biome-ignore lint/suspicious/noExplicitAny: the route's own socket data, opaque to the server.
-  handler: WebSocketHandler<any>;
-}
-
 /** Options of the server. */
 export interface ApiServerOptions {
   /** Namespaces that exist at start (default: default, kube-system, kube-public, kube-node-lease). */
@@ -58,8 +47,6 @@ export interface ApiServerOptions {
   kubernetesService?: boolean;
   /** DELETE of a Pod bound to a node marks it (deletionTimestamp) for the kubelet to finish; default: immediate. */
   gracefulPodDeletion?: boolean;
-  /** A test's own websocket endpoint (tests/support/k8s-exec.ts), tried before the exec protocol. */
-  websocket?: WebSocketRoute;
 }
 
 /** The fetch and websocket handlers, for a `Bun.serve` of one's own. */
@@ -137,20 +124,14 @@ function seed(store: Store, handler: Handler, namespaces: string[], kubernetesSe
   );
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: a socket holds an exec session or the test route's own data.
-type Socket = import("bun").ServerWebSocket<any>;
+type Socket = import("bun").ServerWebSocket<ExecSession>;
 
-/** The websocket handlers: exec sessions (those in `execSessions`) here, any other socket to the test's route. */
-function socketHandlers(execSessions: WeakSet<object>, custom?: WebSocketHandler<unknown>): WebSocketHandler<unknown> {
-  const own = (ws: Socket) => typeof ws.data === "object" && ws.data !== null && execSessions.has(ws.data);
-  return {
-    open: (ws: Socket) =>
-      own(ws) ? void openExec(ws as import("bun").ServerWebSocket<ExecSession>) : custom?.open?.(ws),
-    message: (ws: Socket, m: string | Buffer) =>
-      own(ws) ? execMessage(ws, m) : custom?.message?.(ws, m as Buffer<ArrayBuffer>),
-    close: (ws: Socket, code: number, reason: string) => (own(ws) ? execClose(ws) : custom?.close?.(ws, code, reason)),
-  };
-}
+/** The websocket handlers: every socket is an exec session. */
+const socketHandlers = {
+  open: (ws: Socket) => void openExec(ws),
+  message: (ws: Socket, m: string | Buffer) => execMessage(ws, m),
+  close: (ws: Socket) => execClose(ws),
+} as unknown as WebSocketHandler<unknown>;
 
 /** Starts the server (127.0.0.1 and an ephemeral port unless `hostname`/`port` say otherwise). */
 export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
@@ -159,7 +140,6 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   const streams = new Set<() => void>();
   const handler = new Handler(store, streams, { pods: opts.pods, gracefulPodDeletion: opts.gracefulPodDeletion });
   seed(store, handler, opts.namespaces ?? DEFAULT_NAMESPACES, opts.kubernetesService ?? false);
-  const execSessions = new WeakSet<object>();
 
   const fetch = async (req: Request, srv: Server): Promise<Response | undefined> => {
     const url = new URL(req.url);
@@ -171,17 +151,11 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     });
     const upgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
     if (!upgrade) return handler.handle(req, url);
-    const custom = opts.websocket?.route(req, url, store);
-    if (custom) {
-      const headers: Record<string, string> = custom.protocol ? { "Sec-WebSocket-Protocol": custom.protocol } : {};
-      if (srv.upgrade(req, { data: custom.data, headers })) return undefined;
-    }
     const t = target(segmentsOf(url));
     if (t?.sub !== "exec" || !t.name) return handler.handle(req, url);
     try {
       const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
       const session = prepareExec(handler.podFor(t), url.searchParams, offered, opts.pods);
-      execSessions.add(session);
       const headers = { "Sec-WebSocket-Protocol": session.protocol };
       if (srv.upgrade(req, { data: session, headers })) return undefined;
       return new Response("websocket upgrade failed", { status: 400 });
@@ -190,7 +164,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       return Response.json(err.toStatus(), { status: err.code });
     }
   };
-  const websocket = socketHandlers(execSessions, opts.websocket?.handler);
+  const websocket = socketHandlers;
   const handlers: ServeHandlers = { fetch, websocket };
 
   const hostname = opts.hostname ?? "127.0.0.1";
