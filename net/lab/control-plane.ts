@@ -1,6 +1,6 @@
 /**
  * The lab's control plane: one process (`weave lab serve`, started by `lab up`) that runs
- * the lab's API server, its kubelet and its controllers for the whole lab.
+ * the lab's API server, its scheduler, its kubelet and its controllers for the whole lab.
  *
  * - The API server answers kubectl on this machine at 127.0.0.1:<ephemeral port> (the
  *   kubeconfig /run/weave-lab/<name>/kubeconfig) and the agents inside the node
@@ -24,6 +24,7 @@ import { type ApiServer, startApiServer } from "./api-server.ts";
 import { LabControllers } from "./controllers.ts";
 import { LabKubelet } from "./kubelet.ts";
 import { labPodRuntime } from "./pod-runtime.ts";
+import { schedulePending } from "./scheduler.ts";
 import type { LabTools } from "./plugin.ts";
 import { API_IP, API_PORT, labDir, mustReadLab, updateLab } from "./state.ts";
 
@@ -119,6 +120,7 @@ export async function serveLab(lab: string, tools: LabTools): Promise<void> {
   const controllers = new LabControllers(lab, api.store, log);
   await controllers.sync();
   controllers.start();
+  const scheduler = setInterval(() => schedulePending(lab, api.store, log), 200);
   updateLab(lab, (state) => {
     state.kubeconfig = kubeconfigPath(lab);
     state.controlPlane = { pid: process.pid, url: api.url, nodeUrl, nodeKubeconfig };
@@ -130,6 +132,7 @@ export async function serveLab(lab: string, tools: LabTools): Promise<void> {
     process.once("SIGINT", () => resolve());
   });
   log("stopping");
+  clearInterval(scheduler);
   controllers.stop();
   kubelet.stop();
   underlay.stop(true);
