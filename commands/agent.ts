@@ -56,6 +56,9 @@ function parsePeers(source: string, text: unknown): string[] {
   return out;
 }
 
+/** How long a stop may take to finish what is pending before the agent exits anyway. */
+const STOP_GRACE_MS = 10_000;
+
 export function parseAgentOptions(o: AgentOptions, env: Record<string, string | undefined>) {
   const rangeText = o.ipallocRange ?? env.IPALLOC_RANGE ?? "10.32.0.0/12";
   let range: Cidr;
@@ -224,18 +227,34 @@ export async function run(o: AgentOptions): Promise<number> {
   }
   const timer = setInterval(() => agent.reconcile(), 5000);
 
+  // A graceful stop finishes its work: requests in flight are answered, retired veths
+  // deleted and state written; a second signal, or STOP_GRACE_MS, ends it anyway.
   return await new Promise<number>((resolve) => {
-    const stop = (sig: string) => {
-      log(`${sig}: stopping (the bridge and pods stay as they are)`);
+    let stopping = false;
+    const stop = async (sig: string) => {
+      if (stopping) {
+        log(`${sig} again: exiting now`);
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log(`${sig}: stopping; finishing pending work first (the bridge and pods stay as they are)`);
+      const giveUp = setTimeout(() => {
+        log(`pending work not finished after ${STOP_GRACE_MS / 1000} s: exiting anyway`);
+        resolve(1);
+      }, STOP_GRACE_MS);
       clearInterval(timer);
-      void nodePeers?.stop();
+      await server.stop();
+      await nodePeers?.stop();
+      agent.finishPending();
       agent.stop();
-      server.stop(true);
       store.close();
       host.close();
+      clearTimeout(giveUp);
+      log("stopped");
       resolve(0);
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
   });
 }

@@ -272,6 +272,11 @@ export class Agent {
     );
   }
 
+  /** Finish what is deferred (retired host veths are deleted now), before a stop. */
+  finishPending(): void {
+    this.cni.flush();
+  }
+
   stop(): void {
     this.router?.stop();
     this.deps.masq?.remove();

@@ -193,6 +193,23 @@ describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
     for (const x of [id, nextId]) expect(lab.cni(env("DEL", { CNI_CONTAINERID: x }), conf()).code).toBe(0);
   }, 60_000);
 
+  test("a stop right after a DEL finishes it: the host veth is gone before the agent exits", async () => {
+    const id = cid();
+    const add = lab.cni(env("ADD", { CNI_CONTAINERID: id, CNI_NETNS: lab.podNs() }), conf());
+    expect(add.code, add.stdout).toBe(0);
+    const veth = hostVethName(id, "eth0");
+    expect(lab.cni(env("DEL", { CNI_CONTAINERID: id }), conf()).code).toBe(0);
+    // DEL retires the veth; deleting it is deferred (about a second) unless the agent stops first
+    const node = lab.state.nodes[0]!;
+    await labAgent(lab.state.name, "stop", node.name, tools);
+    const links = inNs(lab.node, ["ip", "-o", "link", "show"]).stdout;
+    expect(links).not.toContain(veth);
+    const log = await Bun.file(`${node.dataDir}/agent.log`).text();
+    expect(log).toContain("SIGTERM: stopping; finishing pending work first");
+    expect(log.trimEnd().endsWith("stopped")).toBe(true);
+    await labAgent(lab.state.name, "start", node.name, tools);
+  }, 60_000);
+
   test("GC releases attachments the runtime no longer lists; STATUS is ok", async () => {
     for (const a of lab.held()) {
       const [, id, ifname] = a.split(/\s+/);
