@@ -21,7 +21,11 @@ async function main(argv: string[]): Promise<number> {
     .option("--ipalloc-range <cidr>", "Pod address range (env IPALLOC_RANGE; default 10.32.0.0/12)")
     .option("--mtu <bytes>", "Overlay MTU (env WEAVE_MTU; default: underlay MTU - 50)")
     .option("--bridge <name>", "Bridge name", { default: "weave" })
-    .option("--http-addr <host:port>", "Local API address", { default: "127.0.0.1:6784" })
+    .option("--http-addr <host:port>", "Local read-only API address", { default: "127.0.0.1:6784" })
+    .option(
+      "--socket <path>",
+      "Root-only unix socket for what changes state: CNI, /ip, rmpeer (default /run/weave/weave.sock)",
+    )
     .option("--nickname <name>", "This node's name (env HOSTNAME)")
     .option("--peers <list>", "Peers to connect to, comma or space separated ip[:port] (env KUBE_PEERS)")
     .option("--port <port>", "Mesh TCP port", { default: 6783 })
@@ -29,11 +33,23 @@ async function main(argv: string[]): Promise<number> {
     .option("--conn-limit <n>", "Most mesh connections (env CONN_LIMIT; default 200)")
     .option("--no-discovery", "Dial only --peers, not the peers they tell us about")
     .option("--kubeconfig <path>", "Follow this cluster's Node list for peers (automatic inside a pod)")
+    .option("--password-file <file>", "Encrypt the mesh with the password in this file (or env WEAVE_PASSWORD)")
     .option(
       "--ipalloc-init <how>",
       "How the address ring starts (env IPALLOC_INIT): consensus[=N] | seed=<name,...> | observer",
     )
     .action(async (o) => (await import("./commands/agent.ts")).run(o));
+  cli
+    .command(
+      "npc",
+      "Run the NetworkPolicy controller of this node (the DaemonSet's weave-npc container): " +
+        "policies, pods and namespaces -> one nftables table, inet weave-npc",
+    )
+    .option("--node-name <name>", "This node's name (env HOSTNAME): whose pods to enforce for")
+    .option("--kubeconfig <path>", "Kubeconfig file (default: in-cluster inside a pod, else $KUBECONFIG)")
+    .option("--metrics-addr <ip:port>", "GET /status (200 once synced) and /metrics", { default: "0.0.0.0:6781" })
+    .option("--resync <seconds>", "Full reconcile against the kernel this often", { default: 30 })
+    .action(async (o) => (await import("./commands/npc.ts")).run(o));
   cli
     .command("cni", "Act as the CNI plugin (reads CNI_* env and the config on stdin)")
     .action(async () => (await import("./commands/cni.ts")).run());
@@ -76,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
     .command(
       "lab <action> [...args]",
       "A Kubernetes cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | " +
+        "npc stop|start NODE | " +
         "cut|heal NODE | pod add NAME --node NODE | pod del NAME | node add | node remove NODE",
     )
     .option("--name <name>", "Lab name (default: the only lab up, else lab)")
@@ -97,7 +114,10 @@ async function main(argv: string[]): Promise<number> {
       "rmpeer <peer>",
       "Hand the address space of a peer gone for good (name or nickname) to the ring: its heir takes it over",
     )
-    .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })
+    .option(
+      "--socket <path>",
+      "The agent's root-only unix socket (default /run/weave/weave.sock, else where the agent reports it)",
+    )
     .action(async (peer, o) => (await import("./commands/rmpeer.ts")).run(peer, o));
   cli
     .command("report", "The local agent's full report as JSON")

@@ -36,7 +36,7 @@
 import { existsSync, writeFileSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { labUp } from "../net/lab/lab.ts";
-import { inNs, type LabTools } from "../net/lab/plugin.ts";
+import { agentSocket, inNs, type LabTools } from "../net/lab/plugin.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import { tools } from "../tests/support/lab.ts";
 import {
@@ -276,6 +276,7 @@ async function main(): Promise<number> {
     labMade = true; // labUp records its state before anything else; labDown reads it
     const lab = await labUp(name, 1, 0, labTools);
     const node = lab.nodes[0]!.netns;
+    ours.conf.socket = agentSocket(lab.nodes[0]!); // as the node's conflist names it
     await checkpoint();
 
     const newPod = (suffix: string) => {

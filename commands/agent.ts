@@ -1,15 +1,24 @@
-/** `weave agent`: settings from flags and env (Weave's names), then the agent and its HTTP API. */
+/**
+ * `weave agent`: settings from flags and env (Weave's names), then the agent and its HTTP API.
+ * The password (WEAVE_PASSWORD or --password-file, never a flag's value: command lines
+ * are public) is stretched into the mesh's key here and then dropped; no log has it.
+ */
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { Agent } from "../net/agent/agent.ts";
 import { handleApi } from "../net/agent/api.ts";
-import { parseCidr, CidrError, isIpv4, type Cidr } from "../net/cidr.ts";
+import { DEFAULT_AGENT_SOCKET } from "../net/cni/wire.ts";
+import { serveUnixHttp } from "../net/host/unix-http.ts";
+import { parseCidr, CidrError, formatCidr, isIpv4, type Cidr } from "../net/cidr.ts";
+import { meshPsk } from "../net/crypto/password.ts";
+import { NOISE_PROTOCOL } from "../net/mesh/channel.ts";
 import { WeaveError } from "../net/errors.ts";
 import { openHost } from "../net/host/host.ts";
 import { checkNetnsPath } from "../net/host/netns.ts";
 import { Store } from "../net/host/store.ts";
 import { tcpTransport } from "../net/host/tcp-transport.ts";
 import { applyMasq, masqInPlace, removeMasq } from "../net/host/nft.ts";
+import { npcAdmission } from "../net/host/npc-admission.ts";
 import { realScheduler } from "../net/mesh/transport.ts";
 import { isPeerName } from "../net/mesh/peer-name.ts";
 import type { Init } from "../net/ipam/ring.ts";
@@ -20,6 +29,8 @@ export type AgentOptions = {
   mtu?: string | number;
   bridge: string;
   httpAddr: string;
+  /** The root-only unix socket of what changes state (default /run/weave/weave.sock). */
+  socket?: string;
   nickname?: string;
   peers?: string;
   port?: string | number;
@@ -28,6 +39,7 @@ export type AgentOptions = {
   discovery?: boolean;
   ipallocInit?: string;
   kubeconfig?: string;
+  passwordFile?: string;
 };
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} weave-agent: ${m}\n`);
@@ -54,6 +66,14 @@ function parsePeers(source: string, text: unknown): string[] {
     out.push(p);
   }
   return out;
+}
+
+/** `--socket`: an absolute path that fits a unix socket address. */
+function socketSetting(text: unknown): string {
+  const path = text === undefined ? DEFAULT_AGENT_SOCKET : String(text);
+  if (!path.startsWith("/") || path.length > 107)
+    throw new WeaveError("E_BAD_FLAG", `--socket "${path}" must be an absolute path of at most 107 characters`);
+  return path;
 }
 
 /** How long a stop may take to finish what is pending before the agent exits anyway. */
@@ -91,6 +111,7 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
     dataDir: o.dataDir,
     nickname: o.nickname ?? env.HOSTNAME ?? hostname(),
     http: { hostname: m[1]!, port: Number(m[2]) },
+    socket: socketSetting(o.socket),
     peers,
     meshListen: `0.0.0.0:${port}`,
     advertise: o.advertiseAddress,
@@ -139,6 +160,47 @@ function parseInit(text: string | undefined, peers: string[], port: number): Ini
   );
 }
 
+export type Password = { bytes: Uint8Array; source: string };
+
+/**
+ * The mesh password: --password-file FILE (winning, like every flag) or WEAVE_PASSWORD,
+ * less one trailing newline (what `echo` and most editors leave). Its bytes as given: a
+ * file of random bytes is a fine password. Set but empty is an error, not "no password":
+ * an agent asked to encrypt never runs in the clear.
+ */
+export function readPassword(
+  o: Pick<AgentOptions, "passwordFile">,
+  env: Record<string, string | undefined>,
+  readFile: (path: string) => Uint8Array = readFileSync,
+): Password | undefined {
+  let password: Password;
+  if (o.passwordFile !== undefined) {
+    // cac turns a flag given without a value into `true`
+    if (typeof o.passwordFile !== "string" || o.passwordFile === "")
+      throw new WeaveError("E_BAD_FLAG", "--password-file needs the path of a file holding the password");
+    const source = `--password-file "${o.passwordFile}"`;
+    try {
+      password = { bytes: new Uint8Array(readFile(o.passwordFile)), source };
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new WeaveError("E_BAD_PASSWORD", `${source}: cannot read it (${why})`);
+    }
+  } else if (env.WEAVE_PASSWORD !== undefined) {
+    password = { bytes: new TextEncoder().encode(env.WEAVE_PASSWORD), source: "WEAVE_PASSWORD" };
+  } else return undefined;
+  const b = password.bytes;
+  const newline = b.at(-1) === 0x0a ? (b.at(-2) === 0x0d ? 2 : 1) : 0;
+  password.bytes = b.subarray(0, b.length - newline);
+  if (password.bytes.length === 0) {
+    const fix =
+      password.source === "WEAVE_PASSWORD"
+        ? "give a password, or unset WEAVE_PASSWORD"
+        : "put the password in the file";
+    throw new WeaveError("E_BAD_PASSWORD", `${password.source} is empty: ${fix} (no password means no encryption)`);
+  }
+  return password;
+}
+
 /**
  * Once the agent is ready, set the Node's NetworkUnavailable condition to False; keep
  * retrying (never crash) while the API server is away.
@@ -165,11 +227,20 @@ function reportNetworkUp(kc: import("@kubernetes/client-node").KubeConfig, node:
 
 export async function run(o: AgentOptions): Promise<number> {
   const s = parseAgentOptions(o, process.env);
-  if (process.env.WEAVE_PASSWORD) {
-    throw new WeaveError(
-      "E_NO_ENCRYPTION",
-      "WEAVE_PASSWORD is set, but this agent cannot encrypt yet; unset it rather than run unencrypted while believing otherwise",
+  const password = readPassword(o, process.env);
+  // Nothing the agent starts (ip, nft, CNI plugins) needs to inherit it.
+  delete process.env.WEAVE_PASSWORD;
+  let psk: Uint8Array | undefined;
+  if (password) {
+    const t0 = performance.now();
+    psk = meshPsk(password.bytes, formatCidr(s.range));
+    password.bytes.fill(0);
+    const took = Math.round(performance.now() - t0);
+    log(
+      `encryption: on, password from ${password.source}; mesh: ${NOISE_PROTOCOL}, key stretched by scrypt in ${took} ms`,
     );
+    // Said at every start until the WireGuard datapath exists: the password does not cover pods yet.
+    log("encryption: the mesh is encrypted; pod traffic between nodes (VXLAN) is NOT encrypted yet");
   }
   const host = openHost();
   const store = new Store(s.dataDir);
@@ -199,6 +270,8 @@ export async function run(o: AgentOptions): Promise<number> {
       noMasqLocal: s.noMasqLocal,
       ipallocInit: s.ipallocInit,
       kube: s.kube,
+      socket: s.socket,
+      meshPsk: psk,
     },
     {
       host,
@@ -211,10 +284,17 @@ export async function run(o: AgentOptions): Promise<number> {
       masq: { apply: applyMasq, inPlace: masqInPlace, remove: removeMasq },
       machineId,
       reclaimLock,
+      admission: npcAdmission,
     },
   );
-  const server = Bun.serve({ hostname: s.http.hostname, port: s.http.port, fetch: (req) => handleApi(agent, req) });
-  log(`API on http://${s.http.hostname}:${s.http.port}, data dir ${s.dataDir}`);
+  const server = Bun.serve({
+    hostname: s.http.hostname,
+    port: s.http.port,
+    fetch: (req) => handleApi(agent, req, { socket: s.socket }),
+  });
+  // What changes state goes over the root-only socket, with the caller's credentials from the kernel.
+  const socket = serveUnixHttp(s.socket, (req, peer) => handleApi(agent, req, { caller: peer, socket: s.socket }));
+  log(`API on http://${s.http.hostname}:${s.http.port} (read-only) and ${s.socket} (root), data dir ${s.dataDir}`);
   agent.start();
   let nodePeers: { stop(): Promise<void> } | undefined;
   if (kc) {
@@ -245,6 +325,7 @@ export async function run(o: AgentOptions): Promise<number> {
       }, STOP_GRACE_MS);
       clearInterval(timer);
       await server.stop();
+      socket.stop();
       await nodePeers?.stop();
       agent.finishPending();
       agent.stop();

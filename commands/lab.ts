@@ -77,6 +77,7 @@ function printPings(s: LabState): boolean {
 const USAGE = {
   up: "up [--name N] [--nodes N] [--pods M] [--ipalloc-range CIDR]",
   agent: "agent stop|start NODE",
+  npc: "npc stop|start NODE",
   pod: "pod add NAME --node NODE [--namespace NS] [--labels k=v,...] [--port NAME=PORT/PROTO]... | pod del NAME [--namespace NS]",
   node: "node add | node remove NODE",
 };
@@ -134,6 +135,14 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
       process.stdout.write(`agent of ${n.name} ${args[0] === "stop" ? "stopped" : `started (pid ${n.agentPid})`}\n`);
       return 0;
     }
+    case "npc": {
+      need(2, USAGE.npc);
+      const { labNpc } = await import("../net/lab/npc.ts");
+      const n = await labNpc(name, args[0]!, args[1]!, t);
+      const said = args[0] === "stop" ? "stopped (its rules stay)" : `started and synced (pid ${n.npcPid})`;
+      process.stdout.write(`weave npc of ${n.name} ${said}\n`);
+      return 0;
+    }
     case "cut":
     case "heal": {
       need(1, `${action} NODE`);
@@ -147,7 +156,10 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
     case "node":
       return await node(name, args, t);
     default:
-      throw new WeaveError("E_USAGE", `unknown lab action "${action}" (up, down, status, agent, cut, heal, pod, node)`);
+      throw new WeaveError(
+        "E_USAGE",
+        `unknown lab action "${action}" (up, down, status, agent, npc, cut, heal, pod, node)`,
+      );
   }
 }
 

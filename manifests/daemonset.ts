@@ -1,5 +1,5 @@
 /**
- * The DaemonSet `weave-net`: one agent on every node.
+ * The DaemonSet `weave-net`: one agent and one policy controller (weave-npc) on every node.
  *
  * Why each host-level choice:
  * - hostNetwork: the agent owns the node's `weave` bridge, VXLAN device and nftables.
@@ -10,8 +10,9 @@
  *   propagation and would still miss runtimes that keep namespaces elsewhere.
  * - privileged: netlink, nftables, setns and /proc/<pid>/root of another process.
  * - hostPath volumes, narrow on purpose (Weave mounted all of /opt and /etc): the CNI
- *   bin and conf dirs for the init container only, and /var/lib/weave for the agent's
- *   state (its peer name included, so a restarted agent is the same peer). The host's
+ *   bin and conf dirs for the init container only, /var/lib/weave for the agent's
+ *   state (its peer name included, so a restarted agent is the same peer), and /run/weave
+ *   for its root-only socket, where the plugin (on the host) makes its CNI calls. The host's
  *   /etc/machine-id is not mounted: cloned nodes share one, and a name kept in the
  *   data dir needs none.
  * - tolerations for every NoSchedule and NoExecute taint: a node without the network
@@ -30,6 +31,8 @@ export const HOST_CNI_BIN = "/host/opt/cni/bin";
 export const HOST_CNI_CONF = "/host/etc/cni/net.d";
 /** The agent's local API (readiness and liveness probes). */
 export const AGENT_API = { host: "127.0.0.1", port: 6784 } as const;
+/** weave npc's /status and /metrics. */
+export const NPC_PORT = 6781;
 
 const nodeNameEnv: V1EnvVar = {
   name: "HOSTNAME",
@@ -100,7 +103,28 @@ function agentContainer(s: ManifestSettings): V1Container {
     },
     securityContext: { privileged: true },
     resources: { requests: { cpu: "50m", memory: "100Mi" } },
-    volumeMounts: [mount("weavedb", "/var/lib/weave")],
+    volumeMounts: [mount("weavedb", "/var/lib/weave"), mount("weave-run", "/run/weave")],
+  };
+}
+
+/**
+ * weave-npc, the NetworkPolicy controller (`weave npc`), as Weave Net ran it: beside the
+ * agent in the same host-network pod, privileged for nftables, NFLOG and the br_netfilter
+ * sysctls. Ready once its first full sync is in the kernel (GET /status on :6781, where
+ * /metrics is too). It needs no volume: its state is the kernel's table and the API.
+ */
+function npcContainer(s: ManifestSettings): V1Container {
+  const probe = { httpGet: { host: AGENT_API.host, port: NPC_PORT, path: "/status" } };
+  return {
+    name: "weave-npc",
+    image: s.image,
+    imagePullPolicy: "IfNotPresent",
+    command: [IMAGE_BINARY, "npc"],
+    env: [nodeNameEnv],
+    ports: [{ name: "npc-metrics", containerPort: NPC_PORT, protocol: "TCP" }],
+    readinessProbe: { ...probe, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
+    securityContext: { privileged: true },
+    resources: { requests: { cpu: "10m", memory: "50Mi" } },
   };
 }
 
@@ -126,11 +150,12 @@ export function daemonSet(s: ManifestSettings): V1DaemonSet {
             { operator: "Exists", effect: "NoExecute" },
           ],
           initContainers: [initContainer(s)],
-          containers: [agentContainer(s)],
+          containers: [agentContainer(s), npcContainer(s)],
           volumes: [
             hostPath("cni-bin", "/opt/cni/bin", "DirectoryOrCreate"),
             hostPath("cni-conf", "/etc/cni/net.d", "DirectoryOrCreate"),
             hostPath("weavedb", "/var/lib/weave", "DirectoryOrCreate"),
+            hostPath("weave-run", "/run/weave", "DirectoryOrCreate"),
           ],
         },
       },

@@ -141,3 +141,15 @@ export function macForIp(ip: number): string {
   const bytes = [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255];
   return ["0a", "58", ...bytes.map((b) => b.toString(16).padStart(2, "0"))].join(":");
 }
+
+/** An address of either family in its canonical text (RFC 5952 for IPv6, as nft prints it). */
+export function canonicalIp(ip: string): string {
+  if (isIpv4(ip)) return ip;
+  if (isIpv6(ip)) return new Address6(ip).correctForm();
+  throw new CidrError(ip, "is not an IP address");
+}
+
+/** The family of an address: 4, 6, or undefined when it is neither. */
+export function ipFamily(ip: string): 4 | 6 | undefined {
+  return isIpv4(ip) ? 4 : isIpv6(ip) ? 6 : undefined;
+}

@@ -21,6 +21,7 @@ import { reconcileBridge, type BridgeSpec } from "./bridge.ts";
 import { overlayMtu } from "./mtu.ts";
 import { pickAdvertiseAddress } from "./addresses.ts";
 import { CniExecutor, PENDING_DELETE_DELAY_MS } from "./cni-exec.ts";
+import type { Admission } from "../host/npc-admission.ts";
 
 export interface AgentStore extends AllocStore {
   getMeta(key: string): string | undefined;
@@ -29,6 +30,8 @@ export interface AgentStore extends AllocStore {
 
 export type AgentConfig = {
   range: Cidr;
+  /** The root-only unix socket of what changes state (reported for tools to find). */
+  socket?: string;
   /** Overlay MTU; undefined = detect from the underlay. */
   mtu?: number;
   bridge: string;
@@ -47,6 +50,8 @@ export type AgentConfig = {
   /** Peers also come from the Kubernetes Node list (setPeers); wait for it before seeding. */
   kube?: boolean;
   noMasqLocal?: boolean;
+  /** The mesh's pre-shared key, from WEAVE_PASSWORD: every mesh connection encrypted, or refused. */
+  meshPsk?: Uint8Array;
   /** Extra router settings (tests shorten timers). */
   mesh?: Partial<RouterOptions>;
 };
@@ -66,6 +71,8 @@ export type AgentDeps = {
   machineId?: string;
   /** In a cluster: win the right to take over a removed peer's space (ConfigMap CAS). */
   reclaimLock?: (dead: string, heir: string) => Promise<boolean>;
+  /** weave npc's pending entries for new pods, written on CNI ADD (net/host/npc-admission.ts). */
+  admission?: Admission;
 };
 
 /** The id under which the bridge's own address is held (Weave's "expose"). */
@@ -115,6 +122,7 @@ export class Agent {
       allocator: () => (this.ready ? this.allocator : undefined),
       log: deps.log,
       defer: deps.defer ?? ((fn) => setTimeout(fn, PENDING_DELETE_DELAY_MS)),
+      admission: deps.admission,
     });
   }
 
@@ -198,6 +206,7 @@ export class Agent {
         connLimit: this.cfg.connLimit,
         discovery: this.cfg.discovery,
         keep: IpamKeeper.keep,
+        psk: this.cfg.meshPsk,
         ...this.cfg.mesh,
       });
       this.router.onChange(() => {

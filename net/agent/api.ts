@@ -2,6 +2,12 @@
  * The agent's local HTTP API: Weave's paths (/status and its sections, /report, /ip,
  * DELETE /peer/<name>) and the plugin's POST /cni. A plain Request -> Response function,
  * so tests call it without a socket.
+ *
+ * It is served twice: on TCP 127.0.0.1:6784, where every process on the node reaches
+ * it, only what reads (/status, /report, GET /ip) is answered, and a change answers 403
+ * naming the socket; on the root-only unix socket everything is, with the caller's
+ * credentials from the kernel (`caller`): a caller that is not root is refused, and the
+ * pid through which CNI_NETNS is opened is the kernel's, not the request's.
  */
 import { withPrefix } from "../cidr.ts";
 import { RangeFullError } from "../ipam/allocator.ts";
@@ -10,6 +16,12 @@ import type { Agent } from "./agent.ts";
 import { connectionsText, ipamText, peersText, report, statusText } from "./report.ts";
 import type { CniRequest } from "../cni/wire.ts";
 import { ID_RE } from "../cni/config.ts";
+import { DEFAULT_AGENT_SOCKET } from "../cni/wire.ts";
+
+/** Who called over the unix socket, as the kernel says (SO_PEERCRED). */
+export type Caller = { pid: number; uid: number };
+/** `caller` is set on the unix socket and absent on TCP; `socket` names it in refusals. */
+export type ApiOptions = { caller?: Caller; socket?: string };
 
 /** How long an allocation waits for address space from peers before giving up. */
 export const SPACE_WAIT_MS = 10_000;
@@ -20,10 +32,31 @@ const text = (body: string, status = 200) =>
     headers: { "content-type": "text/plain; charset=utf-8" },
   });
 
-export async function handleApi(agent: Agent, req: Request): Promise<Response> {
+/** The calls that change state: the CNI calls, allocating and releasing, rmpeer. */
+function changesState(method: string, path: string): boolean {
+  if (path === "/cni") return method === "POST";
+  if (/^\/ip\/[^/]+$/.test(path)) return method === "POST" || method === "DELETE";
+  return /^\/peer\/[^/]+$/.test(path) && method === "DELETE";
+}
+
+export async function handleApi(agent: Agent, req: Request, o: ApiOptions = {}): Promise<Response> {
   const url = new URL(req.url);
   const path = url.pathname.replace(/\/+$/, "") || "/";
   const m = req.method;
+
+  if (changesState(m, path)) {
+    const socket = o.socket ?? DEFAULT_AGENT_SOCKET;
+    if (!o.caller)
+      return text(
+        `${m} ${path} changes the network: it is served only on the agent's unix socket ${socket} (root only)`,
+        403,
+      );
+    if (o.caller.uid !== 0)
+      return text(
+        `${m} ${path}: only root may change the network (caller uid ${o.caller.uid}, pid ${o.caller.pid})`,
+        403,
+      );
+  }
 
   if (path === "/cni" && m === "POST") {
     if (!agent.ready) return text(`not ready: ${agent.reason}`, 503);
@@ -35,6 +68,7 @@ export async function handleApi(agent: Agent, req: Request): Promise<Response> {
     }
     if (!body || typeof body.command !== "string" || typeof body.conf !== "object")
       return text("body is not a CNI request", 400);
+    body.pid = o.caller!.pid;
     // Out of space: wait (bounded) for the ring to give us some before trying.
     if (body.command === "ADD" && agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
     return Response.json(agent.cni.run(body));

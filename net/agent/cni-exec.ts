@@ -14,11 +14,12 @@
 import type { NetHost } from "../host/host.ts";
 import type { NetnsCheck } from "../host/netns.ts";
 import { RangeFullError, type Allocator } from "../ipam/allocator.ts";
-import { macForIp, withPrefix } from "../cidr.ts";
+import { macForIp, numToIp, withPrefix } from "../cidr.ts";
 import { CniCode, CniError } from "../cni/errors.ts";
 import type { NetConf } from "../cni/config.ts";
 import type { Result } from "../cni/result.ts";
 import type { CniReply, CniRequest } from "../cni/wire.ts";
+import type { Admission } from "../host/npc-admission.ts";
 
 /** Link group of host veths waiting to be deleted ("we" in ASCII). */
 export const PENDING_GROUP = 0x7765;
@@ -32,6 +33,8 @@ export type ExecDeps = {
   log(msg: string): void;
   /** Schedules the group delete; tests run it at once. */
   defer(fn: () => void): void;
+  /** weave npc's pending entries for a new pod (net/host/npc-admission.ts); none without it. */
+  admission?: Admission;
 };
 
 /** Host-side veth name for an attachment: "vethwepl" + 7 hex of a hash (15 chars). */
@@ -170,6 +173,7 @@ export class CniExecutor {
       const { entry, created } = got;
       if (created) undo.push(() => void alloc.release(req.containerId, req.ifname));
       const address = withPrefix(entry.address, alloc.range);
+      this.admit(numToIp(entry.address), req.args.K8S_POD_NAMESPACE, undo);
 
       const mac = macForIp(entry.address);
       const mtu = req.conf.mtu ?? br.mtu;
@@ -211,6 +215,16 @@ export class CniExecutor {
     }
   }
 
+  /**
+   * Before any packet can flow: the pod's address into weave npc's pending maps, so a pod
+   * of a namespace with policies starts closed (see net/host/npc-admission.ts).
+   */
+  private admit(ip: string, namespace: string | undefined, undo: (() => void)[]): void {
+    const admission = this.d.admission;
+    if (!admission || !namespace) return;
+    if (admission.admit(ip, namespace)) undo.push(() => admission.release(ip));
+  }
+
   private del(req: CniRequest): void {
     const alloc = this.allocator();
     // Cut the pod off before its address can be handed out again.
@@ -232,6 +246,7 @@ export class CniExecutor {
     }
     if (veth && veth.group !== PENDING_GROUP) this.retire(veth.index, vethName);
     const gone = alloc.release(req.containerId, req.ifname);
+    for (const e of gone) this.d.admission?.release(numToIp(e.address));
     if (gone.length)
       this.d.log(
         `DEL ${req.containerId}/${req.ifname}: released ${gone.map((e) => withPrefix(e.address, alloc.range)).join(", ")}`,

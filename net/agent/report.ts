@@ -17,12 +17,14 @@ export function report(a: Agent): Record<string, unknown> {
     Ready: a.ready,
     Reason: a.reason,
     Version: VERSION,
+    /** Where what changes state is served (root only); tools read it here. */
+    Socket: a.cfg.socket,
     Router: r
       ? {
           Protocol: "weave",
           ProtocolMinVersion: PROTOCOL_MIN,
           ProtocolMaxVersion: PROTOCOL_MAX,
-          Encryption: "disabled",
+          Encryption: r.encrypted,
           PeerDiscovery: a.cfg.discovery ?? true,
           Name: a.name,
           NickName: a.cfg.nickname,
@@ -47,7 +49,7 @@ export function report(a: Agent): Record<string, unknown> {
             Outbound: c.outbound,
             State: c.state,
             Info: c.info,
-            Attrs: c.state === "established" ? { name: "fastdp", mtu: a.bridge?.mtu } : null,
+            Attrs: c.state === "established" ? { name: "fastdp", mtu: a.bridge?.mtu, encrypted: c.encrypted } : null,
           })),
           Targets: r.explicitTargets(),
           DatapathErrors: a.datapathErrors,
@@ -105,7 +107,7 @@ export function statusText(a: Agent): string {
       ["Service", "router"],
       ["Protocol", `weave ${PROTOCOL_MIN}..${PROTOCOL_MAX}`],
       ["Name", `${a.name}(${a.cfg.nickname})`],
-      ["Encryption", "disabled"],
+      ["Encryption", r.encrypted ? "enabled" : "disabled"],
       ["PeerDiscovery", a.cfg.discovery === false ? "disabled" : "enabled"],
       ["Targets", String(r.explicitTargets().length)],
       ["Connections", `${conns.length}${states.length ? ` (${states.join(", ")})` : ""}`],
@@ -151,7 +153,10 @@ export function connectionsText(a: Agent): string {
   if (!r) return "mesh not running\n";
   return `${r
     .connections()
-    .map((c) => `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${c.state.padEnd(12)} ${c.info}`)
+    .map((c) => {
+      const state = `${c.state}${c.encrypted ? " encrypted" : ""}`;
+      return `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${state.padEnd(22)} ${c.info}`;
+    })
     .join("\n")}\n`;
 }
 

@@ -5,6 +5,7 @@
 import { CniCode, CniError } from "./errors.ts";
 import { COMMAND_SINCE, compareVersions, requireSupported } from "./version.ts";
 import { parseResult, type Result } from "./result.ts";
+import { DEFAULT_AGENT_SOCKET } from "./wire.ts";
 
 export const COMMANDS = ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -29,6 +30,8 @@ export type NetConf = {
   hairpinMode: boolean;
   /** Pod MTU; default: the bridge's. */
   mtu?: number;
+  /** The agent's unix socket (default /run/weave/weave.sock). */
+  socket: string;
   prevResult?: Result;
   dns?: Result["dns"];
   /** GC only: the attachments the runtime still uses. */
@@ -153,6 +156,9 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
   if (mtu !== undefined && (typeof mtu !== "number" || !Number.isInteger(mtu) || mtu < 576 || mtu > 65535)) {
     throw invalid("mtu", mtu, "an integer from 576 to 65535");
   }
+  const socket = raw.socket ?? DEFAULT_AGENT_SOCKET;
+  if (typeof socket !== "string" || !socket.startsWith("/") || socket.length > 107)
+    throw invalid("socket", raw.socket, "an absolute path of at most 107 characters (the agent's unix socket)");
   if (raw.ipam !== undefined && !(isObj(raw.ipam) && Object.keys(raw.ipam).length === 0)) {
     throw new CniError(
       CniCode.UnsupportedField,
@@ -185,6 +191,7 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
     bridge,
     hairpinMode,
     mtu: mtu as number | undefined,
+    socket,
     prevResult,
     dns: raw.dns as Result["dns"],
     validAttachments,

@@ -6,12 +6,13 @@ export const PLUGIN_NAME = "weave-net";
 
 export type Conflist = { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
 
-export function weaveConflist(): Conflist {
+/** The conflist; `socket` names the agent's unix socket when it is not the default (the lab's nodes). */
+export function weaveConflist(socket?: string): Conflist {
   return {
     cniVersion: "1.0.0",
     name: NETWORK_NAME,
     plugins: [
-      { name: NETWORK_NAME, type: PLUGIN_NAME, hairpinMode: true },
+      { name: NETWORK_NAME, type: PLUGIN_NAME, hairpinMode: true, ...(socket ? { socket } : {}) },
       { type: "portmap", capabilities: { portMappings: true }, snat: true },
     ],
   };

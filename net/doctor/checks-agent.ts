@@ -6,7 +6,7 @@
  * that it misses it.
  */
 import { localNodes, list, nodeByIp, plural, result } from "./result.ts";
-import { protocolMismatchLines, recentErrorLines } from "./parse.ts";
+import { MESH_REFUSAL, protocolMismatchLines, recentErrorLines } from "./parse.ts";
 import type { CheckResult, Facts, NodeFacts } from "./types.ts";
 
 /** How far back log lines count as recent. */
@@ -117,6 +117,8 @@ export function checkMeshConnections(f: Facts): CheckResult[] {
 export function checkMeshProtocol(f: Facts): CheckResult[] {
   const out: CheckResult[] = [];
   const routers = f.nodes.filter((n) => n.agent.report?.Router).map((n) => ({ n, r: n.agent.report!.Router! }));
+  const encryptionOf = (r: { Encryption?: boolean | string }) =>
+    r.Encryption === true || r.Encryption === "enabled" ? "enabled" : "disabled";
   for (const { n, r } of routers) {
     const problems: string[] = [];
     for (const { n: o, r: s } of routers) {
@@ -125,11 +127,11 @@ export function checkMeshProtocol(f: Facts): CheckResult[] {
         problems.push(
           `speaks ${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}, ${o.name} speaks ${s.ProtocolMinVersion}-${s.ProtocolMaxVersion}`,
         );
-      if ((r.Encryption ?? "disabled") !== (s.Encryption ?? "disabled"))
-        problems.push(`encryption ${r.Encryption}, ${o.name} has ${s.Encryption}`);
+      if (encryptionOf(r) !== encryptionOf(s))
+        problems.push(`encryption ${encryptionOf(r)}, ${o.name} has ${encryptionOf(s)}`);
     }
     const seen = [
-      ...r.Connections.filter((c) => /speaks mesh protocol versions/.test(c.Info)).map((c) => c.Info),
+      ...r.Connections.filter((c) => MESH_REFUSAL.test(c.Info)).map((c) => c.Info),
       ...protocolMismatchLines(n.log?.lines ?? []).slice(-2),
     ];
     if (problems.length || seen.length) {
@@ -141,7 +143,7 @@ export function checkMeshProtocol(f: Facts): CheckResult[] {
       out.push(result("mesh-protocol", "fail", n.name, evidence, fix));
     } else {
       const versions = `${r.ProtocolMinVersion}-${r.ProtocolMaxVersion}`;
-      const encryption = r.Encryption ?? "disabled";
+      const encryption = encryptionOf(r);
       const asEveryPeer = routers.length > 1 ? ", as every peer" : "";
       out.push(
         result("mesh-protocol", "pass", n.name, `mesh protocol ${versions}, encryption ${encryption}${asEveryPeer}`),

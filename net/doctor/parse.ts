@@ -168,8 +168,12 @@ export function recentErrorLines(lines: string[], now: number, windowMs: number)
 }
 
 /** Lines of the log that say a peer speaks another mesh protocol version. */
+/** Log lines of a peer refused for its protocol version or its password (see docs/protocol.md). */
+export const MESH_REFUSAL =
+  /speaks mesh protocol versions|has no password: refused|has a password and we have none|handshake with \S+ failed: wrong password/;
+
 export function protocolMismatchLines(lines: string[]): string[] {
-  return lines.filter((l) => /speaks mesh protocol versions/.test(l));
+  return lines.filter((l) => MESH_REFUSAL.test(l));
 }
 
 /** `s` on one line: whitespace folded, cut at `max` characters. */

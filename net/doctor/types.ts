@@ -18,7 +18,8 @@ export type AgentReport = {
   Router: null | {
     ProtocolMinVersion: number;
     ProtocolMaxVersion: number;
-    Encryption?: string;
+    /** Weave's /report: a boolean (older agents said "disabled"). */
+    Encryption?: boolean | string;
     Name: string;
     NickName: string;
     Address?: string;

@@ -1,6 +1,6 @@
 /**
  * The few libc calls the host layer needs, through bun:ffi: a netlink socket, setns(2),
- * flock(2) and errno. Everything else is plain Node/Bun file APIs.
+ * flock(2), getsockopt(2) (a unix socket peer's credentials) and errno. Everything else is plain Node/Bun file APIs.
  */
 import { dlopen, FFIType, read } from "bun:ffi";
 
@@ -14,6 +14,7 @@ const lib = dlopen("libc.so.6", {
   setns: { args: [i32, i32], returns: i32 },
   setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
   flock: { args: [i32, i32], returns: i32 },
+  getsockopt: { args: [i32, i32, i32, ptr, ptr], returns: i32 },
   strerror: { args: [i32], returns: FFIType.cstring },
   __errno_location: { args: [], returns: ptr },
 });

@@ -8,6 +8,7 @@
 import { rmSync } from "node:fs";
 import { WeaveError } from "../errors.ts";
 import { deleteNamedNetns } from "../host/netns.ts";
+import { stopPid } from "../host/process.ts";
 import type { PortSpec } from "./objects.ts";
 import { createNode, createPods, labApi, startAgents, stopAgent, waitNodesListed } from "./lab.ts";
 import type { LabTools } from "./plugin.ts";
@@ -136,6 +137,7 @@ export async function labNodeRemove(lab: string, name: string, o: { force?: bool
   updateLab(lab, (state) => {
     state.nodes = state.nodes.filter((n) => n.name !== node.name);
   });
+  await stopPid(node.npcPid ?? 0);
   await stopAgent(node.agentPid);
   await api.delete(`/api/v1/nodes/${node.name}`);
   deleteNamedNetns(node.netns);

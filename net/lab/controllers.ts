@@ -6,7 +6,8 @@
  * controller would), and that pod's status follows the node's real agent process: Running
  * and Ready when it answers GET /status with 200 (the DaemonSet's readiness probe, made
  * from inside the node's namespace), not ready while it is not, terminated while it is
- * stopped, with the restart count of `lab agent start`. The DaemonSet's status counts
+ * stopped, with the restart count of `lab agent start`; its container weave-npc follows
+ * the node's `weave npc` the same way (GET /status on 6781). The DaemonSet's status counts
  * them. A node gone from lab.json loses its agent pod.
  */
 import { cpus, release, totalmem } from "node:os";
@@ -30,6 +31,7 @@ import {
 import { type LabNode, readLab } from "./state.ts";
 
 const AGENT_PORT = 6784;
+const NPC_PORT = 6781;
 /** How often a ready agent is probed (its readiness probe); one not ready yet, at every pass. */
 const PROBE_MS = 1000;
 
@@ -72,12 +74,17 @@ export class LabControllers {
       for (const n of s.nodes) this.register(n);
       const ds = this.store.get("apps/v1", "DaemonSet", NAME, NAMESPACE) as V1DaemonSet | undefined;
       if (!ds) return;
-      const seen = await Promise.all(s.nodes.map((n) => this.observe(n)));
+      const seen = await Promise.all(
+        s.nodes.map((n) => this.observe(n.name, n, n.agentPid, n.agentRestarts, AGENT_PORT)),
+      );
+      const npcs = await Promise.all(
+        s.nodes.map((n) => this.observe(`${n.name} npc`, n, n.npcPid ?? 0, n.npcRestarts, NPC_PORT)),
+      );
       s.nodes.forEach((n, i) => {
-        this.agentPodFor(ds, n, seen[i]!);
+        this.agentPodFor(ds, n, seen[i]!, npcs[i]!);
       });
       this.removeStrayAgentPods(s.nodes);
-      const ready = seen.filter((x) => x.ready).length;
+      const ready = seen.filter((x, i) => x.ready && npcs[i]!.ready).length;
       this.store.put({ ...ds, status: daemonSetStatus(ds, s.nodes.length, ready) });
     } catch (e) {
       this.log(`sync: ${(e as Error).message}`);
@@ -99,14 +106,15 @@ export class LabControllers {
     this.log(`registered node ${n.name} (${n.ip})`);
   }
 
-  private async observe(n: LabNode): Promise<AgentSeen> {
-    const before = this.seen.get(n.name);
-    const fresh = before?.ready && before.pid === n.agentPid && Date.now() - before.at < PROBE_MS;
-    if (fresh && before.running === pidAlive(n.agentPid)) return before;
-    const running = pidAlive(n.agentPid);
-    const probe = running ? await httpGetInNetns(netnsPath(n.netns), AGENT_PORT, "/status") : undefined;
+  /** One process of a node (its agent, its weave npc), probed on `port` like its readiness probe. */
+  private async observe(id: string, n: LabNode, pid: number, restartCount: number | undefined, port: number) {
+    const before = this.seen.get(id);
+    const fresh = before?.ready && before.pid === pid && Date.now() - before.at < PROBE_MS;
+    if (fresh && before.running === pidAlive(pid)) return before;
+    const running = pidAlive(pid);
+    const probe = running ? await httpGetInNetns(netnsPath(n.netns), port, "/status") : undefined;
     const ready = probe !== undefined && "status" in probe && probe.status === 200;
-    const restarts = n.agentRestarts ?? 0;
+    const restarts = restartCount ?? 0;
     const sameRun = before && before.restarts === restarts && before.running === running;
     const startedAt = sameRun ? before.startedAt : new Date().toISOString().replace(/\.\d+Z$/, "Z");
     const seen = {
@@ -115,14 +123,14 @@ export class LabControllers {
       restarts,
       startedAt,
       at: Date.now(),
-      pid: n.agentPid,
+      pid,
       ...(running ? {} : { exitCode: 0 }),
     };
-    this.seen.set(n.name, seen);
+    this.seen.set(id, seen);
     return seen;
   }
 
-  private agentPodFor(ds: V1DaemonSet, n: LabNode, seen: AgentSeen): void {
+  private agentPodFor(ds: V1DaemonSet, n: LabNode, seen: AgentSeen, npc: AgentSeen): void {
     const name = agentPodName(n.name);
     const existing = this.store.get("v1", "Pod", name, NAMESPACE);
     const pod = existing ?? this.store.put(agentPod(ds, n.name));
@@ -130,7 +138,7 @@ export class LabControllers {
       this.store.delete("v1", "Pod", name, NAMESPACE);
       return;
     }
-    this.store.put({ ...pod, status: agentPodStatus(pod, n, seen) });
+    this.store.put({ ...pod, status: agentPodStatus(pod, n, seen, npc) });
   }
 
   private removeStrayAgentPods(nodes: LabNode[]): void {

@@ -17,7 +17,7 @@ import { createNamedNetns, deleteNamedNetns, listNamedNetns, netnsPath } from ".
 import { RESOURCES, type Store } from "./api-server.ts";
 import { pendingPodStatus, runningPodStatus } from "./objects.ts";
 import { type LabTools, resultIp, runPluginAsync } from "./plugin.ts";
-import { type LabPod, readLab, updateLab } from "./state.ts";
+import { type LabNode, type LabPod, readLab, updateLab } from "./state.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: the store holds Kubernetes objects as loose JSON
 type Doc = Record<string, any>;
@@ -25,7 +25,15 @@ type Doc = Record<string, any>;
 const RETRY_MS = 3000;
 const POD = RESOURCES.find((r) => r.kind === "Pod")!;
 
-type Attachment = { key: string; netnsName: string; node: string; nodeNetns: string; containerId: string; ip?: string };
+type Attachment = {
+  key: string;
+  netnsName: string;
+  node: string;
+  /** The node's namespace and data dir, where the plugin runs and its agent listens. */
+  on: { netns: string; dataDir: string };
+  containerId: string;
+  ip?: string;
+};
 
 export class LabKubelet {
   private attached = new Map<string, Attachment>();
@@ -86,13 +94,13 @@ export class LabKubelet {
     return this.store.get("v1", "Pod", name, namespace);
   }
 
-  private async wire(pod: Doc, key: string, node: { name: string; netns: string; ip: string }): Promise<void> {
+  private async wire(pod: Doc, key: string, node: LabNode): Promise<void> {
     this.busy.add(key);
     const attachment: Attachment = {
       key,
       netnsName: this.netnsName(pod),
       node: node.name,
-      nodeNetns: node.netns,
+      on: node,
       containerId: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"),
     };
     const since = new Date().toISOString();
@@ -101,7 +109,7 @@ export class LabKubelet {
       createNamedNetns(attachment.netnsName);
       this.attached.set(key, attachment);
       this.record(pod, attachment);
-      const r = await runPluginAsync(this.tools, node.netns, "ADD", this.pluginPod(pod, attachment));
+      const r = await runPluginAsync(this.tools, node, "ADD", this.pluginPod(pod, attachment));
       if (r.code !== 0) throw new Error(`CNI ADD: ${r.stdout.trim() || r.stderr.trim()}`);
       attachment.ip = resultIp(r.stdout);
     } catch (e) {
@@ -154,7 +162,7 @@ export class LabKubelet {
     if (!a) return;
     this.attached.delete(key);
     const [namespace, name] = key.split("/") as [string, string];
-    const r = await runPluginAsync(this.tools, a.nodeNetns, "DEL", {
+    const r = await runPluginAsync(this.tools, a.on, "DEL", {
       name,
       namespace,
       netns: netnsPath(a.netnsName),

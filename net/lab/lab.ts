@@ -23,8 +23,9 @@ import { openHost } from "../host/host.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../host/netns.ts";
 import { pidAlive, stopPid } from "../host/process.ts";
 import { LabApi } from "./api-client.ts";
+import { startNpcs } from "./npc.ts";
 import { podObject } from "./objects.ts";
-import { inNs, type LabTools, runPlugin } from "./plugin.ts";
+import { agentSocket, inNs, type LabTools, runPlugin } from "./plugin.ts";
 import {
   API_IP,
   findNode,
@@ -65,7 +66,7 @@ function startDetached(argv: string[], logFile: string, what: string): number {
 export function writeLabCniConf(node: LabNode): string {
   const dir = join(node.dataDir, "net.d");
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, CONFLIST_FILE), `${JSON.stringify(weaveConflist(), null, 2)}\n`);
+  writeFileSync(join(dir, CONFLIST_FILE), `${JSON.stringify(weaveConflist(agentSocket(node)), null, 2)}\n`);
   return dir;
 }
 
@@ -79,7 +80,7 @@ export function startAgent(tools: LabTools, node: LabNode, s: LabState, peers: s
   const cluster = s.controlPlane?.nodeKubeconfig ? ["--kubeconfig", s.controlPlane.nodeKubeconfig] : [];
   const args = [
     "agent",
-    ...["--data-dir", node.dataDir, "--nickname", node.name],
+    ...["--data-dir", node.dataDir, "--nickname", node.name, "--socket", agentSocket(node)],
     ...cluster,
     ...(peers.length ? ["--peers", peers.join(",")] : []),
     ...(s.ipallocRange ? ["--ipalloc-range", s.ipallocRange] : []),
@@ -196,7 +197,7 @@ function createUnderlay(s: LabState): void {
   }
 }
 
-/** Wait until the weave-net DaemonSet counts every node's agent pod Ready (kubectl shows 1/1). */
+/** Wait until the weave-net DaemonSet counts every node's agent pod Ready (kubectl shows 2/2: weave and weave-npc). */
 async function waitAgentPodsReady(s: LabState, timeoutMs = 10000): Promise<void> {
   const api = labApi(s);
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await Bun.sleep(50)) {
@@ -218,8 +219,10 @@ export async function startAgents(tools: LabTools, name: string, nodes: LabNode[
   const s = mustReadLab(name);
   for (const node of nodes) await waitAgentReady(tools, findNode(s, node.name));
   await waitMesh(tools, s);
+  // the agent pods' second container: weave npc, beside each agent
+  if (s.controlPlane) await startNpcs(tools, name, nodes);
   await waitAgentPodsReady(s);
-  return s;
+  return mustReadLab(name);
 }
 
 export async function labUp(
@@ -319,13 +322,14 @@ export async function labDown(name: string, tools: LabTools): Promise<string[]> 
     await attempt(`CNI DEL ${pod.name}`, () => {
       // With its agent stopped there is no one to release to; the node goes entirely.
       if (!pidAlive(s.nodes.find((n) => n.name === pod.node)?.agentPid ?? 0)) return;
-      const nodeNetns = s.nodes.find((n) => n.name === pod.node)!.netns;
-      const r = runPlugin(tools, nodeNetns, "DEL", pod);
+      const node = s.nodes.find((n) => n.name === pod.node)!;
+      const r = runPlugin(tools, node, "DEL", pod);
       if (r.code !== 0) throw new Error(r.stdout.trim() || r.stderr.trim());
     });
     await attempt(`delete ${pod.netns}`, () => deleteNamedNetns(basename(pod.netns)));
   }
   for (const node of s.nodes) {
+    await attempt(`stop weave npc of ${node.name}`, () => stopPid(node.npcPid ?? 0));
     await attempt(`stop agent of ${node.name}`, () => stopAgent(node.agentPid));
     await attempt(`delete ${node.netns}`, () => deleteNamedNetns(node.netns));
   }

@@ -6,7 +6,7 @@
  * what they observed.
  */
 import { createHash } from "node:crypto";
-import type { V1DaemonSet, V1Node, V1Pod, V1PodStatus } from "@kubernetes/client-node";
+import type { V1Container, V1DaemonSet, V1Node, V1Pod, V1PodStatus } from "@kubernetes/client-node";
 import { NAME, NAMESPACE } from "../../manifests/settings.ts";
 import { LAB_RUNTIME_PREFIX } from "../cluster-facts.ts";
 import { VERSION } from "../version.ts";
@@ -144,22 +144,30 @@ export function agentPod(ds: V1DaemonSet, node: string): V1Pod {
 /** What the lab saw of a node's agent process. */
 export type AgentSeen = { running: boolean; ready: boolean; restarts: number; startedAt: string; exitCode?: number };
 
-export function agentPodStatus(pod: V1Pod, n: LabNode, seen: AgentSeen): V1PodStatus {
+/**
+ * The agent pod's status: container `weave` follows the agent process (`seen`), container
+ * `weave-npc` the node's `weave npc` (`npc`); the pod is Ready when both are.
+ */
+export function agentPodStatus(pod: V1Pod, n: LabNode, seen: AgentSeen, npc?: AgentSeen): V1PodStatus {
   const container = pod.spec!.containers[0]!;
   const init = pod.spec!.initContainers?.[0];
-  const state = seen.running
-    ? { running: { startedAt: seen.startedAt } }
-    : { terminated: { exitCode: seen.exitCode ?? 0, reason: "Stopped", startedAt: seen.startedAt } };
-  const weave = {
-    name: container.name,
-    image: container.image!,
+  const status = (c: V1Container, s: AgentSeen, pid: number) => ({
+    name: c.name,
+    image: c.image!,
     imageID: "",
-    containerID: `${LAB_RUNTIME.split(":")[0]}://${n.agentPid}`,
-    ready: seen.ready,
-    started: seen.running,
-    restartCount: seen.restarts,
-    state,
-  };
+    containerID: `${LAB_RUNTIME.split(":")[0]}://${pid}`,
+    ready: s.ready,
+    started: s.running,
+    restartCount: s.restarts,
+    state: s.running
+      ? { running: { startedAt: s.startedAt } }
+      : { terminated: { exitCode: s.exitCode ?? 0, reason: "Stopped", startedAt: s.startedAt } },
+  });
+  const weave = status(container, seen, n.agentPid);
+  const npcSpec = pod.spec!.containers.find((c) => c.name === "weave-npc");
+  const npcSeen = npc ?? { running: false, ready: false, restarts: 0, startedAt: seen.startedAt };
+  const containerStatuses = npcSpec ? [weave, status(npcSpec, npcSeen, n.npcPid ?? 0)] : [weave];
+  const ready = containerStatuses.every((c) => c.ready);
   const initDone = {
     name: init?.name ?? "weave-init",
     image: init?.image ?? container.image!,
@@ -176,9 +184,9 @@ export function agentPodStatus(pod: V1Pod, n: LabNode, seen: AgentSeen): V1PodSt
     podIPs: [{ ip: n.ip }],
     qosClass: "Burstable",
     startTime: seen.startedAt,
-    conditions: podConditions(seen.ready, seen.startedAt),
+    conditions: podConditions(ready, seen.startedAt),
     initContainerStatuses: init ? [initDone] : [],
-    containerStatuses: [weave],
+    containerStatuses,
   } as unknown as V1PodStatus;
 }
 

@@ -6,6 +6,7 @@
  * which must keep answering the API while pods are wired.
  */
 import { pluginConfig, weaveConflist } from "../cni/conflist.ts";
+import { join } from "node:path";
 import { netnsPath } from "../host/netns.ts";
 
 export type LabTools = {
@@ -16,6 +17,14 @@ export type LabTools = {
   log(msg: string): void;
 };
 
+/** The node a plugin call runs on: its namespace, and its data dir (which holds its agent's socket). */
+export type PluginNode = { netns: string; dataDir: string };
+
+/** Where a lab node's agent serves what changes state (each node has its own: they share one filesystem). */
+export function agentSocket(node: { dataDir: string }): string {
+  return join(node.dataDir, "weave.sock");
+}
+
 /** The pod a plugin call is about. */
 export type PluginPod = { name: string; namespace?: string; uid?: string; netns?: string; containerId: string };
 
@@ -23,7 +32,7 @@ export type Ran = { code: number; stdout: string; stderr: string };
 
 const PATH = () => process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin";
 
-function pluginCall(tools: LabTools, node: string, command: string, pod: PluginPod, prevResult?: unknown) {
+function pluginCall(tools: LabTools, node: PluginNode, command: string, pod: PluginPod, prevResult?: unknown) {
   const args = [
     "IgnoreUnknown=1",
     `K8S_POD_NAMESPACE=${pod.namespace ?? "default"}`,
@@ -40,8 +49,9 @@ function pluginCall(tools: LabTools, node: string, command: string, pod: PluginP
     CNI_ARGS: args.join(";"),
   };
   if (pod.netns) env.CNI_NETNS = pod.netns;
-  const argv = ["nsenter", `--net=${netnsPath(node)}`, tools.plugin];
-  const stdin = Buffer.from(JSON.stringify(pluginConfig(weaveConflist(), 0, prevResult)));
+  const argv = ["nsenter", `--net=${netnsPath(node.netns)}`, tools.plugin];
+  const conf = pluginConfig(weaveConflist(agentSocket(node)), 0, prevResult);
+  const stdin = Buffer.from(JSON.stringify(conf));
   return { argv, env, stdin };
 }
 
@@ -56,14 +66,20 @@ export function inNs(ns: string, cmd: string[], opts: { env?: Record<string, str
   return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
-/** Run the plugin inside `node` (a namespace name) as kubelet would, for `pod`. */
-export function runPlugin(tools: LabTools, node: string, command: string, pod: PluginPod, prevResult?: unknown): Ran {
+/** Run the plugin inside `node` as kubelet would, for `pod`, with the node's conflist. */
+export function runPlugin(
+  tools: LabTools,
+  node: PluginNode,
+  command: string,
+  pod: PluginPod,
+  prevResult?: unknown,
+): Ran {
   const call = pluginCall(tools, node, command, pod, prevResult);
   const r = Bun.spawnSync(call.argv, { env: call.env, stdin: call.stdin, stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
-export async function runPluginAsync(tools: LabTools, node: string, command: string, pod: PluginPod): Promise<Ran> {
+export async function runPluginAsync(tools: LabTools, node: PluginNode, command: string, pod: PluginPod): Promise<Ran> {
   const call = pluginCall(tools, node, command, pod);
   const p = Bun.spawn(call.argv, { env: call.env, stdin: call.stdin, stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr, code] = await Promise.all([

@@ -5,7 +5,7 @@
  * so `ip route` and `ping` are this machine's tools), and their log is empty. A weave-net
  * agent pod is host-network: exec runs in its node's namespace (with `weave` on PATH, so
  * `kubectl exec ... -c weave -- weave status` asks that node's agent), and the `weave`
- * container's log is that agent's log.
+ * container's log is that agent's log, `weave-npc`'s that of the node's `weave npc`.
  */
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -32,7 +32,9 @@ export function labPodRuntime(
     logs(pod, container) {
       if (!pod.spec?.hostNetwork) return emptyLog;
       const node = nodeOf(pod);
-      return node && container === "weave" ? join(node.dataDir, "agent.log") : undefined;
+      if (!node) return undefined;
+      if (container === "weave-npc") return join(node.dataDir, "npc.log");
+      return container === "weave" ? join(node.dataDir, "agent.log") : undefined;
     },
     exec(pod, _container, request: ExecRequest): ExecSpawn | { error: string } {
       const where = pod.spec?.hostNetwork

@@ -21,6 +21,9 @@ export type LabNode = {
   cniConfDir?: string;
   /** How often its agent was started again (the agent pod's restart count). */
   agentRestarts?: number;
+  /** Its `weave npc` (the agent pod's weave-npc container), and how often that was started again. */
+  npcPid?: number;
+  npcRestarts?: number;
 };
 
 export type LabPod = {

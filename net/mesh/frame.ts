@@ -2,11 +2,16 @@
  * Mesh wire format. A connection starts with an 8-byte preamble, "weave\0" and the
  * lowest and highest protocol versions the sender speaks; then length-prefixed frames:
  * a 4-byte big-endian length, one type byte, the payload. Anything else is refused.
+ *
+ * Version 2 adds, right after the preambles, a Mode frame saying whether the sender
+ * encrypts (channel.ts); when both do, the Noise handshake runs in Noise frames, and
+ * every later frame travels sealed (sealed.ts).
  */
-
 export const PREAMBLE_MAGIC = "weave\0";
 export const PROTOCOL_MIN = 1;
-export const PROTOCOL_MAX = 1;
+export const PROTOCOL_MAX = 2;
+/** The first version with a Mode frame, so the first that can encrypt. */
+export const PROTOCOL_MODES = 2;
 export const MAX_FRAME = 16 << 20;
 
 /**
@@ -14,7 +19,8 @@ export const MAX_FRAME = 16 << 20;
  * entry we know (sent on connect and periodically); Announce: keys of news. A key is
  * 14 bytes, the 48-bit peer name and the entry's version as a float64, so that the most
  * frequent frames are read without making a string. Request: 6-byte names whose entries
- * we want. Heartbeat: nothing.
+ * we want. Heartbeat: nothing. Mode (version 2): one byte, 0 plaintext, 1 encrypted.
+ * Noise: one handshake message.
  */
 export const FrameType = {
   Hello: 0x48,
@@ -23,6 +29,8 @@ export const FrameType = {
   Announce: 0x41,
   Request: 0x52,
   Heartbeat: 0x42,
+  Mode: 0x4d,
+  Noise: 0x4e,
 } as const;
 
 const enc = new TextEncoder();
@@ -45,52 +53,69 @@ export class ProtocolError extends Error {}
 
 export type Frame = { type: number; payload: Uint8Array; text(): string };
 
-/** Reassembles frames from a byte stream; throws ProtocolError on a bad preamble or frame. */
-export class FrameReader {
-  private buf = new Uint8Array(0);
-  private gotPreamble = false;
-  /** The peer's protocol version range, once its preamble has arrived. */
-  versions?: { min: number; max: number };
-
-  /**
-   * Frames complete in `chunk` (plus what was left over). Payloads may be views into
-   * `chunk`: read them before the next push. Only an incomplete tail is copied.
-   */
-  push(chunk: Uint8Array): Frame[] {
-    let buf = chunk;
-    if (this.buf.length) {
-      buf = new Uint8Array(this.buf.length + chunk.length);
-      buf.set(this.buf);
-      buf.set(chunk, this.buf.length);
-    }
-    const out: Frame[] = [];
-    if (!this.gotPreamble) {
-      if (buf.length < 8) {
-        if (!PREAMBLE_MAGIC.startsWith(dec.decode(buf.subarray(0, Math.min(6, buf.length)))))
-          throw new ProtocolError("not a weave peer (bad preamble)");
-        this.buf = buf.slice();
-        return out;
-      }
-      if (dec.decode(buf.subarray(0, 6)) !== PREAMBLE_MAGIC) throw new ProtocolError("not a weave peer (bad preamble)");
-      this.versions = { min: buf[6]!, max: buf[7]! };
-      this.gotPreamble = true;
-      buf = buf.subarray(8);
-    }
-    let off = 0;
-    while (buf.length - off >= 4) {
-      const len = ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
-      if (len < 1 || len > MAX_FRAME) throw new ProtocolError(`frame of ${len} bytes is outside 1..${MAX_FRAME}`);
-      if (buf.length - off < 4 + len) break;
-      const payload = buf.subarray(off + 5, off + 4 + len);
-      out.push({ type: buf[off + 4]!, payload, text: () => dec.decode(payload) });
-      off += 4 + len;
-    }
-    this.buf = off === buf.length ? EMPTY : buf.slice(off);
-    return out;
-  }
+export function frameOf(type: number, payload: Uint8Array): Frame {
+  return { type, payload, text: () => dec.decode(payload) };
 }
 
+export const PREAMBLE_BYTES = 8;
 const EMPTY = new Uint8Array(0);
+
+/** A whole preamble -> the sender's version range; throws ProtocolError if it is not one. */
+export function readPreamble(bytes: Uint8Array): { min: number; max: number } {
+  if (dec.decode(bytes.subarray(0, 6)) !== PREAMBLE_MAGIC) throw new ProtocolError("not a weave peer (bad preamble)");
+  return { min: bytes[6]!, max: bytes[7]! };
+}
+
+/**
+ * Cuts a byte stream into a preamble and then length-prefixed units, one at a time, so
+ * that the reader can change how it reads the next unit (plain, handshake, sealed)
+ * after each one. What it returns are views: use them before the next `push`; `done`
+ * copies the incomplete tail, so the transport may reuse its buffers.
+ */
+export class StreamCutter {
+  private buf: Uint8Array = EMPTY;
+  private off = 0;
+
+  push(chunk: Uint8Array): void {
+    if (this.off === this.buf.length) {
+      this.buf = chunk;
+    } else {
+      const rest = this.buf.subarray(this.off);
+      this.buf = new Uint8Array(rest.length + chunk.length);
+      this.buf.set(rest);
+      this.buf.set(chunk, rest.length);
+    }
+    this.off = 0;
+  }
+
+  /** The preamble, once all 8 bytes are here; a stream that cannot be one fails at once. */
+  preamble(): Uint8Array | undefined {
+    const have = this.buf.subarray(this.off, this.off + PREAMBLE_BYTES);
+    if (!PREAMBLE_MAGIC.startsWith(dec.decode(have.subarray(0, 6))))
+      throw new ProtocolError("not a weave peer (bad preamble)");
+    if (have.length < PREAMBLE_BYTES) return undefined;
+    this.off += PREAMBLE_BYTES;
+    return have;
+  }
+
+  /** The body of the next unit (what follows its 4-byte length), once it is all here. */
+  unit(max: number): Uint8Array | undefined {
+    const b = this.buf;
+    const off = this.off;
+    if (b.length - off < 4) return undefined;
+    const len = ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+    if (len < 1 || len > max) throw new ProtocolError(`frame of ${len} bytes is outside 1..${max}`);
+    if (b.length - off < 4 + len) return undefined;
+    this.off = off + 4 + len;
+    return b.subarray(off + 4, off + 4 + len);
+  }
+
+  /** Keep only the incomplete tail, copied. */
+  done(): void {
+    this.buf = this.off === this.buf.length ? EMPTY : this.buf.slice(this.off);
+    this.off = 0;
+  }
+}
 
 /** The highest version both ranges share, or undefined. */
 export function negotiate(a: { min: number; max: number }, b: { min: number; max: number }): number | undefined {

@@ -4,20 +4,13 @@
  *
  * The gossip exchange itself (push, announce, request, digest) is in gossip.ts; here
  * are the connections it runs over and our own entry, which we push whole whenever it
- * changes (the first version at once, later ones debounced).
- * sockets or timers directly: both come in through `Transport` and `Scheduler`.
+ * changes (the first version at once, later ones debounced). The wire below the frames
+ * (preambles, the version, encryption) is channel.ts. Nothing here touches sockets or
+ * timers directly: both come in through `Transport` and `Scheduler`.
  */
-import {
-  encodeFrame,
-  FrameReader,
-  FrameType,
-  negotiate,
-  preamble,
-  ProtocolError,
-  PROTOCOL_MAX,
-  PROTOCOL_MIN,
-  type Frame,
-} from "./frame.ts";
+import { encodeFrame, FrameType, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN, type Frame } from "./frame.ts";
+import { Channel, RefusedError, type MeshSecret } from "./channel.ts";
+import { keyPair, type KeyPair } from "../crypto/suite.ts";
 import { Topology, TopologyError, type PeerEntry } from "./topology.ts";
 import { Gossip } from "./gossip.ts";
 import { nameToNum, randomUid } from "./peer-name.ts";
@@ -49,6 +42,14 @@ export type RouterOptions = {
   keep?: (e: PeerEntry) => boolean;
   backoffMs?: { initial: number; max: number };
   versions?: { min: number; max: number };
+  /**
+   * The mesh's pre-shared key, from WEAVE_PASSWORD (net/crypto/password.ts). With it,
+   * every connection runs the Noise handshake and seals its frames, and peers without
+   * it are refused.
+   */
+  psk?: Uint8Array;
+  /** Our Noise static key (default: a fresh one per start). */
+  staticKey?: KeyPair;
 };
 
 export type ConnState = "pending" | "established";
@@ -60,10 +61,11 @@ export type ConnectionInfo = {
   info: string;
   name?: string;
   nickname?: string;
+  encrypted: boolean;
 };
 
 class Connection {
-  reader = new FrameReader();
+  channel!: Channel;
   state: ConnState = "pending";
   peer?: { name: string; nickname: string; uid: string };
   lastRecv: number;
@@ -103,7 +105,8 @@ export class Router {
   private timers: (() => void)[] = [];
   private listeners: (() => void)[] = [];
   private stopped = false;
-  private o: Required<Omit<RouterOptions, "uid">>;
+  private o: Required<Omit<RouterOptions, "uid" | "psk" | "staticKey">>;
+  private secret?: MeshSecret;
   private self: string;
   private selfNum: number;
   /** Bytes we sent, for the quiet-traffic benchmark. */
@@ -123,7 +126,8 @@ export class Router {
       keep: () => false,
       versions: { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
       ...opts,
-    } as Required<Omit<RouterOptions, "uid">>;
+    } as Required<Omit<RouterOptions, "uid" | "psk" | "staticKey">>;
+    if (opts.psk) this.secret = { psk: opts.psk, staticKey: opts.staticKey ?? keyPair() };
     this.uid = opts.uid ?? randomUid();
     this.self = opts.advertise ?? opts.listen;
     this.selfNum = nameToNum(opts.name);
@@ -159,6 +163,11 @@ export class Router {
 
   get name(): string {
     return this.o.name;
+  }
+
+  /** Whether we hold a password: then every connection is encrypted, or refused. */
+  get encrypted(): boolean {
+    return this.secret !== undefined;
   }
 
   start(): void {
@@ -242,6 +251,7 @@ export class Router {
       info: c.state === "established" ? `${c.peer!.name}(${c.peer!.nickname})` : "handshaking",
       name: c.peer?.name,
       nickname: c.peer?.nickname,
+      encrypted: c.channel.encrypted,
     }));
     const busy = this.busyAddresses();
     for (const t of this.targets.values()) {
@@ -251,6 +261,7 @@ export class Router {
         outbound: true,
         state: t.lastError ? "failed" : "retrying",
         info: t.lastError ?? "waiting to dial",
+        encrypted: false,
       });
     }
     return out;
@@ -280,15 +291,41 @@ export class Router {
 
   private accept(link: Link, outbound: boolean, address: string): void {
     const c = new Connection(link, outbound, address, this.o.sched.now());
+    c.channel = new Channel({
+      outbound,
+      address,
+      versions: this.o.versions,
+      secret: this.secret,
+      send: (bytes) => {
+        this.bytesSent += bytes.length;
+        link.send(bytes);
+      },
+    });
     this.conns.add(c);
+    // Our preamble first: registering for data may hand us the peer's at once.
+    c.channel.start();
     link.onData((b) => this.receive(c, b));
-    link.onClose(() => this.drop(c, "connection closed", true));
-    this.send(c, preamble(this.o.versions.min, this.o.versions.max));
-    this.send(
-      c,
-      encodeFrame(FrameType.Hello, JSON.stringify({ name: this.o.name, nickname: this.o.nickname, uid: this.uid })),
-    );
+    link.onClose(() => this.hungUp(c));
     // A peer that never completes the handshake is dropped by the heartbeat check.
+  }
+
+  /** The peer closed. Right after our last handshake message, that is its verdict on our password. */
+  private hungUp(c: Connection): void {
+    if (c.channel.awaitingProof) this.refuse(c, c.channel.hungUp());
+    else this.drop(c, "connection closed", true);
+  }
+
+  /** Both ends' setups cannot talk: say why, and dial again only after the backoff. */
+  private refuse(c: Connection, why: string): void {
+    this.o.log(why);
+    const t = c.outbound ? this.targets.get(c.address) : undefined;
+    this.drop(c, why, false);
+    if (t) this.failed(t, why);
+  }
+
+  private sendHello(c: Connection): void {
+    const hello = { name: this.o.name, nickname: this.o.nickname, uid: this.uid };
+    this.send(c, encodeFrame(FrameType.Hello, JSON.stringify(hello)));
   }
 
   private drop(c: Connection, why: string, retry: boolean): void {
@@ -316,24 +353,18 @@ export class Router {
   private receive(c: Connection, bytes: Uint8Array): void {
     if (c.closed) return;
     c.lastRecv = this.o.sched.now();
-    let frames: Frame[];
     try {
-      frames = c.reader.push(bytes);
-      if (c.reader.versions && c.state === "pending" && !c.peer) {
-        const v = negotiate(c.reader.versions, this.o.versions);
-        if (v === undefined) {
-          const theirs = `${c.reader.versions.min}-${c.reader.versions.max}`;
-          const ours = `${this.o.versions.min}-${this.o.versions.max}`;
-          const msg = `peer at ${c.address} speaks mesh protocol versions ${theirs}, we speak ${ours}: refused`;
-          this.o.log(msg);
-          const t = c.outbound ? this.targets.get(c.address) : undefined;
-          this.drop(c, msg, false);
-          if (t) this.failed(t, msg);
-          return;
-        }
+      const { frames, opened } = c.channel.push(bytes);
+      if (opened) this.sendHello(c);
+      for (const f of frames) {
+        if (c.closed) return;
+        this.handle(c, f);
       }
-      for (const f of frames) this.handle(c, f);
     } catch (e) {
+      if (e instanceof RefusedError) {
+        this.refuse(c, e.message);
+        return;
+      }
       if (e instanceof ProtocolError || e instanceof TopologyError || e instanceof SyntaxError) {
         const msg = `dropping connection from ${c.peer ? `${c.peer.nickname} (${c.peer.name})` : c.address}: ${(e as Error).message}`;
         this.o.log(msg);
@@ -403,10 +434,10 @@ export class Router {
     this.send(c, this.gossip.digestFrame());
   }
 
-  private send(c: Connection, bytes: Uint8Array): void {
+  /** An encoded frame to one connection (sealed there if it is encrypted). */
+  private send(c: Connection, frame: Uint8Array): void {
     if (c.closed) return;
-    this.bytesSent += bytes.length;
-    c.link.send(bytes);
+    c.channel.sendFrame(frame);
   }
 
   // --- gossip ------------------------------------------------------------------

@@ -9,12 +9,17 @@ import { canRunHost, PLUGIN, PLUGIN_DIR, WEAVE, uniqueName } from "../support/en
 import { tools } from "../support/lab.ts";
 import { labAgent, labCut, labDown, labUp, stopAgent, waitMesh } from "../../net/lab/lab.ts";
 import { readLab, type LabState } from "../../net/lab/state.ts";
-import { inNs } from "../../net/lab/plugin.ts";
+import { agentSocket, inNs } from "../../net/lab/plugin.ts";
 import { pidAlive } from "../../net/host/process.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 import { ipToNum } from "../../net/cidr.ts";
 
-const conf = JSON.stringify({ cniVersion: "1.0.0", name: "weave", type: "weave-net" });
+/** The node's configuration: its conflist names its agent's socket (the lab's nodes share one filesystem). */
+const conf = (node: string) => {
+  const lab = readLab(node.slice(0, node.lastIndexOf("-n")))!;
+  const socket = agentSocket(lab.nodes.find((n) => n.netns === node)!);
+  return JSON.stringify({ cniVersion: "1.0.0", name: "weave", type: "weave-net", socket });
+};
 
 /** Run the plugin in `node` asynchronously; resolves to its exit code and output. */
 function cni(node: string, command: string, id: string, netns?: string): Promise<{ code: number; out: string }> {
@@ -27,7 +32,7 @@ function cni(node: string, command: string, id: string, netns?: string): Promise
       CNI_PATH: PLUGIN_DIR,
       ...(netns ? { CNI_NETNS: netns } : {}),
     },
-    stdin: new Blob([conf]),
+    stdin: new Blob([conf(node)]),
     stdout: "pipe",
     stderr: "pipe",
   });

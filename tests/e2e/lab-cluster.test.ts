@@ -53,7 +53,7 @@ describe.skipIf(!canRunHost)("the lab as a cluster", () => {
     expect(await eventually(async () => (await agentPods()).every((p) => condition(p, "Ready") === "True"))).toBe(true);
     const pods = await agentPods();
     expect(pods.map((p) => p.spec.nodeName).sort()).toEqual(s.nodes.map((n) => n.name).sort());
-    expect(pods[0]!.spec.containers.map((c: { name: string }) => c.name)).toEqual(["weave"]);
+    expect(pods[0]!.spec.containers.map((c: { name: string }) => c.name)).toEqual(["weave", "weave-npc"]);
     expect(pods[0]!.metadata.ownerReferences[0]).toMatchObject({ kind: "DaemonSet", uid: ds!.metadata.uid });
     for (const p of s.pods) {
       const obj = await pod(p.namespace, p.name);

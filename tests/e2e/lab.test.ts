@@ -31,6 +31,7 @@ describe.skipIf(!canRunHost)("weave lab", () => {
         netns: `${name}-n${i}`,
         ip: `198.18.0.${10 + i}`,
         agentPid: expect.any(Number),
+        npcPid: expect.any(Number),
         dataDir: `/run/weave-lab/${name}/n${i}`,
         cniConfDir: `/run/weave-lab/${name}/n${i}/net.d`,
       })),

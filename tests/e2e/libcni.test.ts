@@ -81,12 +81,12 @@ function buildCnitool(): string {
   }
 }
 
-function conflist(cniVersion: string) {
+function conflist(cniVersion: string, socket: string) {
   return {
     cniVersion,
     name: "weave",
     plugins: [
-      { name: "weave", type: "weave-net", hairpinMode: true },
+      { name: "weave", type: "weave-net", hairpinMode: true, socket },
       { type: "portmap", capabilities: { portMappings: true }, snat: true },
     ],
   };
@@ -146,7 +146,7 @@ describe.skipIf(!canRunHost)("libcni drives weave-net + portmap", () => {
 
   /** The conflist as a file; `weaveOnly` drops portmap (same network name, same libcni cache entry). */
   function writeConflist(cniVersion: string, weaveOnly = false): string {
-    const list = conflist(cniVersion);
+    const list = conflist(cniVersion, lab!.socket);
     if (weaveOnly) list.plugins = list.plugins.slice(0, 1);
     const file = join(work, `weave-${cniVersion}${weaveOnly ? "-only" : ""}.conflist`);
     writeFileSync(file, JSON.stringify(list, null, 2));

@@ -54,12 +54,12 @@ function which(cmd: string): boolean {
 }
 
 /** Containers' conflist: weave-net then portmap, as `weave setup-cni` writes it, under our test name. */
-function conflist() {
+function conflist(socket: string) {
   return {
     cniVersion: "1.0.0",
     name: NET,
     plugins: [
-      { name: NET, type: "weave-net", hairpinMode: true },
+      { name: NET, type: "weave-net", hairpinMode: true, socket },
       { type: "portmap", capabilities: { portMappings: true }, snat: true },
     ],
   };
@@ -188,7 +188,6 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
         "",
       ].join("\n"),
     );
-    writeFileSync(join(dir, "net.d", `${NET}.conflist`), JSON.stringify(conflist(), null, 2));
     writeFileSync(join(dir, "www", "index.html"), "hello from weave\n");
     env = {
       PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -210,6 +209,7 @@ describe.skipIf(!canRunHost)("podman (CNI backend) runs containers on weave-net"
     if (tar.exitCode !== 0) throw new Error(`tar of the busybox rootfs failed: ${tar.stderr}`);
 
     lab = await startLab({ nodes: 1, pods: 0 });
+    writeFileSync(join(dir, "net.d", `${NET}.conflist`), JSON.stringify(conflist(lab!.socket), null, 2));
     ok(podman(["import", "--change", 'CMD ["/bin/sh"]', join(dir, "rootfs.tar"), IMAGE]));
   }, 180_000);
 

@@ -143,7 +143,9 @@ describe.skipIf(!canRunHost)("bad input", () => {
         ...c.env,
       };
       for (const [k, v] of Object.entries(full)) if (v !== undefined) env[k] = v;
-      const body = { ...conf, ...c.conf };
+      // a unix socket is reachable from any namespace: "no agent" means a socket nobody serves
+      const socket = c.noAgent ? `${tmp}/no-agent.sock` : lab.socket;
+      const body = { ...conf, socket, ...c.conf };
       for (const [k, v] of Object.entries(body)) if (v === undefined) delete (body as Record<string, unknown>)[k];
       const stdin = c.stdin ?? JSON.stringify(body);
       const r = inNs(c.noAgent ? lonely : lab.node, [PLUGIN], { env, stdin });

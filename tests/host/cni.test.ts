@@ -150,7 +150,7 @@ describe.skipIf(!canRunHost)("CNI plugin with a real agent", () => {
     const run = (command: string, p: { ns: string; id: string }) => {
       const proc = Bun.spawn(["nsenter", `--net=${netnsPath(lab.node)}`, PLUGIN], {
         env: { PATH: process.env.PATH!, ...env(command, { CNI_CONTAINERID: p.id, CNI_NETNS: p.ns }) },
-        stdin: new Blob([JSON.stringify(conf())]),
+        stdin: new Blob([JSON.stringify(conf({ socket: lab.socket }))]),
         stdout: "pipe",
         stderr: "pipe",
       });

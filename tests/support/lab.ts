@@ -4,7 +4,7 @@
  */
 import { labDown, labUp } from "../../net/lab/lab.ts";
 import { readLab, type LabState } from "../../net/lab/state.ts";
-import { runPlugin, inNs, type LabTools } from "../../net/lab/plugin.ts";
+import { agentSocket, runPlugin, inNs, type LabTools } from "../../net/lab/plugin.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../../net/host/netns.ts";
 import { PLUGIN, WEAVE, uniqueName } from "./env.ts";
 
@@ -13,6 +13,8 @@ export const tools: LabTools = { weave: [WEAVE], plugin: PLUGIN, log: () => {} }
 export type TestLab = {
   state: LabState;
   node: string;
+  /** Node 1's agent socket, which its conflist names. */
+  socket: string;
   /** Run the real plugin in node 1 with CNI env `env` and config `conf` on stdin. */
   // biome-ignore lint/suspicious/noExplicitAny: a CNI result or error, checked field by field by each test
   cni(env: Record<string, string>, conf: string | object): { code: number; stdout: string; stderr: string; json: any };
@@ -31,12 +33,17 @@ export async function startLab(o: { nodes?: number; pods?: number } = {}): Promi
   const name = uniqueName("t");
   const state = await labUp(name, o.nodes ?? 1, o.pods ?? 0, tools);
   const node = state.nodes[0]!.netns;
+  const socket = agentSocket(state.nodes[0]!);
   const extra: string[] = [];
   return {
     state,
     node,
+    socket,
     cni(env, conf) {
-      const r = inNs(node, [PLUGIN], { env, stdin: typeof conf === "string" ? conf : JSON.stringify(conf) });
+      // node 1's conflist names its agent's socket; a test's own configuration gets it too
+      const withSocket = typeof conf === "string" || "socket" in conf ? conf : { ...conf, socket };
+      const stdin = typeof withSocket === "string" ? withSocket : JSON.stringify(withSocket);
+      const r = inNs(node, [PLUGIN], { env, stdin });
       return { ...r, json: parseOrUndefined(r.stdout) };
     },
     podNs() {

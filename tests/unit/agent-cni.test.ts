@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Agent, EXPOSE_ID } from "../../net/agent/agent.ts";
-import { handleApi } from "../../net/agent/api.ts";
+import { type Caller, handleApi } from "../../net/agent/api.ts";
 import { hostVethName, PENDING_GROUP } from "../../net/agent/cni-exec.ts";
 import { parseCidr } from "../../net/cidr.ts";
 import { parseNetConf } from "../../net/cni/config.ts";
@@ -258,16 +258,55 @@ describe("GC and STATUS", () => {
 });
 
 describe("HTTP API", () => {
-  const call = async (agent: Agent, method: string, path: string, body?: unknown) => {
+  const ROOT = { pid: 4242, uid: 0 };
+  /** A call over the unix socket (root, unless `caller` says otherwise) or, with `caller: null`, over TCP. */
+  const call = async (agent: Agent, method: string, path: string, body?: unknown, caller: Caller | null = ROOT) => {
     const r = await handleApi(
       agent,
       new Request(`http://127.0.0.1:6784${path}`, {
         method,
         ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
       }),
+      caller ? { caller, socket: "/run/weave/weave.sock" } : {},
     );
     return { status: r.status, text: await r.text() };
   };
+
+  test("over TCP only what reads is answered: every change is 403 and names the socket", async () => {
+    const { agent, req } = setup();
+    const changes: [string, string, unknown?][] = [
+      ["POST", "/ip/abc"],
+      ["DELETE", "/ip/abc"],
+      ["DELETE", "/peer/aa:bb:cc:dd:ee:ff"],
+      ["POST", "/cni", req("ADD")],
+    ];
+    for (const [method, path, body] of changes) {
+      const r = await call(agent, method, path, body, null);
+      expect(r.status, `${method} ${path}`).toBe(403);
+      expect(r.text).toContain("served only on the agent's unix socket /run/weave/weave.sock (root only)");
+    }
+    expect(agent.allocator.lookup("abc")).toEqual([]);
+    expect((await call(agent, "GET", "/status", undefined, null)).status).toBe(200);
+    expect((await call(agent, "GET", "/ip", undefined, null)).status).toBe(200);
+  });
+
+  test("on the socket, a caller that is not root is refused; the CNI call takes the kernel's pid", async () => {
+    const { agent, req } = setup();
+    const nobody = { pid: 77, uid: 65534 };
+    const refused = await call(agent, "POST", "/ip/abc", undefined, nobody);
+    expect(refused).toEqual({
+      status: 403,
+      text: "POST /ip/abc: only root may change the network (caller uid 65534, pid 77)\n",
+    });
+    const seen: (number | undefined)[] = [];
+    const run = agent.cni.run.bind(agent.cni);
+    agent.cni.run = (r) => {
+      seen.push(r.pid);
+      return run(r);
+    };
+    await call(agent, "POST", "/cni", { ...req("STATUS"), pid: 1 });
+    expect(seen).toEqual([ROOT.pid]);
+  });
 
   test("/status is 200 when ready and 503 before", async () => {
     const { agent } = setup();

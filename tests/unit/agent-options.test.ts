@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseAgentOptions } from "../../commands/agent.ts";
+import { parseAgentOptions, readPassword } from "../../commands/agent.ts";
 import { WeaveError } from "../../net/errors.ts";
 
 const base = { dataDir: "/var/lib/weave", bridge: "weave", httpAddr: "127.0.0.1:6784" };
@@ -76,16 +76,69 @@ describe("agent settings", () => {
   });
 });
 
+describe("the mesh password", () => {
+  const text = (p: { bytes: Uint8Array } | undefined) => (p ? new TextDecoder().decode(p.bytes) : undefined);
+  const files: Record<string, string> = {
+    "/pw": "s3cret\n",
+    "/pw-crlf": "s3cret\r\n",
+    "/two": "s3cret\n\n",
+    "/nl": "\n",
+  };
+  const readFile = (path: string) => {
+    if (!(path in files)) throw Object.assign(new Error("no such file"), { code: "ENOENT" });
+    return new TextEncoder().encode(files[path]);
+  };
+
+  test("none by default; WEAVE_PASSWORD or --password-file (winning), less one trailing newline", () => {
+    expect(readPassword({}, {})).toBeUndefined();
+    expect(readPassword({}, { WEAVE_PASSWORD: "s3cret" })).toMatchObject({ source: "WEAVE_PASSWORD" });
+    expect(text(readPassword({}, { WEAVE_PASSWORD: "s3cret\n" }))).toBe("s3cret");
+    expect(text(readPassword({}, { WEAVE_PASSWORD: " spaces kept " }))).toBe(" spaces kept ");
+    const fromFile = readPassword({ passwordFile: "/pw" }, { WEAVE_PASSWORD: "other" }, readFile);
+    expect(fromFile?.source).toBe('--password-file "/pw"');
+    expect(text(fromFile)).toBe("s3cret");
+    expect(text(readPassword({ passwordFile: "/pw-crlf" }, {}, readFile))).toBe("s3cret");
+    expect(text(readPassword({ passwordFile: "/two" }, {}, readFile))).toBe("s3cret\n");
+  });
+
+  test.each([
+    [{}, { WEAVE_PASSWORD: "" }, "E_BAD_PASSWORD", "WEAVE_PASSWORD is empty"],
+    [{}, { WEAVE_PASSWORD: "\n" }, "E_BAD_PASSWORD", "WEAVE_PASSWORD is empty"],
+    [{ passwordFile: "/nl" }, {}, "E_BAD_PASSWORD", '--password-file "/nl" is empty'],
+    [{ passwordFile: "/missing" }, {}, "E_BAD_PASSWORD", '--password-file "/missing": cannot read it (ENOENT)'],
+    [{ passwordFile: true as unknown as string }, {}, "E_BAD_FLAG", "--password-file needs the path"],
+  ])("refuses %p %p with %s naming it", (o, env, code, named) => {
+    try {
+      readPassword(o, env, readFile);
+      throw new Error("accepted");
+    } catch (e) {
+      expect((e as WeaveError).code).toBe(code as `E_${string}`);
+      expect((e as Error).message).toContain(named);
+      expect((e as Error).message).not.toContain("s3cret");
+    }
+  });
+});
+
 describe("agent refusals at start", () => {
-  const { built, WEAVE } = require("../support/env.ts") as typeof import("../support/env.ts");
-  test.skipIf(!built)("WEAVE_PASSWORD: refuses to start rather than pretend to encrypt", () => {
-    const r = Bun.spawnSync([WEAVE, "agent", "--data-dir", `/tmp/weave-pw-${process.pid}`], {
-      env: { ...process.env, WEAVE_PASSWORD: "secret" },
-      stderr: "pipe",
-    });
+  const { built, WEAVE, ROOT } = require("../support/env.ts") as typeof import("../support/env.ts");
+  const agent = (args: string[], env: Record<string, string>) =>
+    Bun.spawnSync(
+      [process.execPath, `${ROOT}/cli.ts`, "agent", "--data-dir", `/tmp/weave-pw-${process.pid}`, ...args],
+      {
+        env: { ...process.env, ...env },
+        stderr: "pipe",
+      },
+    );
+  test("an empty WEAVE_PASSWORD is refused, not taken for no encryption", () => {
+    const r = agent([], { WEAVE_PASSWORD: "" });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.toString()).toContain("E_NO_ENCRYPTION");
-    expect(r.stderr.toString()).toContain("cannot encrypt yet");
+    expect(r.stderr.toString()).toContain("E_BAD_PASSWORD");
+    expect(r.stderr.toString()).toContain("WEAVE_PASSWORD is empty");
+  });
+  test("a password is never a flag's value", () => {
+    const r = agent(["--password", "s3cret"], {});
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.toString()).toContain("Unknown option `--password`");
   });
   test.skipIf(!built)("a bad flag value is a usage error naming it", () => {
     const r = Bun.spawnSync([WEAVE, "agent", "--peers", "not-an-ip"], { stderr: "pipe" });

@@ -114,6 +114,7 @@ describe("network configuration", () => {
       type: "weave-net",
       bridge: "weave",
       hairpinMode: true,
+      socket: "/run/weave/weave.sock",
     });
     expect(c.mtu).toBeUndefined();
   });
@@ -133,6 +134,9 @@ describe("network configuration", () => {
     [{ mtu: 100 }, "mtu"],
     [{ mtu: "1400" }, "mtu"],
     [{ bridge: "a/b" }, "bridge"],
+    [{ socket: "weave.sock" }, 'socket is "weave.sock"'],
+    [{ socket: `/${"x".repeat(120)}` }, "socket"],
+    [{ socket: 1 }, "socket is 1"],
     [{ dns: "8.8.8.8" }, "dns"],
     [{ prevResult: { ips: "x" } }, "prevResult.ips"],
     [

@@ -181,11 +181,12 @@ describe("the DaemonSet and RBAC are what the issue describes", () => {
     expect(d.spec!.updateStrategy?.type).toBe("RollingUpdate");
     expect(d.spec!.selector.matchLabels).toEqual({ name: "weave-net" });
     expect(d.spec!.template.metadata?.labels).toMatchObject({ name: "weave-net" });
-    // only the two CNI dirs and the data dir from the host
+    // only the two CNI dirs, the data dir and the socket dir from the host
     expect(pod.volumes!.map((v) => [v.name, v.hostPath?.path])).toEqual([
       ["cni-bin", "/opt/cni/bin"],
       ["cni-conf", "/etc/cni/net.d"],
       ["weavedb", "/var/lib/weave"],
+      ["weave-run", "/run/weave"],
     ]);
   });
 
@@ -214,7 +215,10 @@ describe("the DaemonSet and RBAC are what the issue describes", () => {
     expect(c.livenessProbe?.initialDelaySeconds).toBeGreaterThan(0);
     expect(c.resources?.requests).toEqual({ cpu: "50m", memory: "100Mi" });
     expect(c.resources?.limits).toBeUndefined(); // a limit OOM-kills an agent mid-reconcile (Weave's #3650)
-    expect(c.volumeMounts).toEqual([{ name: "weavedb", mountPath: "/var/lib/weave" }]);
+    expect(c.volumeMounts).toEqual([
+      { name: "weavedb", mountPath: "/var/lib/weave" },
+      { name: "weave-run", mountPath: "/run/weave" },
+    ]);
     expect(c.command?.join(" ")).toBe("/bin/sh -c set -f; exec /usr/local/bin/weave agent $EXTRA_ARGS");
     expect(envOf(c)).toEqual({
       HOSTNAME: { fieldRef: { apiVersion: "v1", fieldPath: "spec.nodeName" } },
@@ -282,7 +286,20 @@ describe("each setting, as a flag or in the environment, changes the manifests a
         "registry.example/weave:1.2",
       );
       expect(r.data.image).toBe("registry.example/weave:1.2");
+      const npc = (r.objs.at(-1) as V1DaemonSet).spec!.template.spec!.containers[1]!;
+      expect(npc.image).toBe("registry.example/weave:1.2");
     }
+  });
+
+  test("the pod runs two containers, weave and weave-npc (READY 2/2, as Weave Net's)", async () => {
+    const d = (await dryRun({})).objs.at(-1) as V1DaemonSet;
+    const containers = d.spec!.template.spec!.containers;
+    expect(containers.map((c) => c.name)).toEqual(["weave", "weave-npc"]);
+    const npc = containers[1]!;
+    expect(npc.command).toEqual(["/usr/local/bin/weave", "npc"]);
+    expect(envOf(npc).HOSTNAME).toEqual({ fieldRef: { apiVersion: "v1", fieldPath: "spec.nodeName" } });
+    expect(npc.readinessProbe?.httpGet).toEqual({ host: "127.0.0.1", port: 6781, path: "/status" });
+    expect(npc.securityContext?.privileged).toBe(true);
   });
 
   test("--ipalloc-range / IPALLOC_RANGE: env IPALLOC_RANGE", async () => {

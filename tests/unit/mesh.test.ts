@@ -5,7 +5,8 @@
 import { describe, expect, test } from "bun:test";
 import { Router, type RouterOptions } from "../../net/mesh/router.ts";
 import { decodeEntry, encodeEntry, Topology, TopologyError } from "../../net/mesh/topology.ts";
-import { encodeFrame, FrameReader, FrameType, preamble, ProtocolError } from "../../net/mesh/frame.ts";
+import { encodeFrame, FrameType, preamble, ProtocolError } from "../../net/mesh/frame.ts";
+import { Channel } from "../../net/mesh/channel.ts";
 import { nameFromSeed } from "../../net/mesh/peer-name.ts";
 import { MemNet, VirtualClock } from "../support/mem-net.ts";
 
@@ -118,24 +119,40 @@ describe("topology entries", () => {
 });
 
 describe("frames", () => {
+  const channel = () =>
+    new Channel({ outbound: false, address: "10.0.0.9:1", versions: { min: 1, max: 2 }, send() {} });
   test("preamble and frames reassemble from any chunking", () => {
-    const bytes = new Uint8Array([
-      ...preamble(),
-      ...encodeFrame(FrameType.Hello, "hi"),
-      ...encodeFrame(FrameType.Heartbeat),
-    ]);
-    for (const size of [1, 3, 7, bytes.length]) {
-      const r = new FrameReader();
-      const got: string[] = [];
-      for (let i = 0; i < bytes.length; i += size)
-        for (const f of r.push(bytes.subarray(i, i + size))) got.push(`${f.type}:${f.text()}`);
-      expect(got).toEqual([`${FrameType.Hello}:hi`, `${FrameType.Heartbeat}:`]);
-      expect(r.versions).toEqual({ min: 1, max: 1 });
+    for (const [theirs, modeFrame] of [
+      [preamble(1, 1), []],
+      [preamble(1, 2), [...encodeFrame(FrameType.Mode, Uint8Array.of(0))]],
+    ] as const) {
+      const bytes = new Uint8Array([
+        ...theirs,
+        ...modeFrame,
+        ...encodeFrame(FrameType.Hello, "hi"),
+        ...encodeFrame(FrameType.Heartbeat),
+      ]);
+      for (const size of [1, 3, 7, bytes.length]) {
+        const c = channel();
+        const got: string[] = [];
+        let opened = 0;
+        for (let i = 0; i < bytes.length; i += size) {
+          const r = c.push(bytes.subarray(i, i + size));
+          opened += Number(r.opened);
+          for (const f of r.frames) got.push(`${f.type}:${f.text()}`);
+        }
+        expect(got).toEqual([`${FrameType.Hello}:hi`, `${FrameType.Heartbeat}:`]);
+        expect(opened).toBe(1);
+        expect(c.version).toBe(theirs[7]!);
+      }
     }
   });
   test("garbage is a protocol error", () => {
-    expect(() => new FrameReader().push(new TextEncoder().encode("GET / HTTP/1.1\r\n"))).toThrow(ProtocolError);
-    expect(() => new FrameReader().push(new Uint8Array([...preamble(), 0xff, 0xff, 0xff, 0xff]))).toThrow(/outside/);
+    expect(() => channel().push(new TextEncoder().encode("GET / HTTP/1.1\r\n"))).toThrow(ProtocolError);
+    expect(() => channel().push(new Uint8Array([...preamble(1, 1), 0xff, 0xff, 0xff, 0xff]))).toThrow(/outside/);
+    expect(() => channel().push(new Uint8Array([...preamble(), ...encodeFrame(FrameType.Hello, "hi")]))).toThrow(
+      /before the mode frame/,
+    );
   });
 });
 
@@ -232,7 +249,7 @@ describe("mesh routers", () => {
   test("a peer on another protocol version is refused, with a log line on both sides", async () => {
     const w = world();
     w.add(1);
-    w.add(2, [1], { versions: { min: 2, max: 3 } });
+    w.add(2, [1], { versions: { min: 3, max: 4 } });
     w.add(3, [1]);
     await w.clock.run(5_000);
     expect(

@@ -1,0 +1,99 @@
+/**
+ * `weave npc`: the NetworkPolicy controller of one node (the DaemonSet's container
+ * weave-npc). It sets br_netfilter's switches, binds the NFLOG group of dropped
+ * connections, starts the controller (net/npc/controller.ts) and serves, on
+ * --metrics-addr, GET /status (200 once synced, else 503 and why) and GET /metrics.
+ * SIGTERM stops it and leaves the rules in the kernel: fail closed.
+ */
+import { loadKubeConfig } from "../net/k8s/client.ts";
+import { WeaveError } from "../net/errors.ts";
+import { NflogSocket } from "../net/host/nflog.ts";
+import { applyTransaction, ensureBridgeNetfilter, readNpcTable } from "../net/host/npc-kernel.ts";
+import { NpcController } from "../net/npc/controller.ts";
+import { LOG_GROUP } from "../net/policy/names.ts";
+import { VERSION } from "../net/version.ts";
+
+export type NpcOptions = { nodeName?: string; kubeconfig?: string; metricsAddr: string; resync?: string | number };
+
+const log = (m: string) => process.stderr.write(`${new Date().toISOString()} weave-npc: ${m}\n`);
+
+export function parseNpcOptions(o: NpcOptions, env: Record<string, string | undefined>) {
+  const node = o.nodeName ?? env.HOSTNAME;
+  if (!node)
+    throw new WeaveError("E_BAD_FLAG", "--node-name is not given and HOSTNAME is not set: which node is this?");
+  const m = /^([\d.]+):(\d+)$/.exec(o.metricsAddr);
+  if (!m || Number(m[2]) > 65535)
+    throw new WeaveError("E_BAD_FLAG", `--metrics-addr "${o.metricsAddr}" is not ip:port`);
+  const resync = Number(o.resync ?? 30);
+  if (!Number.isFinite(resync) || resync < 1 || resync > 3600)
+    throw new WeaveError("E_BAD_FLAG", `--resync "${o.resync}" is not a number of seconds from 1 to 3600`);
+  return { node, http: { hostname: m[1]!, port: Number(m[2]) }, resyncMs: resync * 1000 };
+}
+
+export async function run(o: NpcOptions): Promise<number> {
+  const s = parseNpcOptions(o, process.env);
+  const kubeConfig = loadKubeConfig({ kubeconfig: o.kubeconfig });
+  for (const key of ensureBridgeNetfilter()) log(`set ${key}=1 (bridged pod traffic must meet the forward hook)`);
+  let nflog: NflogSocket | undefined;
+  try {
+    nflog = new NflogSocket(LOG_GROUP);
+  } catch (e) {
+    log(`dropped connections will not be logged: ${(e as Error).message}`);
+  }
+  const controller = new NpcController({
+    node: s.node,
+    kubeConfig,
+    kernel: { read: readNpcTable, apply: applyTransaction },
+    log,
+    drops: nflog,
+    resyncMs: s.resyncMs,
+  });
+  const server = Bun.serve({
+    hostname: s.http.hostname,
+    port: s.http.port,
+    fetch: (req) => {
+      // an HTTP/1.0 request without Host has no absolute URL: take the path as sent
+      const path = req.url.replace(/^[a-z]+:\/\/[^/]*/, "").split("?")[0];
+      if (path === "/status") return new Response(`${controller.status}\n`, { status: controller.synced ? 200 : 503 });
+      if (path === "/metrics")
+        return new Response(metrics(controller, nflog), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      return new Response("not found\n", { status: 404 });
+    },
+  });
+  log(`weave npc ${VERSION} on node ${s.node}; /status and /metrics on ${s.http.hostname}:${s.http.port}`);
+  controller.start();
+  return await new Promise<number>((resolve) => {
+    const stop = async (sig: string) => {
+      log(`${sig}: stopping; the rules stay in the kernel`);
+      await controller.stop();
+      server.stop(true);
+      nflog?.close();
+      resolve(0);
+    };
+    process.once("SIGTERM", () => void stop("SIGTERM"));
+    process.once("SIGINT", () => void stop("SIGINT"));
+  });
+}
+
+function metrics(c: NpcController, nflog: NflogSocket | undefined): string {
+  const lines = [
+    "# HELP weavenpc_blocked_connections_total Connections blocked by a NetworkPolicy, by protocol and port.",
+    "# TYPE weavenpc_blocked_connections_total counter",
+  ];
+  for (const [key, n] of c.reporter.blocked) {
+    const [protocol, dport] = key.split(" ");
+    lines.push(`weavenpc_blocked_connections_total{protocol="${protocol}",dport="${dport}"} ${n}`);
+  }
+  lines.push(
+    "# HELP weavenpc_policy_enforcement_errors Syncs of the kernel's rules that failed.",
+    "# TYPE weavenpc_policy_enforcement_errors counter",
+    `weavenpc_policy_enforcement_errors ${c.errors}`,
+    "# HELP weavenpc_syncs_total Syncs of the kernel's rules.",
+    "# TYPE weavenpc_syncs_total counter",
+    `weavenpc_syncs_total ${c.syncs}`,
+    "# HELP weavenpc_drop_log_lost_total Dropped-connection log messages the kernel could not queue.",
+    "# TYPE weavenpc_drop_log_lost_total counter",
+    `weavenpc_drop_log_lost_total ${nflog?.lost ?? 0}`,
+  );
+  return `${lines.join("\n")}\n`;
+}
