@@ -22,6 +22,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--mtu <bytes>", "Overlay MTU (env WEAVE_MTU; default: underlay MTU - 50)")
     .option("--bridge <name>", "Bridge name", { default: "weave" })
     .option("--http-addr <host:port>", "Local read-only API address", { default: "127.0.0.1:6784" })
+    .option("--metrics-addr <ip:port>", "Serve /metrics here (env WEAVE_METRICS_ADDR; default 0.0.0.0:6782; off: none)")
     .option(
       "--socket <path>",
       "Root-only unix socket for what changes state: CNI, /ip, rmpeer (default /run/weave/weave.sock)",
@@ -33,7 +34,11 @@ async function main(argv: string[]): Promise<number> {
     .option("--conn-limit <n>", "Most mesh connections (env CONN_LIMIT; default 200)")
     .option("--no-discovery", "Dial only --peers, not the peers they tell us about")
     .option("--kubeconfig <path>", "Follow this cluster's Node list for peers (automatic inside a pod)")
-    .option("--password-file <file>", "Encrypt the mesh with the password in this file (or env WEAVE_PASSWORD)")
+    .option(
+      "--password-file <file>",
+      "Encrypt the mesh and pod traffic between nodes with the password in this file (or env WEAVE_PASSWORD)",
+    )
+    .option("--wireguard-socket-dir <dir>", "wireguard-go's control socket directory (default /var/run/wireguard)")
     .option(
       "--ipalloc-init <how>",
       "How the address ring starts (env IPALLOC_INIT): consensus[=N] | seed=<name,...> | observer",
@@ -105,6 +110,19 @@ async function main(argv: string[]): Promise<number> {
     .option("--labels <k=v,...>", "pod add: the pod's labels")
     .option("--port <name=port/proto>", "pod add: a named container port (repeat for more)")
     .action(async (action, args, o) => (await import("./commands/lab.ts")).run(action, args, o));
+  cli
+    .command(
+      "policy <action>",
+      "explain --from NS/POD --to NS/POD|IP --port 80/TCP: would the NetworkPolicies allow this connection, " +
+        "and why (exit 0 allowed, 1 denied, 2 could not decide); no traffic is sent",
+    )
+    .option("--from <ns/pod>", "The client pod")
+    .option("--to <ns/pod|ip>", "The server pod, or an address")
+    .option("--port <port/proto>", "The server's port: 80/TCP, 53/UDP, or a container port name of the server pod")
+    .option("--kubeconfig <path>", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    .option("--context <name>", "Kubeconfig context (default: its current-context)")
+    .option("-o, --output <format>", "Print the verdict and its reasons as json")
+    .action(async (action, o) => (await import("./commands/policy.ts")).run(action, o));
   cli
     .command("status [what]", "What the local agent knows: summary, peers, connections or ipam")
     .option("--agent <url>", "Agent API", { default: "http://127.0.0.1:6784" })

@@ -3,10 +3,13 @@
  * VXLAN through the agent's bridge), against the underlay between the same two nodes and
  * against a hand-built raw kernel VXLAN pair with the same MTUs; the kinds alternate in
  * every round. Also: a don't-fragment ping at full pod MTU across the nodes with the pods'
- * segmentation offloads off, and throughput with those offloads off.
+ * segmentation offloads off, and throughput with those offloads off. Encrypted: VXLAN
+ * inside wireguard-go, a pair built from our building blocks against a hand-built pair of
+ * the same wireguard-go with the same MTUs (bench/datapath-wireguard.ts); the encrypted
+ * lab (pods of a lab with a password) joins them once the agent encrypts.
  *
  *   bun bench/datapath.ts [--rounds N] [--time S] [--omit S] [--no-offload-off] [--diagnose]
- *                         [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]
+ *                         [--no-encrypted] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]
  *
  * Prints a table and, always as the last stdout line, one JSON line (only that with
  * --json). Exit: 0 done; 1 aborted (a failed step, e.g. a ping that did not pass or an
@@ -23,6 +26,8 @@
  *                           vxlan42 (id 42, dstport 4789, local/remote, MTU 1450) and a
  *                           veth, both ports of a bridge br0 (MTU 1450)
  *       <lab>-rp1, -rp2     "pods": eth0 10.200.0.1/24, .2/24, MTU 1450
+ *   - the encrypted pairs (unless --no-encrypted): <lab>-w{u,h1,h2,p1,p2} by hand and
+ *     <lab>-e{u,h1,h2,p1,p2} from our blocks; underlay 1500, WireGuard 1440, pods 1390.
  * Traffic only ever flows inside these namespaces.
  *
  * Each measurement is one iperf3 TCP stream for --time seconds (after --omit seconds of
@@ -39,6 +44,7 @@
  * raw pair's namespaces by name, the lab by labDown, the temp dir.
  */
 import { labUp } from "../net/lab/lab.ts";
+import { buildWgOurs, buildWgReference, type EncryptedPair, WG_MTUS } from "./datapath-wireguard.ts";
 import type { LabState } from "../net/lab/state.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
 import {
@@ -72,6 +78,7 @@ import {
 } from "./lib.ts";
 const POD_MTU = 1450;
 const PING_SIZE = POD_MTU - 28; // 1422: IPv4 20 + ICMP 8
+const WG_PING_SIZE = WG_MTUS.overlay - 28; // 1362
 const PORT = 5201;
 
 type Opts = {
@@ -80,6 +87,7 @@ type Opts = {
   omit: number;
   offloadOff: boolean;
   diagnose: boolean;
+  encrypted: boolean;
   json: boolean;
   quiet: number;
   quietSeconds: number;
@@ -89,7 +97,7 @@ type Opts = {
 function usage(): string {
   return (
     "usage: bun bench/datapath.ts [--rounds N] [--time S] [--omit S] [--no-offload-off] [--diagnose]\n" +
-    "                             [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]\n" +
+    "                             [--no-encrypted] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]\n" +
     "  --rounds N        rounds; each round measures every kind once (default 3)\n" +
     "  --time S          seconds per iperf3 measurement (default 10)\n" +
     "  --omit S          seconds of warm-up iperf3 runs first and leaves out (default 1)\n" +
@@ -97,6 +105,8 @@ function usage(): string {
     "  --diagnose        add two kinds that locate the gap between ours and the raw pair: the raw\n" +
     "                    pair with the agent's nftables masquerade table added to its hosts, and\n" +
     "                    ours with net.bridge.bridge-nf-call-iptables=0 in both nodes (put back after)\n" +
+    "  --no-encrypted    skip the two encrypted kinds: VXLAN inside wireguard-go, built from our blocks\n" +
+    "                    and by hand (default: measured; needs wireguard-go and wg)\n" +
     "  --quiet PCT       before each measurement wait until the machine's CPUs were at least PCT %\n" +
     "                    idle over --quiet-seconds (default 90; 0 turns the wait off)\n" +
     "  --quiet-seconds S the idle window (default 3); --quiet-max S: wait at most S s, then\n" +
@@ -108,11 +118,21 @@ function usage(): string {
 const fail: (msg: string) => never = failer("datapath");
 
 function parseArgs(argv: string[]): Opts {
-  const o: Opts = { rounds: 3, time: 10, omit: 1, offloadOff: true, diagnose: false, json: false, ...QUIET_DEFAULTS };
+  const o: Opts = {
+    rounds: 3,
+    time: 10,
+    omit: 1,
+    offloadOff: true,
+    diagnose: false,
+    encrypted: true,
+    json: false,
+    ...QUIET_DEFAULTS,
+  };
   parseFlags(argv, fail, usage(), (f) => {
     if (f.flag === "--json") o.json = true;
     else if (f.flag === "--no-offload-off") o.offloadOff = false;
     else if (f.flag === "--diagnose") o.diagnose = true;
+    else if (f.flag === "--no-encrypted") o.encrypted = false;
     else if (f.flag === "--rounds") o.rounds = f.int(1, 100);
     else if (f.flag === "--time") o.time = f.int(1, 600);
     else if (f.flag === "--omit") o.omit = f.int(0, 60);
@@ -276,7 +296,16 @@ function buildRaw(name: string, made: string[]): Raw {
 // ---------------------------------------------------------------------------------------
 // Measurements.
 
-type Kind = "ours" | "underlay" | "raw" | "oursOffloadOff" | "rawOffloadOff" | "rawNat" | "oursNoBrNf";
+type Kind =
+  | "ours"
+  | "underlay"
+  | "raw"
+  | "oursOffloadOff"
+  | "rawOffloadOff"
+  | "rawNat"
+  | "oursNoBrNf"
+  | "wgOurs"
+  | "wgRef";
 const LABELS: Record<Kind, string> = {
   ours: "ours: pod to pod across nodes",
   underlay: "underlay: node to node",
@@ -285,6 +314,8 @@ const LABELS: Record<Kind, string> = {
   rawOffloadOff: "raw VXLAN, pod offloads off",
   rawNat: "raw VXLAN + agent's nat table",
   oursNoBrNf: "ours, bridge-nf-call-iptables=0",
+  wgOurs: "encrypted: our blocks, wireguard-go",
+  wgRef: "encrypted: hand-built wireguard-go",
 };
 type Pair = {
   from: string;
@@ -425,6 +456,12 @@ async function main(): Promise<number> {
     ["ethtool", "ethtool"],
     ["ping", "iputils-ping"],
     ["ss", "iproute2"],
+    ...(o.encrypted
+      ? ([
+          ["wireguard-go", "wireguard-go"],
+          ["wg", "wireguard-tools"],
+        ] as const)
+      : []),
   ] as const) {
     if (!Bun.which(bin, { PATH })) fail(`${bin} is missing; install it: apt-get install -y ${pkg}`);
   }
@@ -440,6 +477,7 @@ async function main(): Promise<number> {
   const samples: Sample[] = [];
   const pings: PingResult[] = [];
   const restore: [string, Offloads][] = [];
+  const stops: (() => Promise<void>)[] = [];
   let info: Record<string, string> = {};
 
   try {
@@ -454,6 +492,21 @@ async function main(): Promise<number> {
     log(`raw VXLAN pair ${name}-r{u,h1,h2,p1,p2}...`);
     const raw = buildRaw(name, made);
     await checkpoint();
+
+    let wgRef: EncryptedPair | undefined;
+    let wgOurs: EncryptedPair | undefined;
+    if (o.encrypted) {
+      log(`encrypted pairs ${name}-w{u,h1,h2,p1,p2} (by hand) and ${name}-e{u,h1,h2,p1,p2} (our blocks)...`);
+      wgRef = await buildWgReference(name, tmp, made);
+      stops.push(wgRef.stop);
+      wgOurs = await buildWgOurs(name, tmp, made);
+      stops.push(wgOurs.stop);
+      for (const [ns, dev, want] of [...wgRef.mtus, ...wgOurs.mtus]) {
+        const got = Number(/ mtu (\d+)/.exec(inNsSh(ns, ["ip", "link", "show", dev]).stdout)?.[1]);
+        if (got !== want) throw new BenchError(`encrypted pair: ${dev} in ${ns} has MTU ${got}, not ${want}`);
+      }
+      await checkpoint();
+    }
 
     // Sanity: every pair of endpoints reaches the other before anything is timed.
     const reach = (ns: string, ip: string) => {
@@ -470,8 +523,14 @@ async function main(): Promise<number> {
     reach(n1.netns, n2.ip);
     reach(raw.pods[0], raw.podIps[1]);
     reach(raw.pods[1], raw.podIps[0]);
+    for (const pair of [wgRef, wgOurs]) if (pair) reach(pair.pods[0], pair.podIps[1]);
+    for (const pair of [wgRef, wgOurs]) if (pair) reach(pair.pods[1], pair.podIps[0]);
 
+    const encryptedPair = (p: EncryptedPair | undefined): Pair =>
+      p ? { from: p.pods[0], to: p.pods[1], toIp: p.podIps[1] } : { from: "", to: "", toIp: "" };
     const pairs: Record<Kind, Pair> = {
+      wgOurs: encryptedPair(wgOurs),
+      wgRef: encryptedPair(wgRef),
       ours: { from: p1.name, to: p2.name, toIp: p2.ip },
       underlay: { from: n1.netns, to: n2.netns, toIp: n2.ip },
       raw: { from: raw.pods[0], to: raw.pods[1], toIp: raw.podIps[1] },
@@ -529,6 +588,9 @@ async function main(): Promise<number> {
       rawVxlan: vxlanLine(raw.hosts[0], "vxlan42"),
       mtus: `ours: node eth0 ${mtu(n1.netns, "eth0")}, vxlan ${mtu(n1.netns, "vxlan-6784")}, pod eth0 ${mtu(p1.name, "eth0")}; raw: host eth0 ${mtu(raw.hosts[0], "eth0")}, vxlan ${mtu(raw.hosts[0], "vxlan42")}, pod eth0 ${mtu(raw.pods[0], "eth0")}`,
       podOffloads: JSON.stringify(readOffloads(p1.name)),
+      encrypted: o.encrypted
+        ? `encrypted (both pairs): eth0 1500, wireguard-go ${WG_MTUS.wireguard}, vxlan/bridge/pod eth0 ${WG_MTUS.overlay}; ${Bun.spawnSync(["wireguard-go", "--version"]).stdout.toString().split("\n")[0]}`
+        : "encrypted: not measured (--no-encrypted)",
     };
     log(`ours: ${info.oursVxlan}\nraw:  ${info.rawVxlan}\n${info.mtus}; pod offloads ${info.podOffloads}`);
 
@@ -552,12 +614,21 @@ async function main(): Promise<number> {
     await withOffloadsOff([raw.pods[0], raw.pods[1]], () => {
       pings.push(dfPing(raw.pods[0], raw.podIps[1], PING_SIZE), dfPing(raw.pods[1], raw.podIps[0], PING_SIZE));
     });
+    for (const pair of [wgRef, wgOurs])
+      if (pair)
+        await withOffloadsOff(pair.pods, () => {
+          pings.push(
+            dfPing(pair.pods[0], pair.podIps[1], WG_PING_SIZE),
+            dfPing(pair.pods[1], pair.podIps[0], WG_PING_SIZE),
+          );
+        });
     for (const p of pings) log(`ping -M do -s ${p.size} ${p.from} -> ${p.to}: ${p.ok ? "passes" : "FAILS"}`);
     await checkpoint();
 
     const kinds: Kind[] = ["ours", "underlay", "raw"];
     if (o.offloadOff) kinds.push("oursOffloadOff", "rawOffloadOff");
     if (o.diagnose) kinds.push("rawNat", "oursNoBrNf");
+    if (o.encrypted) kinds.push("wgOurs", "wgRef");
     const total = o.rounds * kinds.length;
     log(
       `${o.rounds} round(s) x ${kinds.length} kinds x ${o.time + o.omit} s = about ${Math.round((total * (o.time + o.omit + 1)) / 60)} min`,
@@ -585,9 +656,9 @@ async function main(): Promise<number> {
       }
     }
   } catch (e) {
-    return abort("datapath", e, () => cleanup(name, labMade, made, tmp, labTools, restore));
+    return abort("datapath", e, () => cleanup(name, labMade, made, tmp, labTools, restore, stops));
   }
-  const cleanupProblems = await cleanup(name, labMade, made, tmp, labTools, restore);
+  const cleanupProblems = await cleanup(name, labMade, made, tmp, labTools, restore, stops);
   if (interrupted()) return 130;
 
   // Summaries: the median over rounds for each kind; ratios both of the medians and per
@@ -617,11 +688,18 @@ async function main(): Promise<number> {
       ["rawNat/raw", "rawNat", "raw"],
       ["oursNoBrNf/raw", "oursNoBrNf", "raw"],
     );
+  if (o.encrypted)
+    ratioPairs.push(
+      ["wgOurs/wgRef", "wgOurs", "wgRef"],
+      ["wgOurs/ours", "wgOurs", "ours"],
+      ["wgRef/raw", "wgRef", "raw"],
+    );
   const ratios: Record<string, { ofMedians: number; perRound: number[] }> = {};
   for (const [label, a, b] of ratioPairs)
     ratios[label] = { ofMedians: r3(med(a) / med(b)), perRound: perRound(a, b).map(r3) };
-  const ourPings = pings.slice(0, 2);
-  const pingPasses = ourPings.length === 2 && ourPings.every((p) => p.ok);
+  // Ours: the lab's two pings and, when measured, the two of the pair built from our blocks.
+  const ourPings = [...pings.slice(0, 2), ...(o.encrypted ? pings.slice(6, 8) : [])];
+  const pingPasses = ourPings.length === (o.encrypted ? 4 : 2) && ourPings.every((p) => p.ok);
 
   const out = {
     bench: "datapath",
@@ -630,7 +708,18 @@ async function main(): Promise<number> {
     seconds: o.time,
     gbps: Object.fromEntries(kindsSeen.map((k) => [k, r2(med(k))])),
     ratio: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, v.ofMedians])),
-    fullMtuPing: { size: PING_SIZE, ours: pingPasses, raw: pings.slice(2).every((p) => p.ok) },
+    fullMtuPing: {
+      size: PING_SIZE,
+      ours: pings.slice(0, 2).every((p) => p.ok),
+      raw: pings.slice(2, 4).every((p) => p.ok),
+      ...(o.encrypted
+        ? {
+            encryptedSize: WG_PING_SIZE,
+            wgRef: pings.slice(4, 6).every((p) => p.ok),
+            wgOurs: pings.slice(6).every((p) => p.ok),
+          }
+        : {}),
+    },
     busySamples: samples.filter((s) => s.busy).length,
     samples: samples.map((s) => ({
       round: s.round,
@@ -672,6 +761,7 @@ async function main(): Promise<number> {
       `ours: ${info.oursVxlan}`,
       `raw:  ${info.rawVxlan}`,
       `MTUs: ${info.mtus}`,
+      info.encrypted,
       `build: dist/weave modified ${build}`,
       o.quiet > 0
         ? `quiet gate: each measurement started after >= ${o.quiet} % idle CPUs over ${o.quietSeconds} s; busy samples (gate timed out): ${out.busySamples}`
@@ -697,8 +787,17 @@ async function cleanup(
   tmp: string,
   t: { weave: string[]; plugin: string; log(m: string): void },
   restore: [string, Offloads][],
+  stops: (() => Promise<void>)[],
 ): Promise<string[]> {
   const problems: string[] = [];
+  // The encrypted pairs' wireguard-go first: ours have a supervisor that would restart them.
+  for (const stop of stops) {
+    try {
+      await stop();
+    } catch (e) {
+      problems.push(`stopping an encrypted pair: ${(e as Error).message}`);
+    }
+  }
   await endTracked();
   // Offload settings of lab pods are put back only for tidiness: the pods go with the lab.
   for (const [ns, v] of restore) {

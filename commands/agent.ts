@@ -29,6 +29,8 @@ export type AgentOptions = {
   mtu?: string | number;
   bridge: string;
   httpAddr: string;
+  /** /metrics (WEAVE_METRICS_ADDR; default 0.0.0.0:6782; "off" serves none). */
+  metricsAddr?: string;
   /** The root-only unix socket of what changes state (default /run/weave/weave.sock). */
   socket?: string;
   nickname?: string;
@@ -40,6 +42,8 @@ export type AgentOptions = {
   ipallocInit?: string;
   kubeconfig?: string;
   passwordFile?: string;
+  /** wireguard-go's socket directory (the lab: one per node); default /var/run/wireguard. */
+  wireguardSocketDir?: string;
 };
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} weave-agent: ${m}\n`);
@@ -97,6 +101,10 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)
       throw new WeaveError("E_BAD_MTU", `--mtu / WEAVE_MTU "${mtuText}" is not an integer from 576 to 65535`);
   }
+  const metricsText = String(o.metricsAddr ?? env.WEAVE_METRICS_ADDR ?? "0.0.0.0:6782");
+  const mm = /^([\d.]+):(\d+)$/.exec(metricsText);
+  if (metricsText !== "off" && (!mm || !isIpv4(mm[1]!) || Number(mm[2]) > 65535))
+    throw new WeaveError("E_BAD_FLAG", `--metrics-addr / WEAVE_METRICS_ADDR "${metricsText}" is not ip:port (or off)`);
   const m = /^([\d.]+):(\d+)$/.exec(o.httpAddr);
   if (!m) throw new WeaveError("E_BAD_FLAG", `--http-addr "${o.httpAddr}" is not host:port`);
   if (o.advertiseAddress !== undefined && !isIpv4(o.advertiseAddress))
@@ -111,6 +119,7 @@ export function parseAgentOptions(o: AgentOptions, env: Record<string, string | 
     dataDir: o.dataDir,
     nickname: o.nickname ?? env.HOSTNAME ?? hostname(),
     http: { hostname: m[1]!, port: Number(m[2]) },
+    metrics: mm ? { hostname: mm[1]!, port: Number(mm[2]) } : undefined,
     socket: socketSetting(o.socket),
     peers,
     meshListen: `0.0.0.0:${port}`,
@@ -225,6 +234,29 @@ function reportNetworkUp(kc: import("@kubernetes/client-node").KubeConfig, node:
   void attempt();
 }
 
+/** GET /metrics on WEAVE_METRICS_ADDR (net/metrics/agent-metrics.ts): loaded here, never by the plugin. */
+async function serveMetrics(agent: Agent, at: { hostname: string; port: number }) {
+  const [{ Exposition }, { registerAgentMetrics }, { registerProcessMetrics }] = await Promise.all([
+    import("../net/metrics/exposition.ts"),
+    import("../net/metrics/agent-metrics.ts"),
+    import("../net/host/process-metrics.ts"),
+  ]);
+  const exp = new Exposition();
+  registerProcessMetrics(exp.registries);
+  exp.define((registers) => registerAgentMetrics(registers, agent));
+  // Metrics are no reason to stop the network: a taken port is said loudly, and the agent runs on.
+  try {
+    const server = Bun.serve({ hostname: at.hostname, port: at.port, fetch: (req) => exp.handle(req) });
+    log(`metrics on http://${at.hostname}:${at.port}/metrics`);
+    return server;
+  } catch (e) {
+    log(
+      `metrics: cannot listen on ${at.hostname}:${at.port} (${(e as Error).message}); no /metrics (set WEAVE_METRICS_ADDR)`,
+    );
+    return undefined;
+  }
+}
+
 export async function run(o: AgentOptions): Promise<number> {
   const s = parseAgentOptions(o, process.env);
   const password = readPassword(o, process.env);
@@ -239,10 +271,16 @@ export async function run(o: AgentOptions): Promise<number> {
     log(
       `encryption: on, password from ${password.source}; mesh: ${NOISE_PROTOCOL}, key stretched by scrypt in ${took} ms`,
     );
-    // Said at every start until the WireGuard datapath exists: the password does not cover pods yet.
-    log("encryption: the mesh is encrypted; pod traffic between nodes (VXLAN) is NOT encrypted yet");
+    log("encryption: pod traffic between nodes goes through WireGuard (weave-wg, UDP 6785), never in the clear");
   }
   const host = openHost();
+  const wgSocketDir = o.wireguardSocketDir ? String(o.wireguardSocketDir) : undefined;
+  const { EncryptedDatapath, disableEncryption } = await import("../net/agent/encrypted.ts");
+  // The WireGuard pair PSKs are derived from the mesh's key under a label of their own (net/crypto/wg-keys.ts).
+  const encryption = psk
+    ? new EncryptedDatapath({ host, dataDir: s.dataDir, clusterSecret: psk, socketDir: wgSocketDir, log })
+    : undefined;
+  if (!psk) await disableEncryption(host, wgSocketDir, log);
   const store = new Store(s.dataDir);
   // An empty machine-id (as in container images) is no id at all.
   const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
@@ -252,6 +290,16 @@ export async function run(o: AgentOptions): Promise<number> {
   // In a cluster, taking over a deleted node's space is also claimed in the weave-net
   // ConfigMap, so two peers can never both do it.
   const kc = s.kube ? (await import("../net/k8s/client.ts")).loadKubeConfig({ kubeconfig: s.kubeconfig }) : undefined;
+  // Events on our Node for what an operator must see (net/agent/node-events.ts), in a cluster only.
+  const recorder = kc
+    ? new (await import("../net/k8s/event-recorder.ts")).NodeEventRecorder({
+        kubeConfig: kc,
+        node: s.nickname,
+        component: "weave-agent",
+        log,
+      })
+    : undefined;
+  recorder?.start();
   const reclaimLock = kc
     ? async (dead: string, heir: string) => (await import("../net/k8s/reclaim-lock.ts")).claimReclaim(kc, dead, heir)
     : undefined;
@@ -285,6 +333,8 @@ export async function run(o: AgentOptions): Promise<number> {
       machineId,
       reclaimLock,
       admission: npcAdmission,
+      events: recorder ? (o) => recorder.record(o) : undefined,
+      encryption,
     },
   );
   const server = Bun.serve({
@@ -295,6 +345,7 @@ export async function run(o: AgentOptions): Promise<number> {
   // What changes state goes over the root-only socket, with the caller's credentials from the kernel.
   const socket = serveUnixHttp(s.socket, (req, peer) => handleApi(agent, req, { caller: peer, socket: s.socket }));
   log(`API on http://${s.http.hostname}:${s.http.port} (read-only) and ${s.socket} (root), data dir ${s.dataDir}`);
+  const metrics = s.metrics ? await serveMetrics(agent, s.metrics) : undefined;
   agent.start();
   let nodePeers: { stop(): Promise<void> } | undefined;
   if (kc) {
@@ -325,6 +376,8 @@ export async function run(o: AgentOptions): Promise<number> {
       }, STOP_GRACE_MS);
       clearInterval(timer);
       await server.stop();
+      metrics?.stop(true);
+      recorder?.stop();
       socket.stop();
       await nodePeers?.stop();
       agent.finishPending();

@@ -58,7 +58,8 @@ async function results(
   }
   if (o.node) {
     const { gatherNode } = await import("../net/doctor/gather/node.ts");
-    const facts = await gatherNode({ exec, progress });
+    const { DEFAULT_NPC_URL } = await import("../net/doctor/gather/npc.ts");
+    const facts = await gatherNode({ exec, progress }, { npcUrl: DEFAULT_NPC_URL, kubeconfig: o.kubeconfig });
     return { mode: "node", target: facts.target, checks: evaluate(facts) };
   }
   const { loadKubeConfig } = await import("../net/k8s/client.ts");

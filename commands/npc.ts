@@ -9,6 +9,9 @@ import { loadKubeConfig } from "../net/k8s/client.ts";
 import { WeaveError } from "../net/errors.ts";
 import { NflogSocket } from "../net/host/nflog.ts";
 import { applyTransaction, ensureBridgeNetfilter, readNpcTable } from "../net/host/npc-kernel.ts";
+import { registerProcessMetrics } from "../net/host/process-metrics.ts";
+import { registerNpcMetrics } from "../net/metrics/npc-metrics.ts";
+import { Exposition } from "../net/metrics/exposition.ts";
 import { NpcController } from "../net/npc/controller.ts";
 import { LOG_GROUP } from "../net/policy/names.ts";
 import { VERSION } from "../net/version.ts";
@@ -48,6 +51,9 @@ export async function run(o: NpcOptions): Promise<number> {
     drops: nflog,
     resyncMs: s.resyncMs,
   });
+  const exp = new Exposition();
+  registerProcessMetrics(exp.registries);
+  exp.define((registers) => registerNpcMetrics(registers, controller, nflog));
   const server = Bun.serve({
     hostname: s.http.hostname,
     port: s.http.port,
@@ -55,8 +61,7 @@ export async function run(o: NpcOptions): Promise<number> {
       // an HTTP/1.0 request without Host has no absolute URL: take the path as sent
       const path = req.url.replace(/^[a-z]+:\/\/[^/]*/, "").split("?")[0];
       if (path === "/status") return new Response(`${controller.status}\n`, { status: controller.synced ? 200 : 503 });
-      if (path === "/metrics")
-        return new Response(metrics(controller, nflog), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      if (path === "/metrics") return exp.handle(req);
       return new Response("not found\n", { status: 404 });
     },
   });
@@ -73,27 +78,4 @@ export async function run(o: NpcOptions): Promise<number> {
     process.once("SIGTERM", () => void stop("SIGTERM"));
     process.once("SIGINT", () => void stop("SIGINT"));
   });
-}
-
-function metrics(c: NpcController, nflog: NflogSocket | undefined): string {
-  const lines = [
-    "# HELP weavenpc_blocked_connections_total Connections blocked by a NetworkPolicy, by protocol and port.",
-    "# TYPE weavenpc_blocked_connections_total counter",
-  ];
-  for (const [key, n] of c.reporter.blocked) {
-    const [protocol, dport] = key.split(" ");
-    lines.push(`weavenpc_blocked_connections_total{protocol="${protocol}",dport="${dport}"} ${n}`);
-  }
-  lines.push(
-    "# HELP weavenpc_policy_enforcement_errors Syncs of the kernel's rules that failed.",
-    "# TYPE weavenpc_policy_enforcement_errors counter",
-    `weavenpc_policy_enforcement_errors ${c.errors}`,
-    "# HELP weavenpc_syncs_total Syncs of the kernel's rules.",
-    "# TYPE weavenpc_syncs_total counter",
-    `weavenpc_syncs_total ${c.syncs}`,
-    "# HELP weavenpc_drop_log_lost_total Dropped-connection log messages the kernel could not queue.",
-    "# TYPE weavenpc_drop_log_lost_total counter",
-    `weavenpc_drop_log_lost_total ${nflog?.lost ?? 0}`,
-  );
-  return `${lines.join("\n")}\n`;
 }

@@ -33,6 +33,18 @@ export const HOST_CNI_CONF = "/host/etc/cni/net.d";
 export const AGENT_API = { host: "127.0.0.1", port: 6784 } as const;
 /** weave npc's /status and /metrics. */
 export const NPC_PORT = 6781;
+/** The agent's /metrics (WEAVE_METRICS_ADDR, 0.0.0.0:6782 by default). */
+export const METRICS_PORT = 6782;
+/**
+ * Where Prometheus' Kubernetes discovery (role: pod) finds the metrics: the pod asks to
+ * be scraped and names the agent's port; the ports named `metrics` (the agent) and
+ * `npc-metrics` (weave npc) give one target each (README: the scrape config).
+ */
+export const SCRAPE_ANNOTATIONS = {
+  "prometheus.io/scrape": "true",
+  "prometheus.io/port": String(METRICS_PORT),
+  "prometheus.io/path": "/metrics",
+} as const;
 
 const nodeNameEnv: V1EnvVar = {
   name: "HOSTNAME",
@@ -92,6 +104,7 @@ function agentContainer(s: ManifestSettings): V1Container {
     ports: [
       { name: "mesh", containerPort: 6783, protocol: "TCP" },
       { name: "vxlan", containerPort: 6784, protocol: "UDP" },
+      { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
     ],
     readinessProbe: { ...probe("/status"), periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
     livenessProbe: {
@@ -139,7 +152,7 @@ export function daemonSet(s: ManifestSettings): V1DaemonSet {
       minReadySeconds: 5,
       updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
       template: {
-        metadata: { labels: { ...LABELS } },
+        metadata: { labels: { ...LABELS }, annotations: { ...SCRAPE_ANNOTATIONS } },
         spec: {
           serviceAccountName: NAME,
           hostNetwork: true,

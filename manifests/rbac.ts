@@ -2,7 +2,8 @@
  * Who the agent is to the API server: the ServiceAccount `weave-net` and what it may do.
  * Cluster-wide it reads nodes (peers), pods and namespaces, and network policies (for
  * the policy work to come); it patches nodes/status (the NetworkUnavailable condition)
- * and creates events (setup-cni's refusal, shown by `kubectl describe node`). In
+ * and creates events and patches their counts (setup-cni's refusal, the agent's Node
+ * events; `kubectl describe node` shows them). In
  * kube-system it may read and update only the `weave-net` ConfigMap, and create it.
  */
 import type {
@@ -42,7 +43,7 @@ export function clusterRole(): V1ClusterRole {
       { apiGroups: [""], resources: ["nodes", "pods", "namespaces"], verbs: ["get", "list", "watch"] },
       { apiGroups: ["networking.k8s.io"], resources: ["networkpolicies"], verbs: ["get", "list", "watch"] },
       { apiGroups: [""], resources: ["nodes/status"], verbs: ["patch"] },
-      { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+      { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
     ],
   };
 }

@@ -15,13 +15,18 @@ import { Router, type RouterOptions } from "../mesh/router.ts";
 import { nameFromSeed, randomUid } from "../mesh/peer-name.ts";
 import { splitHostPort, type Scheduler, type Transport } from "../mesh/transport.ts";
 import { VXLAN_NAME } from "../encap/vxlan.ts";
+import { throughTunnel, tunnelAddress, WG_NAME } from "../encap/wireguard.ts";
+import { EncryptedDatapath } from "./encrypted.ts";
 import { reconcileVxlan } from "./datapath.ts";
 import type { MasqSpec } from "../host/nft.ts";
 import { reconcileBridge, type BridgeSpec } from "./bridge.ts";
-import { overlayMtu } from "./mtu.ts";
+import { overlayMtu, underlayMtu } from "./mtu.ts";
 import { pickAdvertiseAddress } from "./addresses.ts";
 import { CniExecutor, PENDING_DELETE_DELAY_MS } from "./cni-exec.ts";
 import type { Admission } from "../host/npc-admission.ts";
+import type { Occurrence } from "../events/aggregator.ts";
+import { AgentStats } from "./stats.ts";
+import { ipamConflict, ipamExhausted, ipamWaiting, mtuMismatch, peerFailure, rangeOverlaps } from "./node-events.ts";
 
 export interface AgentStore extends AllocStore {
   getMeta(key: string): string | undefined;
@@ -73,13 +78,28 @@ export type AgentDeps = {
   reclaimLock?: (dead: string, heir: string) => Promise<boolean>;
   /** weave npc's pending entries for new pods, written on CNI ADD (net/host/npc-admission.ts). */
   admission?: Admission;
+  /** What an operator must see, as Events on the Node (net/agent/node-events.ts); in a cluster only. */
+  events?(o: Occurrence): void;
+  /** With a password: pod traffic between nodes through WireGuard (net/agent/encrypted.ts). */
+  encryption?: EncryptedDatapath;
 };
 
 /** The id under which the bridge's own address is held (Weave's "expose"). */
 export const EXPOSE_ID = "weave:expose";
 
+/** How long after a start the datapath keeps entries it has not relearned, when no peer is heard from. */
+const PRUNE_GRACE_MS = 10_000;
+/**
+ * How long a peer that became unreachable keeps its datapath entries. An agent that
+ * restarts (or is upgraded) leaves its node's kernel datapath running, so its pods stay
+ * reachable meanwhile; a node that is really gone loses its entries after this.
+ */
+export const FADE_MS = 15_000;
+
+type Remote = { name: string; ip: string; pods: number[]; publicKey?: string };
+
 const ours = (bridge: string) => (l: { name: string }) =>
-  l.name === bridge || l.name.startsWith("vethwepl") || l.name === VXLAN_NAME;
+  l.name === bridge || l.name.startsWith("vethwepl") || l.name === VXLAN_NAME || l.name === WG_NAME;
 
 export class Agent {
   ready = false;
@@ -100,6 +120,17 @@ export class Agent {
   name = "";
   advertise = "";
   datapathErrors: string[] = [];
+  /** What /metrics reads (net/metrics/agent-metrics.ts). */
+  readonly stats = new AgentStats();
+  private ipamWaitSince?: number;
+  private ipamWaitCounted?: number;
+  private knownConflicts = new Set<string>();
+  /** When the datapath was first kept, and whether it may delete yet (see VxlanSettings.prune). */
+  private startedAt?: number;
+  private heardFromMesh = false;
+  /** Peers seen reachable at the last datapath pass, and those fading since (see FADE_MS). */
+  private lastRemotes = new Map<string, Remote>();
+  private fading = new Map<string, { remote: Remote; until: number }>();
   ipamKeeper!: IpamKeeper;
   readonly cni: CniExecutor;
   private host: NetHost;
@@ -181,8 +212,22 @@ export class Agent {
       mtu = d.mtu;
       this.mtuSource = d.from;
     } else this.mtuSource = "set by --mtu / WEAVE_MTU";
+    const enc = this.deps.encryption;
+    if (enc) {
+      const m = EncryptedDatapath.mtus(underlayMtu(links, routes, ours(this.cfg.bridge)) ?? mtu + 50, this.cfg.mtu);
+      mtu = m.overlay;
+      this.wgMtu = m.wireguard;
+      if (this.cfg.mtu === undefined) this.mtuSource += ", less 60 for WireGuard";
+    }
 
     this.mtu = mtu;
+    const mismatch = mtuMismatch(this.cfg.mtu, underlayMtu(links, routes, ours(this.cfg.bridge)));
+    const ourDevs = new Set(links.filter(ours(this.cfg.bridge)).map((l) => l.index));
+    for (const o of [mismatch, ...rangeOverlaps(this.cfg.range, routes, (dev) => ourDevs.has(dev ?? -1))])
+      if (o) {
+        this.log(o.message);
+        this.event(o);
+      }
     this.masqSpec = { range, bridge: this.cfg.bridge, noMasqLocal: this.cfg.noMasqLocal ?? true };
     this.cni.flushLeftovers();
 
@@ -209,6 +254,19 @@ export class Agent {
         psk: this.cfg.meshPsk,
         ...this.cfg.mesh,
       });
+      if (enc) {
+        enc.prepare(ip);
+        this.router.setLocal({ wgKey: enc.publicKey });
+        enc.start(this.wgMtu).then(
+          () => this.scheduleDatapath(),
+          (e) =>
+            this.log(`encryption: cannot start ${WG_NAME}: ${(e as Error).message}; no pod traffic leaves this node`),
+        );
+      }
+      this.router.onConnectionFailure((f) => {
+        const o = peerFailure(f);
+        if (o) this.event(o);
+      });
       this.router.onChange(() => {
         this.scheduleDatapath();
         this.ipamKeeper.schedule();
@@ -227,6 +285,11 @@ export class Agent {
   }
 
   private mtu = 0;
+  private wgMtu = 0;
+
+  get encryption(): EncryptedDatapath | undefined {
+    return this.deps.encryption;
+  }
 
   /** Timers go through the mesh's clock when there is one (tests run it virtually). */
   private later(ms: number, fn: () => void): void {
@@ -289,10 +352,12 @@ export class Agent {
   stop(): void {
     this.router?.stop();
     this.deps.masq?.remove();
+    this.deps.encryption?.stop();
   }
 
   /** One pass of keeping the node as it should be; logs whatever it had to change. */
   reconcile(): void {
+    this.watchIpam();
     if (!this.bridge) {
       this.ready = false;
       this.ipamKeeper.step();
@@ -314,6 +379,7 @@ export class Agent {
         this.deps.masq.apply(this.masqSpec);
         this.log(`masquerading ${this.masqSpec.range} to outside the range (nftables table ip weave)`);
       }
+      this.deps.encryption?.check();
       if (this.router) {
         this.datapath();
         this.ipamKeeper.step();
@@ -325,6 +391,7 @@ export class Agent {
     } catch (e) {
       this.ready = false;
       this.failure = `cannot set up the node: ${(e as Error).message}`;
+      this.stats.reconcileError("node");
       this.log(this.failure);
     }
   }
@@ -359,7 +426,7 @@ export class Agent {
   }
 
   /** The peers we can reach, with their underlay address and pods. */
-  remotes(): { name: string; ip: string; pods: number[] }[] {
+  remotes(): Remote[] {
     if (!this.router) return [];
     const t = this.router.topology;
     return [...t.reachable()]
@@ -370,29 +437,85 @@ export class Agent {
         name: e.name,
         ip: splitHostPort(e.addresses[0]!)[0],
         pods: e.pods.filter((p) => contains(this.cfg.range, p)),
+        ...(e.wgKey === undefined ? {} : { publicKey: e.wgKey }),
       }));
   }
 
   private datapath(): void {
     if (!this.bridge) return;
+    const enc = this.deps.encryption;
+    // Until weave-wg is up, VXLAN has nowhere to go but the underlay: program none.
+    if (enc && !enc.ready) return;
     try {
+      const now = this.deps.sched?.now() ?? Date.now();
+      const remotes = this.datapathRemotes(now);
+      this.startedAt ??= now;
+      if (remotes.length || now - this.startedAt >= PRUNE_GRACE_MS) this.heardFromMesh = true;
       const r = reconcileVxlan(
         this.host,
         {
           bridge: this.bridge.name,
           mtu: this.bridge.mtu,
-          local: this.advertise,
+          local: enc ? tunnelAddress(this.advertise) : this.advertise,
           inRange: (ip) => contains(this.cfg.range, ipToNum(ip)),
+          prune: this.heardFromMesh,
         },
-        this.remotes(),
+        enc ? throughTunnel(remotes) : remotes,
       );
+      if (enc) void enc.sync(remotes);
       if (r.errors.length && r.errors.join() !== this.datapathErrors.join())
         this.log(`datapath: ${r.errors.join("; ")}`);
       this.datapathErrors = r.errors;
+      this.stats.datapathChanges += r.changes;
+      if (r.errors.length) this.stats.reconcileError("datapath");
+      const pods = remotes.reduce((n, x) => n + x.pods.length, 0);
+      this.stats.datapathEntries = { fdb: remotes.length + pods, neighbour: pods };
     } catch (e) {
       this.datapathErrors = [(e as Error).message];
+      this.stats.reconcileError("datapath");
       this.log(`datapath: ${(e as Error).message}`);
     }
+  }
+
+  private event(o: Occurrence): void {
+    this.deps.events?.(o);
+  }
+
+  /** An allocation gave up waiting for space (the API's /cni and /ip). */
+  noSpace(what: string, waitedMs: number): void {
+    this.event(ipamExhausted(what, waitedMs, this.cfg.range));
+  }
+
+  /** Counts a ring that keeps waiting, and new conflicts, as Events. */
+  private watchIpam(): void {
+    if (!this.ipamKeeper) return;
+    const now = this.deps.sched?.now() ?? Date.now();
+    const waiting = this.ipamWaiting || (this.bridge ? "" : "waiting for address space from peers");
+    if (!waiting) this.ipamWaitSince = this.ipamWaitCounted = undefined;
+    else this.ipamWaitSince ??= now;
+    const o = ipamWaiting(waiting, this.ipamWaitSince, this.ipamWaitCounted, now);
+    if (o) {
+      this.ipamWaitCounted = now;
+      this.event(o);
+    }
+    for (const c of this.ipamConflicts) if (!this.knownConflicts.has(c)) this.event(ipamConflict(c));
+    this.knownConflicts = new Set(this.ipamConflicts);
+  }
+
+  /** The reachable peers, and those that became unreachable less than FADE_MS ago (minus pods a live peer has now). */
+  private datapathRemotes(now: number): Remote[] {
+    const live = this.remotes();
+    const liveNames = new Set(live.map((r) => r.name));
+    for (const [name, remote] of this.lastRemotes)
+      if (!liveNames.has(name) && !this.fading.has(name)) this.fading.set(name, { remote, until: now + FADE_MS });
+    for (const [name, f] of this.fading) if (liveNames.has(name) || f.until <= now) this.fading.delete(name);
+    this.lastRemotes = new Map(live.map((r) => [r.name, r]));
+    const livePods = new Set(live.flatMap((r) => r.pods));
+    const faded = [...this.fading.values()].map(({ remote }) => ({
+      ...remote,
+      pods: remote.pods.filter((p) => !livePods.has(p)),
+    }));
+    return [...live, ...faded];
   }
 
   /** Pod attachments (everything but the bridge's own address). */

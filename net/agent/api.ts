@@ -15,7 +15,8 @@ import { WeaveError } from "../errors.ts";
 import type { Agent } from "./agent.ts";
 import { connectionsText, ipamText, peersText, report, statusText } from "./report.ts";
 import type { CniRequest } from "../cni/wire.ts";
-import { ID_RE } from "../cni/config.ts";
+import { COMMANDS, ID_RE } from "../cni/config.ts";
+import { CniCode } from "../cni/errors.ts";
 import { DEFAULT_AGENT_SOCKET } from "../cni/wire.ts";
 
 /** Who called over the unix socket, as the kernel says (SO_PEERCRED). */
@@ -59,7 +60,7 @@ export async function handleApi(agent: Agent, req: Request, o: ApiOptions = {}):
   }
 
   if (path === "/cni" && m === "POST") {
-    if (!agent.ready) return text(`not ready: ${agent.reason}`, 503);
+    const started = performance.now();
     let body: CniRequest;
     try {
       body = (await req.json()) as CniRequest;
@@ -68,10 +69,21 @@ export async function handleApi(agent: Agent, req: Request, o: ApiOptions = {}):
     }
     if (!body || typeof body.command !== "string" || typeof body.conf !== "object")
       return text("body is not a CNI request", 400);
+    // the plugin turns 503 into code 11 (try again later)
+    const command = (COMMANDS as readonly string[]).includes(body.command) ? body.command : "other";
+    const observe = (code: number | undefined) =>
+      agent.stats.cni({ command, code, seconds: (performance.now() - started) / 1000 });
+    if (!agent.ready) {
+      observe(CniCode.TryAgainLater);
+      return text(`not ready: ${agent.reason}`, 503);
+    }
     body.pid = o.caller!.pid;
     // Out of space: wait (bounded) for the ring to give us some before trying.
-    if (body.command === "ADD" && agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
-    return Response.json(agent.cni.run(body));
+    if (body.command === "ADD" && agent.allocator.free === 0 && !(await agent.waitForSpace(SPACE_WAIT_MS)))
+      agent.noSpace(`pod ${body.containerId ?? "?"}`, SPACE_WAIT_MS);
+    const reply = agent.cni.run(body);
+    observe(reply.ok ? undefined : reply.code);
+    return Response.json(reply);
   }
 
   if (path === "/status" && m === "GET") return text(statusText(agent), agent.ready ? 200 : 503);
@@ -103,7 +115,8 @@ export async function handleApi(agent: Agent, req: Request, o: ApiOptions = {}):
         : text(`no address held for ${cid}`, 404);
     }
     if (m === "POST") {
-      if (agent.allocator.free === 0) await agent.waitForSpace(SPACE_WAIT_MS);
+      if (agent.allocator.free === 0 && !(await agent.waitForSpace(SPACE_WAIT_MS)))
+        agent.noSpace(`container ${cid}`, SPACE_WAIT_MS);
       try {
         const { entry, created } = agent.allocator.allocate(
           cid,

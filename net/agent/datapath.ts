@@ -5,7 +5,18 @@
 import type { NetHost } from "../host/host.ts";
 import { desiredTables, planDatapath, type Remote, VXLAN_NAME, VXLAN_PORT, VXLAN_VNI } from "../encap/vxlan.ts";
 
-export type VxlanSettings = { bridge: string; mtu: number; local: string; inRange(ip: string): boolean };
+export type VxlanSettings = {
+  bridge: string;
+  mtu: number;
+  local: string;
+  inRange(ip: string): boolean;
+  /**
+   * Delete what the plan no longer wants. False right after a start, until the mesh has
+   * been heard from: a restarted agent keeps the kernel's entries, so flows to remote
+   * pods go on while it relearns them (it only adds meanwhile).
+   */
+  prune: boolean;
+};
 
 /**
  * Bring the VXLAN device and the tables to what `remotes` need. Keeps going past a
@@ -62,6 +73,10 @@ export function reconcileVxlan(
       errors.push(`${what}: ${(e as Error).message}`);
     }
   };
+  if (!s.prune) {
+    plan.fdbDel = [];
+    plan.neighDel = [];
+  }
   for (const f of plan.fdbDel)
     attempt(`delete fdb ${f.mac} dst ${f.dst}`, () => host.delFdb({ dev: vx!.index, mac: f.mac, dst: f.dst }));
   for (const f of plan.fdbAdd)

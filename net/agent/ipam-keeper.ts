@@ -71,6 +71,21 @@ export class IpamKeeper {
     d.allocator.setOwned(this.state.owned);
   }
 
+  /** Allocations waiting for space from peers right now (weave_ipam_pending_allocates). */
+  get pendingAllocates(): number {
+    return this.spaceWaiters.length;
+  }
+
+  /** Removed peers whose space waits to be taken over by their heir (weave_ipam_pending_claims). */
+  get pendingClaims(): number {
+    return this.state.removing?.length ?? 0;
+  }
+
+  /** Peers that own address space and that we cannot reach (weave_ipam_unreachable_count). */
+  unreachableOwners(): number {
+    return this.views().filter((v) => !v.reachable && (v.state?.owned.length ?? 0) > 0).length;
+  }
+
   /** The mesh forgets unreachable peers, but never one that still owns space. */
   static keep(e: PeerEntry): boolean {
     const s = ipamOf(e);
@@ -240,8 +255,12 @@ export class IpamKeeper {
         if (!settled) resolve(v);
         settled = true;
       };
-      this.d.later(ms, () => done(this.d.allocator.free > 0));
-      this.spaceWaiters.push(() => done(true));
+      const waiter = () => done(true);
+      this.d.later(ms, () => {
+        this.spaceWaiters = this.spaceWaiters.filter((w) => w !== waiter);
+        done(this.d.allocator.free > 0);
+      });
+      this.spaceWaiters.push(waiter);
     });
   }
 }

@@ -49,7 +49,7 @@ export function report(a: Agent): Record<string, unknown> {
             Outbound: c.outbound,
             State: c.state,
             Info: c.info,
-            Attrs: c.state === "established" ? { name: "fastdp", mtu: a.bridge?.mtu, encrypted: c.encrypted } : null,
+            Attrs: c.state === "established" ? connectionAttrs(a, c) : null,
           })),
           Targets: r.explicitTargets(),
           DatapathErrors: a.datapathErrors,
@@ -92,6 +92,30 @@ export function report(a: Agent): Record<string, unknown> {
   };
 }
 
+/**
+ * Weave's per-connection attributes. With a password the mesh connection is encrypted
+ * (Noise) and so is the pod traffic to that peer (WireGuard): `encrypted` is both, and
+ * `wireguard` says through which implementation, with the tunnel's last handshake.
+ */
+function connectionAttrs(a: Agent, c: { name?: string; encrypted: boolean }) {
+  const base = { name: "fastdp", mtu: a.bridge?.mtu, encrypted: c.encrypted };
+  const t = a.encryption?.tunnel(c.name);
+  if (!t) return base;
+  return {
+    ...base,
+    encrypted: c.encrypted && !t.skipped,
+    wireguard: t.wireguard,
+    device: t.device,
+    handshakeAgoS: t.handshakeAgoS ?? null,
+    rxBytes: t.rxBytes,
+    txBytes: t.txBytes,
+    ...(t.skipped ? { noTunnel: t.skipped } : {}),
+  };
+}
+
+const wgText = (impl: string | undefined) =>
+  impl === "kernel" ? "kernel WireGuard" : impl === "userspace" ? "wireguard-go (userspace)" : "WireGuard starting";
+
 const kv = (rows: [string, string][]) => `${rows.map(([k, v]) => `${k.padStart(15)}: ${v}`).join("\n")}\n`;
 
 export function statusText(a: Agent): string {
@@ -108,6 +132,9 @@ export function statusText(a: Agent): string {
       ["Protocol", `weave ${PROTOCOL_MIN}..${PROTOCOL_MAX}`],
       ["Name", `${a.name}(${a.cfg.nickname})`],
       ["Encryption", r.encrypted ? "enabled" : "disabled"],
+      ...(a.encryption
+        ? [["WireGuard", `${wgText(a.encryption.impl)}, weave-wg (pod traffic between nodes)`] as [string, string]]
+        : []),
       ["PeerDiscovery", a.cfg.discovery === false ? "disabled" : "enabled"],
       ["Targets", String(r.explicitTargets().length)],
       ["Connections", `${conns.length}${states.length ? ` (${states.join(", ")})` : ""}`],
@@ -154,8 +181,11 @@ export function connectionsText(a: Agent): string {
   return `${r
     .connections()
     .map((c) => {
-      const state = `${c.state}${c.encrypted ? " encrypted" : ""}`;
-      return `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${state.padEnd(22)} ${c.info}`;
+      const t = c.state === "established" ? a.encryption?.tunnel(c.name) : undefined;
+      const state = `${c.state}${c.encrypted && !t?.skipped ? " encrypted" : ""}`;
+      const hs = t?.handshakeAgoS === undefined ? "no handshake yet" : `handshake ${t.handshakeAgoS}s ago`;
+      const wg = t ? (t.skipped ? ` (no tunnel: ${t.skipped})` : ` (${wgText(t.wireguard)}, ${hs})`) : "";
+      return `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${state.padEnd(22)} ${c.info}${wg}`;
     })
     .join("\n")}\n`;
 }

@@ -24,6 +24,7 @@ import {
 import { INFERRED_SERVICE_PREFIX, podState } from "../cluster-facts.ts";
 import { list, plural, result } from "./result.ts";
 import type { CheckResult } from "./types.ts";
+import { checkClusterNpc } from "./checks-npc.ts";
 import { checkProbes, type ProbeFacts } from "./checks-probes.ts";
 
 export const DEFAULT_RANGE = "10.32.0.0/12";
@@ -41,6 +42,8 @@ export type ClusterFacts = {
   now: number;
   /** What the in-pod probes saw (gather/probe-pods.ts), when they ran; undefined: not run. */
   probes?: ProbeFacts;
+  /** The tail of each node's weave-npc container log, by node (its drop lines). */
+  npcLogs?: Record<string, { lines: string[]; error?: string }>;
 };
 
 const NS = "kube-system";
@@ -355,7 +358,6 @@ export function checkInPodProbes(f: ClusterFacts): CheckResult[] {
 }
 
 export function evaluateCluster(f: ClusterFacts): CheckResult[] {
-  return [checkDaemonSet, checkAgentPods, checkNodes, checkClusterPods, checkClusterRange, checkInPodProbes].flatMap(
-    (c) => c(f),
-  );
+  const checks = [checkDaemonSet, checkAgentPods, checkNodes, checkClusterNpc, checkClusterPods, checkClusterRange];
+  return [...checks, checkInPodProbes].flatMap((c) => c(f));
 }

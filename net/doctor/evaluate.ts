@@ -10,6 +10,7 @@ import {
   checkMeshProtocol,
 } from "./checks-agent.ts";
 import { checkCniConfig } from "./checks-cni.ts";
+import { checkNpc, checkNpcDrift, checkNpcDrops } from "./checks-npc.ts";
 import { checkIpamOrphans, checkIpamReady, checkIpamSpace } from "./checks-ipam.ts";
 import { checkDevices, checkMtu, checkPods, checkRangeOverlap } from "./checks-node.ts";
 import {
@@ -49,6 +50,9 @@ export const CATALOG: { name: string; what: string }[] = [
   { name: "range-overlap", what: "the pod range overlaps no node address, route or service range" },
   { name: "cni-config", what: "exactly one network's CNI config on each node, and it is weave's" },
   { name: "agent-logs", what: "no recent error lines in the agents' logs, no datapath errors" },
+  { name: "npc", what: "weave npc (the NetworkPolicy controller) runs and has synced on every node" },
+  { name: "npc-drift", what: "the kernel's table inet weave-npc is what the policies compile to for the node" },
+  { name: "npc-drops", what: "connections dropped by policies lately, with their reasons (warn, never fail)" },
   { name: "in-pod-probes", what: "(cluster) pings between test pods, the kubernetes Service and DNS from a pod" },
 ];
 
@@ -71,6 +75,9 @@ const CHECKS: ((f: Facts) => CheckResult[])[] = [
   checkRangeOverlap,
   checkCniConfig,
   checkAgentLogs,
+  checkNpc,
+  checkNpcDrift,
+  checkNpcDrops,
 ];
 
 const order = (name: string) => {

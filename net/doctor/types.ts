@@ -6,6 +6,9 @@
  * unit tests.
  */
 
+import type { NftTable } from "../policy/nft-model.ts";
+import type { PolicyView } from "../policy/state.ts";
+
 export type Status = "pass" | "warn" | "fail";
 
 /** One verdict: which check, where, what was seen, and what to do about it. */
@@ -72,6 +75,25 @@ export type PortDrop = {
 /** A CNI config file of a node's conf dir; `text` undefined when it could not be read. */
 export type CniFile = { name: string; text?: string };
 
+/** A node's `weave npc`: its process, its /status, the kernel's table, its drop log or counters. */
+export type NpcFacts = {
+  /** The process is alive (lab: pid); undefined when doctor cannot tell. */
+  running?: boolean;
+  pid?: number;
+  /** GET /status on :6781 answered 200: the kernel holds what its first full list asked for. */
+  synced?: boolean;
+  statusText?: string;
+  /** Why /status could not be asked. */
+  error?: string;
+  /** The kernel's table inet weave-npc; null: there is none; undefined: not read. */
+  table?: NftTable | null;
+  tableError?: string;
+  /** Its log (lab: <dataDir>/npc.log; cluster: the weave-npc container's). */
+  log?: { path: string; lines: string[]; error?: string };
+  /** weavenpc_blocked_connections_total by "PROTOCOL PORT", from its /metrics (node mode). */
+  blocked?: Record<string, number>;
+};
+
 export type NodeFacts = {
   name: string;
   /** The address peers reach this node at (lab.json, or the agent's advertise address). */
@@ -95,6 +117,7 @@ export type NodeFacts = {
   firewall?: { drops: PortDrop[]; error?: string };
   cni?: { dir: string; files: CniFile[]; error?: string };
   log?: { path: string; lines: string[]; error?: string };
+  npc?: NpcFacts;
 };
 
 export type PodFacts = {
@@ -136,6 +159,9 @@ export type Hints = {
   agentLogs(node: string): string;
   /** How to run a command on `node` (a prefix such as `ip netns exec lab-n1`). */
   onNode(node: string): string;
+  /** How to start a node's `weave npc`, and where its log is. */
+  startNpc?(node: string): string;
+  npcLogs?(node: string): string;
 };
 
 export type Facts = {
@@ -148,6 +174,8 @@ export type Facts = {
   nodes: NodeFacts[];
   pods: PodFacts[];
   probes: Probe[];
+  /** The API's policies, pods and namespaces, for the drift check; `error`: they could not be read. */
+  policy?: { view?: PolicyView; source: string; error?: string };
   /** Time of gathering (ms), for "recent" log lines. */
   now: number;
   hints: Hints;

@@ -8,6 +8,13 @@ import { splitHostPort } from "../mesh/transport.ts";
 
 type Data = { link?: TcpLink };
 
+/**
+ * How long a dial may wait for the peer's answer. Without a bound, a peer behind a
+ * firewall that drops (not rejects) SYNs holds the dial for the kernel's ~2 minutes of
+ * SYN retries, and the failure, its backoff and its Event all wait that long.
+ */
+export const DIAL_TIMEOUT_MS = 5000;
+
 class TcpLink implements Link {
   private queue: Uint8Array[] = [];
   private dataCb: (b: Uint8Array) => void;
@@ -118,7 +125,7 @@ export function tcpTransport(): Transport {
     },
     async dial(address) {
       const [hostname, port] = splitHostPort(address);
-      const sock = await Bun.connect<Data>({
+      const connecting = Bun.connect<Data>({
         hostname,
         port,
         data: {},
@@ -129,6 +136,26 @@ export function tcpTransport(): Transport {
           },
         },
       });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${DIAL_TIMEOUT_MS / 1000}s (dropped by a firewall?)`)),
+          DIAL_TIMEOUT_MS,
+        );
+      });
+      let sock: Socket<Data>;
+      try {
+        sock = await Promise.race([connecting, timeout]);
+      } catch (e) {
+        // a connection that comes up after we gave up is closed at once
+        connecting.then(
+          (late) => late.end(),
+          () => {},
+        );
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
       const link = new TcpLink(sock, address);
       sock.data = { link };
       links.add(link);

@@ -5,13 +5,26 @@
  * Node object deleted (the ring's heir then takes its address space over), its namespace
  * gone. Bad input is refused, naming the value, before anything is made.
  */
-import { rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { WeaveError } from "../errors.ts";
 import { deleteNamedNetns } from "../host/netns.ts";
-import { stopPid } from "../host/process.ts";
+import { pidAlive, stopPid } from "../host/process.ts";
+import { stopLeftoverWireguardGo } from "../host/wireguard-go.ts";
 import type { PortSpec } from "./objects.ts";
-import { createNode, createPods, labApi, startAgents, stopAgent, waitNodesListed } from "./lab.ts";
-import type { LabTools } from "./plugin.ts";
+import {
+  createNode,
+  createPods,
+  labApi,
+  nodePasswordFile,
+  startAgent,
+  startAgents,
+  stopAgent,
+  waitNodesListed,
+  wgSocketDir,
+  writePasswordFile,
+} from "./lab.ts";
+import { inNs, type LabTools } from "./plugin.ts";
 import { findNode, type LabNode, type LabPod, mustReadLab, updateLab } from "./state.ts";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -105,21 +118,60 @@ export async function labPodDel(lab: string, name: string, namespace = "default"
   }
 }
 
-/** `weave lab node add`: the next node, its Node object and a ready, meshed agent. */
-export async function labNodeAdd(lab: string, tools: LabTools): Promise<LabNode> {
+/** The node joins the mesh, or (a password other than the lab's) is refused by it. */
+export type NodeAdded = LabNode & { refused?: boolean };
+
+/**
+ * `weave lab node add`: the next node, its Node object and a ready, meshed agent. With
+ * `password` (the caller's WEAVE_PASSWORD or --password-file) the node's agent gets that
+ * one in a file of its own; when it is not the lab's, the node cannot join: its agent is
+ * started and left running, refused by the mesh (its agent.log and the others' say so),
+ * and nothing waits for it to be ready.
+ */
+export async function labNodeAdd(lab: string, tools: LabTools, o: { password?: Uint8Array } = {}): Promise<NodeAdded> {
   const s = mustReadLab(lab);
   const used = s.nodes.map((n) => Number(/-n(\d+)$/.exec(n.name)?.[1] ?? 0));
   const i = Math.max(0, ...used) + 1;
   if (i > 200) throw new WeaveError("E_LAB_FULL", `lab "${lab}" has no room for another node (at most n200)`);
+  const labPassword = s.passwordFile && existsSync(s.passwordFile) ? readFileSync(s.passwordFile) : undefined;
+  const refused =
+    (o.password === undefined) !== (labPassword === undefined) ||
+    (o.password !== undefined && !Buffer.from(o.password).equals(labPassword!));
   const node = createNode(lab, i);
   try {
+    if (o.password && refused) {
+      const file = join(node.dataDir, "password");
+      writePasswordFile(file, o.password);
+      updateLab(lab, (state) => {
+        findNode(state, node.name).passwordFile = file;
+      });
+    } else if (!o.password && labPassword) {
+      // No password for a lab that has one: the node's agent runs without (and is refused).
+      updateLab(lab, (state) => {
+        findNode(state, node.name).passwordFile = "";
+      });
+    }
     await waitNodesListed(s, [node.name]);
-    await startAgents(tools, lab, [node]);
+    if (refused) await startRefusedAgent(tools, lab, findNode(mustReadLab(lab), node.name));
+    else await startAgents(tools, lab, [node]);
   } catch (e) {
     await labNodeRemove(lab, node.name, { force: true }).catch(() => {});
     throw e;
   }
-  return findNode(mustReadLab(lab), node.name);
+  return { ...findNode(mustReadLab(lab), node.name), ...(refused ? { refused } : {}) };
+}
+
+/** Start an agent that the mesh will refuse; wait only until its API answers. */
+async function startRefusedAgent(tools: LabTools, lab: string, node: LabNode, timeoutMs = 15000): Promise<void> {
+  const pid = startAgent(tools, node, mustReadLab(lab));
+  updateLab(lab, (state) => {
+    findNode(state, node.name).agentPid = pid;
+  });
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await Bun.sleep(50)) {
+    if (!pidAlive(pid)) throw new WeaveError("E_LAB_AGENT", `the agent of ${node.name} exited (see its agent.log)`);
+    if (inNs(node.netns, [...tools.weave, "report"]).code === 0) return;
+  }
+  throw new WeaveError("E_LAB_AGENT", `the agent of ${node.name} did not answer within ${timeoutMs / 1000}s`);
 }
 
 /**
@@ -139,6 +191,7 @@ export async function labNodeRemove(lab: string, name: string, o: { force?: bool
   });
   await stopPid(node.npcPid ?? 0);
   await stopAgent(node.agentPid);
+  if (nodePasswordFile(node, s)) await stopLeftoverWireguardGo({ socketDir: wgSocketDir(node) });
   await api.delete(`/api/v1/nodes/${node.name}`);
   deleteNamedNetns(node.netns);
   rmSync(node.dataDir, { recursive: true, force: true });

@@ -22,6 +22,7 @@ import { WeaveError } from "../errors.ts";
 import { openHost } from "../host/host.ts";
 import { createNamedNetns, deleteNamedNetns, netnsPath } from "../host/netns.ts";
 import { pidAlive, stopPid } from "../host/process.ts";
+import { stopLeftoverWireguardGo } from "../host/wireguard-go.ts";
 import { LabApi } from "./api-client.ts";
 import { startNpcs } from "./npc.ts";
 import { podObject } from "./objects.ts";
@@ -81,12 +82,33 @@ export function startAgent(tools: LabTools, node: LabNode, s: LabState, peers: s
   const args = [
     "agent",
     ...["--data-dir", node.dataDir, "--nickname", node.name, "--socket", agentSocket(node)],
+    // /metrics on the node's underlay address, where a Prometheus in <lab>-u scrapes it
+    ...["--metrics-addr", `${node.ip}:6782`],
     ...cluster,
     ...(peers.length ? ["--peers", peers.join(",")] : []),
     ...(s.ipallocRange ? ["--ipalloc-range", s.ipallocRange] : []),
+    // the password as a file, never on a command line; wireguard-go's socket per node
+    ...encryptionArgs(node, s),
   ];
   const argv = ["nsenter", `--net=${netnsPath(node.netns)}`, ...tools.weave, ...args];
   return startDetached(argv, join(node.dataDir, "agent.log"), `the agent of ${node.name}`);
+}
+
+/** The node's password file, if the lab or the node has one. */
+export const nodePasswordFile = (node: LabNode, s: LabState) => node.passwordFile ?? s.passwordFile;
+
+/** wireguard-go's socket directory of a lab node (its own, under its data dir). */
+export const wgSocketDir = (node: LabNode) => join(node.dataDir, "wireguard");
+
+function encryptionArgs(node: LabNode, s: LabState): string[] {
+  const file = nodePasswordFile(node, s);
+  return file ? ["--password-file", file, "--wireguard-socket-dir", wgSocketDir(node)] : [];
+}
+
+/** Write a password file, mode 0600 (made so: the bytes are never in a wider file). */
+export function writePasswordFile(path: string, password: Uint8Array): void {
+  rmSync(path, { force: true });
+  writeFileSync(path, password, { mode: 0o600, flag: "wx" });
 }
 
 export function agentReady(tools: LabTools, node: string): boolean {
@@ -230,7 +252,7 @@ export async function labUp(
   nodes: number,
   podsPerNode: number,
   tools: LabTools,
-  opts: { ipallocRange?: string } = {},
+  opts: { ipallocRange?: string; password?: Uint8Array } = {},
 ): Promise<LabState> {
   if (!NAME_RULE.test(name))
     throw new WeaveError(
@@ -248,7 +270,9 @@ export async function labUp(
 
   mkdirSync(labDir(name), { recursive: true });
   const range = opts.ipallocRange ? { ipallocRange: opts.ipallocRange } : {};
-  saveLab({ name, underlay: `${name}-u`, ...range, nodes: [], pods: [] });
+  const passwordFile = opts.password ? join(labDir(name), "password") : undefined;
+  if (passwordFile) writePasswordFile(passwordFile, opts.password!);
+  saveLab({ name, underlay: `${name}-u`, ...range, ...(passwordFile ? { passwordFile } : {}), nodes: [], pods: [] });
   try {
     createUnderlay(mustReadLab(name));
     const outside = { netns: `${name}-x`, ip: OUTSIDE_IP };
@@ -331,6 +355,11 @@ export async function labDown(name: string, tools: LabTools): Promise<string[]> 
   for (const node of s.nodes) {
     await attempt(`stop weave npc of ${node.name}`, () => stopPid(node.npcPid ?? 0));
     await attempt(`stop agent of ${node.name}`, () => stopAgent(node.agentPid));
+    // the agent leaves its wireguard-go running (a restarted agent adopts it): stopped by pid
+    if (nodePasswordFile(node, s))
+      await attempt(`stop wireguard-go of ${node.name}`, () =>
+        stopLeftoverWireguardGo({ socketDir: wgSocketDir(node) }),
+      );
     await attempt(`delete ${node.netns}`, () => deleteNamedNetns(node.netns));
   }
   if (s.outside) await attempt(`delete ${s.outside.netns}`, () => deleteNamedNetns(s.outside!.netns));
@@ -415,9 +444,12 @@ const CUT_TABLE = "weavelabcut";
 
 /** `weave lab cut|heal NODE`: drop or restore the node's mesh (TCP 6783) and VXLAN (UDP 6784) traffic. */
 export function labCut(name: string, node: string, cut: boolean): LabNode {
-  const n = findNode(mustReadLab(name), node);
+  const s = mustReadLab(name);
+  const n = findNode(s, node);
   const reset = `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\n`;
-  const drops = "tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop;";
+  // with encryption the pods' traffic is WireGuard's, UDP 6785
+  const wg = nodePasswordFile(n, s) ? " udp dport 6785 drop; udp sport 6785 drop;" : "";
+  const drops = `tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop;${wg}`;
   const chain = (hook: string) =>
     `  chain ${hook} { type filter hook ${hook} priority -10; policy accept; ${drops} }\n`;
   const script = cut ? `${reset}table inet ${CUT_TABLE} {\n${chain("input")}${chain("output")}}\n` : reset;

@@ -135,6 +135,8 @@ export function agentPod(ds: V1DaemonSet, node: string): V1Pod {
       name: agentPodName(node),
       namespace: NAMESPACE,
       labels: { ...template.metadata?.labels, "controller-revision-hash": "lab", "pod-template-generation": "1" },
+      // as the DaemonSet controller does: the template's annotations (prometheus.io/*) too
+      ...(template.metadata?.annotations ? { annotations: { ...template.metadata.annotations } } : {}),
       ownerReferences: [owner],
     },
     spec: { ...template.spec!, nodeName: node },
@@ -190,18 +192,22 @@ export function agentPodStatus(pod: V1Pod, n: LabNode, seen: AgentSeen, npc?: Ag
   } as unknown as V1PodStatus;
 }
 
-/** A lab pod wired by CNI: Running, every container ready. */
-export function runningPodStatus(pod: V1Pod, hostIP: string, ip: string, startedAt: string): V1PodStatus {
-  const containerStatuses = pod.spec!.containers.map((c) => ({
+/** The statuses of a lab pod's containers: all running (ready) or all waiting for `why`. */
+function labContainerStatuses(pod: V1Pod, state: { running: { startedAt: string } } | { waiting: object }) {
+  const running = "running" in state;
+  return pod.spec!.containers.map((c) => ({
     name: c.name,
     image: c.image ?? LAB_POD_IMAGE,
     imageID: "",
-    containerID: `weave-lab://${pod.metadata!.uid}`,
-    ready: true,
-    started: true,
+    ...(running ? { containerID: `weave-lab://${pod.metadata!.uid}`, started: true } : {}),
+    ready: running,
     restartCount: 0,
-    state: { running: { startedAt } },
+    state,
   }));
+}
+
+/** A lab pod wired by CNI: Running, every container ready. */
+export function runningPodStatus(pod: V1Pod, hostIP: string, ip: string, startedAt: string): V1PodStatus {
   return {
     phase: "Running",
     hostIP,
@@ -211,20 +217,12 @@ export function runningPodStatus(pod: V1Pod, hostIP: string, ip: string, started
     qosClass: "BestEffort",
     startTime: startedAt,
     conditions: podConditions(true, startedAt),
-    containerStatuses,
+    containerStatuses: labContainerStatuses(pod, { running: { startedAt } }),
   } as unknown as V1PodStatus;
 }
 
 /** A lab pod whose CNI ADD failed (it is tried again): Pending, ContainerCreating. */
 export function pendingPodStatus(pod: V1Pod, hostIP: string, why: string, since: string): V1PodStatus {
-  const containerStatuses = pod.spec!.containers.map((c) => ({
-    name: c.name,
-    image: c.image ?? LAB_POD_IMAGE,
-    imageID: "",
-    ready: false,
-    restartCount: 0,
-    state: { waiting: { reason: "ContainerCreating", message: why } },
-  }));
   const scheduled = { type: "PodScheduled", status: "True", lastTransitionTime: since };
   return {
     phase: "Pending",
@@ -232,7 +230,7 @@ export function pendingPodStatus(pod: V1Pod, hostIP: string, why: string, since:
     startTime: since,
     qosClass: "BestEffort",
     conditions: [scheduled],
-    containerStatuses,
+    containerStatuses: labContainerStatuses(pod, { waiting: { reason: "ContainerCreating", message: why } }),
   } as unknown as V1PodStatus;
 }
 

@@ -24,6 +24,8 @@ export type LabNode = {
   /** Its `weave npc` (the agent pod's weave-npc container), and how often that was started again. */
   npcPid?: number;
   npcRestarts?: number;
+  /** Its own password file (`lab node add` with a password of its own), else the lab's. */
+  passwordFile?: string;
 };
 
 export type LabPod = {
@@ -55,6 +57,8 @@ export type LabState = {
   /** kubectl's kubeconfig for this lab. */
   kubeconfig?: string;
   controlPlane?: ControlPlane;
+  /** With a password: the file (mode 0600) its agents read it from (--password-file). */
+  passwordFile?: string;
   nodes: LabNode[];
   pods: LabPod[];
 };

@@ -54,6 +54,9 @@ export type RouterOptions = {
 
 export type ConnState = "pending" | "established";
 
+/** A connection to a target failed: `attempt` counts the failures since it last worked. */
+export type DialFailure = { address: string; attempt: number; why: string };
+
 export type ConnectionInfo = {
   address: string;
   outbound: boolean;
@@ -109,8 +112,12 @@ export class Router {
   private secret?: MeshSecret;
   private self: string;
   private selfNum: number;
-  /** Bytes we sent, for the quiet-traffic benchmark. */
+  /** Bytes we sent and received over mesh connections (the quiet-traffic benchmark, /metrics). */
   bytesSent = 0;
+  bytesReceived = 0;
+  /** Established connections that ended (weave_connection_terminations_total). */
+  terminations = 0;
+  private failureListeners: ((f: DialFailure) => void)[] = [];
 
   constructor(opts: RouterOptions) {
     this.o = {
@@ -186,6 +193,11 @@ export class Router {
     this.o.transport.close();
   }
 
+  /** Called on every failed attempt to connect to a target (dial, handshake or loss). */
+  onConnectionFailure(cb: (f: DialFailure) => void): void {
+    this.failureListeners.push(cb);
+  }
+
   /** Called (debounced) whenever the topology or our connections changed. */
   onChange(cb: () => void): void {
     this.listeners.push(cb);
@@ -195,17 +207,19 @@ export class Router {
    * Set what our entry says about us: addresses to reach us at, pods and bridge, app
    * state. `urgent` publishes within the gossip delay instead of the debounce.
    */
-  setLocal(o: { addresses?: string[]; pods?: number[]; app?: unknown }, urgent = false): void {
+  setLocal(o: { addresses?: string[]; pods?: number[]; app?: unknown; wgKey?: string }, urgent = false): void {
     const addresses = o.addresses ?? this.own.addresses;
     const pods = o.pods ?? this.own.pods;
     const app = "app" in o ? o.app : this.own.app;
+    const wgKey = o.wgKey ?? this.own.wgKey;
     if (
       sameList(addresses, this.own.addresses) &&
       sameList(pods, this.own.pods) &&
-      JSON.stringify(app) === JSON.stringify(this.own.app)
+      JSON.stringify(app) === JSON.stringify(this.own.app) &&
+      wgKey === this.own.wgKey
     )
       return;
-    this.own = { ...this.own, addresses, pods, app };
+    this.own = { ...this.own, addresses, pods, app, ...(wgKey === undefined ? {} : { wgKey }) };
     this.publish(urgent);
   }
 
@@ -287,6 +301,7 @@ export class Router {
     t.attempt++;
     const base = Math.min(this.o.backoffMs.max, this.o.backoffMs.initial * 1.5 ** (t.attempt - 1));
     t.nextTry = this.o.sched.now() + base * (0.75 + Math.random() * 0.5);
+    for (const l of this.failureListeners) l({ address: t.address, attempt: t.attempt, why });
   }
 
   private accept(link: Link, outbound: boolean, address: string): void {
@@ -304,7 +319,10 @@ export class Router {
     this.conns.add(c);
     // Our preamble first: registering for data may hand us the peer's at once.
     c.channel.start();
-    link.onData((b) => this.receive(c, b));
+    link.onData((b) => {
+      this.bytesReceived += b.length;
+      this.receive(c, b);
+    });
     link.onClose(() => this.hungUp(c));
     // A peer that never completes the handshake is dropped by the heartbeat check.
   }
@@ -335,6 +353,7 @@ export class Router {
     c.link.close();
     const t = c.outbound ? this.targets.get(c.address) : undefined;
     if (c.state === "established") {
+      this.terminations++;
       this.o.log(`connection to ${c.peer!.nickname} (${c.peer!.name}) at ${c.address} lost: ${why}`);
       if (t) {
         t.attempt = 0;

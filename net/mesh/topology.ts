@@ -30,6 +30,8 @@ export type PeerEntry = {
   pods: number[];
   /** What the application gossips about this peer (the agent: its IPAM state); opaque here. */
   app?: unknown;
+  /** Its WireGuard public key (base64), with encryption on; absent in older peers' entries. */
+  wgKey?: string;
 };
 
 type Stored = { entry: PeerEntry; line: string; num: number };
@@ -44,6 +46,7 @@ export function encodeEntry(e: PeerEntry): string {
     c: e.connections,
     p: e.pods,
     ...(e.app === undefined ? {} : { x: e.app }),
+    ...(e.wgKey === undefined ? {} : { w: e.wgKey }),
   };
   return `${e.name} ${e.version} ${JSON.stringify(fields)}`;
 }
@@ -59,7 +62,7 @@ export function decodeEntry(line: string): PeerEntry {
   if (!isPeerName(name)) throw new TopologyError(`entry name "${name.slice(0, 40)}" is not a peer name`);
   const version = Number(line.slice(s1 + 1, s2));
   if (!Number.isSafeInteger(version) || version < 0) throw new TopologyError(`entry ${name} has a bad version`);
-  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown; x?: unknown };
+  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown; x?: unknown; w?: unknown };
   try {
     o = JSON.parse(line.slice(s2 + 1));
   } catch {
@@ -74,7 +77,8 @@ export function decodeEntry(line: string): PeerEntry {
     !strs(o.a) ||
     !strs(o.c) ||
     !Array.isArray(o.p) ||
-    !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)
+    !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32) ||
+    (o.w !== undefined && typeof o.w !== "string")
   ) {
     throw new TopologyError(`entry ${name} has missing or mistyped fields`);
   }
@@ -94,6 +98,7 @@ export function decodeEntry(line: string): PeerEntry {
     connections: c,
     pods: o.p as number[],
     ...(o.x === undefined ? {} : { app: o.x }),
+    ...(o.w === undefined ? {} : { wgKey: o.w as string }),
   };
 }
 

@@ -47,6 +47,9 @@ export class NpcController {
   errors = 0;
   lastError: string | undefined;
   lastSyncMs = 0;
+  /** What the last good sync put in the kernel (weave npc's /metrics). */
+  enforced = { policies: 0, localPods: 0, chains: 0, rules: 0 };
+  private syncListeners: ((ms: number, ok: boolean) => void)[] = [];
   readonly reporter: DropReporter;
   private readonly watches: ResourceWatch[];
   private readonly pods: ResourceWatch;
@@ -90,6 +93,11 @@ export class NpcController {
     clearTimeout(this.timer);
     for (const i of this.intervals) clearInterval(i);
     await Promise.all(this.watches.map((w) => w.stop()));
+  }
+
+  /** Called after every sync pass with its duration and whether it worked. */
+  onSync(cb: (ms: number, ok: boolean) => void): void {
+    this.syncListeners.push(cb);
   }
 
   /** Why the controller is not synced, or "synced". */
@@ -146,6 +154,14 @@ export class NpcController {
       this.lastSyncMs = performance.now() - started;
       this.syncs++;
       this.lastError = undefined;
+      const chains = [...desired.chains.values()];
+      this.enforced = {
+        policies: state.policies.length,
+        localPods: state.pods.filter((p) => p.node === this.o.node).length,
+        chains: chains.length,
+        rules: chains.reduce((n, c) => n + c.rules.length, 0),
+      };
+      for (const l of this.syncListeners) l(this.lastSyncMs, true);
       if (!tx.empty) this.o.log(summary(tx, desired, this.lastSyncMs, !kernel));
       if (!this.synced) {
         const local = state.pods.filter((p) => p.node === this.o.node).length;
@@ -155,6 +171,7 @@ export class NpcController {
     } catch (e) {
       this.errors++;
       this.lastError = (e as Error).message;
+      for (const l of this.syncListeners) l(performance.now() - started, false);
       this.o.log(`sync failed (the kernel keeps its rules; retrying): ${this.lastError}`);
       setTimeout(() => this.schedule(), 1000);
     } finally {

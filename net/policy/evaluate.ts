@@ -24,11 +24,25 @@ export type Verdict = { allowed: boolean; egress: Side; ingress: Side; reason: s
 
 const OPEN: Side = { isolatedBy: [], allowed: true };
 
-export function verdict(state: ClusterState, from: Endpoint, to: Endpoint, port: number, protocol: Protocol): Verdict {
-  const fromPod = "pod" in from && !from.pod.hostNetwork ? from.pod : undefined;
-  const toPod = "pod" in to && !to.pod.hostNetwork ? to.pod : undefined;
+/** The end as a policed pod: a pod that is not hostNetwork (a hostNetwork pod's traffic is its node's). */
+export function policedPod(e: Endpoint): Pod | undefined {
+  return "pod" in e && !e.pod.hostNetwork ? e.pod : undefined;
+}
+
+/** Whether one end is a node and the other one of that node's own pods: never policed. */
+export function betweenNodeAndOwnPod(from: Endpoint, to: Endpoint): boolean {
+  const fromPod = policedPod(from);
+  const toPod = policedPod(to);
   const nodeOf = (e: Endpoint) => ("pod" in e ? (e.pod.hostNetwork ? e.pod.node : undefined) : e.node);
-  if ((toPod && nodeOf(from) === toPod.node && toPod.node) || (fromPod && nodeOf(to) === fromPod.node && fromPod.node))
+  const toOwnPod = !!toPod?.node && nodeOf(from) === toPod.node;
+  const fromOwnPod = !!fromPod?.node && nodeOf(to) === fromPod.node;
+  return toOwnPod || fromOwnPod;
+}
+
+export function verdict(state: ClusterState, from: Endpoint, to: Endpoint, port: number, protocol: Protocol): Verdict {
+  const fromPod = policedPod(from);
+  const toPod = policedPod(to);
+  if (betweenNodeAndOwnPod(from, to))
     return {
       allowed: true,
       egress: OPEN,
@@ -48,7 +62,8 @@ export function verdict(state: ClusterState, from: Endpoint, to: Endpoint, port:
   return { allowed, egress, ingress, reason: explain(egress, ingress, from, to, port, protocol) };
 }
 
-function address(e: Endpoint): string {
+/** The end's address: a pod's first. */
+export function address(e: Endpoint): string {
   return "pod" in e ? (e.pod.ips[0] ?? "") : e.ip;
 }
 

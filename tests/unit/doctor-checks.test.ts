@@ -8,6 +8,8 @@ import { evaluate, summarize, CATALOG } from "../../net/doctor/evaluate.ts";
 import { blame } from "../../net/doctor/result.ts";
 import { table } from "../../net/doctor/format.ts";
 import type { AgentReport, CheckResult, Facts, NodeFacts, PodFacts, Probe } from "../../net/doctor/types.ts";
+import { compile } from "../../net/policy/compile.ts";
+import { policyView } from "../../net/policy/state.ts";
 
 const NOW = Date.parse("2026-11-23T12:00:00Z");
 const N = [1, 2, 3].map((i) => ({
@@ -113,8 +115,19 @@ function node(i: number): NodeFacts {
       path: `/run/weave-lab/lab/n${i + 1}/agent.log`,
       lines: ["2026-11-23T11:59:00.000Z weave-agent: ready: bridge weave"],
     },
+    npc: {
+      running: true,
+      pid: 200 + i,
+      synced: true,
+      statusText: "synced",
+      table: compile({ state: NO_POLICIES.state, node: me.name }),
+      log: { path: `/run/weave-lab/lab/n${i + 1}/npc.log`, lines: [] },
+    },
   };
 }
+
+/** The API's policies, pods and namespaces of the healthy lab: none (tests/unit/doctor-npc-checks.test.ts has policies). */
+const NO_POLICIES = policyView({ pods: [], namespaces: [], policies: [] });
 
 function pods(): PodFacts[] {
   return N.flatMap((n, i) =>
@@ -152,6 +165,7 @@ function lab(): Facts {
     nodes: [0, 1, 2].map(node),
     pods: pods(),
     probes: probes(),
+    policy: { source: "lab", view: NO_POLICIES },
     now: NOW,
     hints: {
       startAgent: (n) => `start its agent: weave lab agent start ${n} --name lab`,

@@ -19,17 +19,28 @@ afterEach(async () => {
 const NODES = { n1: "198.18.0.1", n2: "198.18.0.2", n3: "198.18.0.3" };
 const old = new Date(Date.now() - 10 * 60_000).toISOString();
 
+/** The agent pods run weave npc beside the agent (2/2), as the DaemonSet has them. */
+const NPC_RUNNING = { name: "weave-npc", ready: true, restartCount: 0, image: "", imageID: "", state: { running: {} } };
+
 const agentPod = (node: string, ready = true): V1Pod => ({
   apiVersion: "v1",
   kind: "Pod",
   metadata: { name: `weave-net-${node}`, namespace: "kube-system", labels: { name: "weave-net" } },
-  spec: { nodeName: node, hostNetwork: true, containers: [{ name: "weave", image: "weave:0.1.0" }] },
+  spec: {
+    nodeName: node,
+    hostNetwork: true,
+    containers: [
+      { name: "weave", image: "weave:0.1.0" },
+      { name: "weave-npc", image: "weave:0.1.0" },
+    ],
+  },
   status: ready
     ? {
         phase: "Running",
         conditions: [{ type: "Ready", status: "True" }],
         containerStatuses: [
           { name: "weave", ready: true, restartCount: 0, image: "", imageID: "", state: { running: {} } },
+          NPC_RUNNING,
         ],
       }
     : {
@@ -47,6 +58,7 @@ const agentPod = (node: string, ready = true): V1Pod => ({
               terminated: { exitCode: 1, reason: "Error", message: "refusing to start: range 10.32.0.0/12 differs" },
             },
           },
+          NPC_RUNNING,
         ],
       },
 });
@@ -156,6 +168,7 @@ describe("doctor against a cluster (API-server stand-in)", () => {
         "agent-pods",
         "node-ready",
         "node-network",
+        "npc",
         "pod-address",
         "range-overlap",
         "in-pod-probes",

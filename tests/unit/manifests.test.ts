@@ -228,14 +228,30 @@ describe("the DaemonSet and RBAC are what the issue describes", () => {
     expect(c.image).toBe(DEFAULT_IMAGE);
   });
 
-  test("RBAC: read nodes, pods, namespaces, policies; patch nodes/status; create events; the ConfigMap by name", () => {
+  test("where to scrape: ports named metrics (6782) and npc-metrics (6781), prometheus.io annotations", () => {
+    const d = ds(manifestSettings());
+    expect(d.spec!.template.metadata?.annotations).toEqual({
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": "6782",
+      "prometheus.io/path": "/metrics",
+    });
+    const [weave, npc] = d.spec!.template.spec!.containers;
+    expect(weave!.ports).toContainEqual({ name: "metrics", containerPort: 6782, protocol: "TCP" });
+    expect(npc!.ports).toEqual([{ name: "npc-metrics", containerPort: 6781, protocol: "TCP" }]);
+    // port names are unique in the pod, and at most 15 characters (IANA_SVC_NAME)
+    const names = [weave!, npc!].flatMap((c) => c.ports ?? []).map((p) => p.name!);
+    expect(new Set(names).size).toBe(names.length);
+    for (const n of names) expect(n).toMatch(/^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/);
+  });
+
+  test("RBAC: read nodes, pods, namespaces, policies; patch nodes/status; create and patch events; the ConfigMap by name", () => {
     const objs = renderManifests(manifestSettings());
     const rulesOf = (kind: string) => (objs.find((o) => o.kind === kind) as { rules: unknown[] }).rules;
     expect(rulesOf("ClusterRole")).toEqual([
       { apiGroups: [""], resources: ["nodes", "pods", "namespaces"], verbs: ["get", "list", "watch"] },
       { apiGroups: ["networking.k8s.io"], resources: ["networkpolicies"], verbs: ["get", "list", "watch"] },
       { apiGroups: [""], resources: ["nodes/status"], verbs: ["patch"] },
-      { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+      { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
     ]);
     expect(rulesOf("Role")).toEqual([
       { apiGroups: [""], resources: ["configmaps"], resourceNames: ["weave-net"], verbs: ["get", "update", "patch"] },

@@ -56,16 +56,27 @@ export function hostExec(limit = 24): Exec {
 }
 
 const HTTP_GET =
-  'exec 3<>/dev/tcp/127.0.0.1/6784 || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n" "$1" >&3; cat <&3';
+  'exec 3<>/dev/tcp/127.0.0.1/$2 || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n" "$1" >&3; cat <&3';
 
 /** GET `path` from the agent API inside a namespace; the raw response, or why not. */
-export async function agentGetInNetns(
+export function agentGetInNetns(
   exec: Exec,
   netns: string,
   path: string,
   timeoutMs = 3000,
 ): Promise<{ raw?: string; error?: string }> {
-  const r = await exec(["bash", "-c", HTTP_GET, "weave-doctor", path], { netns, timeoutMs });
+  return localGetInNetns(exec, netns, 6784, path, timeoutMs);
+}
+
+/** GET `path` from 127.0.0.1:`port` inside a namespace (bash's /dev/tcp); the raw response, or why not. */
+export async function localGetInNetns(
+  exec: Exec,
+  netns: string,
+  port: number,
+  path: string,
+  timeoutMs = 3000,
+): Promise<{ raw?: string; error?: string }> {
+  const r = await exec(["bash", "-c", HTTP_GET, "weave-doctor", path, String(port)], { netns, timeoutMs });
   if (r.timedOut) return { error: `no answer within ${timeoutMs / 1000} s` };
   if (r.code !== 0)
     return {

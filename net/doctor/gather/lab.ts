@@ -1,14 +1,16 @@
 /**
  * Facts about a lab, gathered from the root namespace with lab.json: each node's agent
  * (pid, /status, /report through its namespace), its links, addresses, routes and
- * nftables ruleset, its CNI conf dir and the tail of its agent log; each pod's eth0
+ * nftables ruleset, its CNI conf dir and the tail of its agent log; its weave npc
+ * (gather/npc.ts); each pod's eth0
  * and default route; then the probes, in two rounds: pings on each node and between
  * every ordered pair of nodes plus TCP connects to 6783, then, for the pairs whose
  * ping went through, a don't-fragment ping at the full pod MTU.
  *
- * A node's probe endpoint is its first pod with an address, else the node itself
- * (whose bridge address is in the pod range): a lab without pods still gets its
- * cross-node datapath tested.
+ * A node's probe endpoint is its first pod with an address that no NetworkPolicy
+ * isolates, else the node itself (whose bridge address is in the pod range): a lab
+ * without pods still gets its cross-node datapath tested, and a policy's drops are
+ * never taken for the network's.
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +21,8 @@ import { agentGetInNetns, ping, tcpConnect, type Exec } from "./exec.ts";
 import { parseAddrs, parseHttp, parseLinks, parseNftDrops, parseReport, parseRoutes } from "../parse.ts";
 import { bridgeIp } from "../checks-node.ts";
 import type { Facts, NodeFacts, PodFacts, Probe } from "../types.ts";
+import { isolatedAddresses } from "../../policy/state.ts";
+import { gatherLabNpc } from "./npc.ts";
 
 export type GatherIO = { exec: Exec; progress(line: string): void; now?: () => number };
 
@@ -169,15 +173,25 @@ export async function gatherLab(s: LabState, io: GatherIO): Promise<Facts> {
     return `${d} s`;
   };
   io.progress(`looking at the agents and kernels of ${s.nodes.length} node(s) and ${s.pods.length} pod(s)`);
-  const [nodes, pods] = await Promise.all([
+  const [nodes, pods, npc] = await Promise.all([
     Promise.all(s.nodes.map((n) => gatherNode(s, n, exec))),
     Promise.all(s.pods.map((p) => gatherPod(p, exec))),
+    gatherLabNpc(s, exec),
   ]);
+  for (const n of nodes) {
+    const facts = npc.npc.get(n.name);
+    if (facts) n.npc = facts;
+  }
   io.progress(`  done in ${secs()}`);
 
+  // a pod a policy isolates drops pings by design: such pods are neither probed nor probe
+  const isolated = npc.policy?.view ? isolatedAddresses(npc.policy.view) : new Set<string>();
+  const probeable = (p: PodFacts) => !!p.ip && !isolated.has(p.ip);
+  const skipped = pods.filter((p) => p.ip && !probeable(p)).length;
+  if (skipped) io.progress(`  ${skipped} pod(s) isolated by NetworkPolicies are left out of the pings`);
   const ep = (n: NodeFacts): Endpoint => {
     const lab = s.nodes.find((x) => x.name === n.name)!;
-    const pod = pods.find((p) => p.node === n.name && p.ip);
+    const pod = pods.find((p) => p.node === n.name && probeable(p));
     const labPod = pod && s.pods.find((x) => x.name === pod.name);
     if (pod && labPod) return { node: n.name, netns: labPod.netns, name: pod.name, ip: pod.ip, mtu: pod.mtu };
     return {
@@ -198,7 +212,7 @@ export async function gatherLab(s: LabState, io: GatherIO): Promise<Facts> {
     run: Promise<{ ok: boolean; detail: string }>,
   ) => jobs.push(run.then((r) => ({ kind, from: a.node, to, src: a.name, dst, ...r })));
   for (const n of nodes) {
-    const mine = pods.filter((p) => p.node === n.name && p.ip);
+    const mine = pods.filter((p) => p.node === n.name && probeable(p));
     const a = eps.find((e) => e.node === n.name)!;
     for (const p of mine) if (p.name !== a.name) probe("ping-local", a, n.name, p.ip!, ping(exec, a.netns, p.ip!));
     const labNode = s.nodes.find((x) => x.name === n.name)!;
@@ -256,11 +270,15 @@ export async function gatherLab(s: LabState, io: GatherIO): Promise<Facts> {
     nodes,
     pods,
     probes,
+    ...(npc.policy ? { policy: npc.policy } : {}),
     now: now(),
     hints: {
       startAgent: (node) => `start its agent: weave lab agent start ${node} --name ${s.name}`,
       agentLogs: (node) => join(s.nodes.find((n) => n.name === node)?.dataDir ?? "", "agent.log"),
       onNode: (node) => `ip netns exec ${node} `,
+      startNpc: (node) =>
+        `weave lab npc start ${node} --name ${s.name} (stop it first if it hangs: weave lab npc stop ${node})`,
+      npcLogs: (node) => join(s.nodes.find((n) => n.name === node)?.dataDir ?? "", "npc.log"),
     },
   };
 }

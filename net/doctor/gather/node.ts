@@ -6,7 +6,8 @@
  * and pings to one of their pods, found in the VXLAN FDB (a pod's MAC is 0a:58 and its
  * address, docs/datapath.md), from the node itself (its bridge address), small and at
  * the full overlay MTU. Pods here are pinged from the node; their namespaces are not
- * known, so their routes are not checked in this mode.
+ * known, so their routes are not checked in this mode. With `npcUrl`, this node's weave npc
+ * too (gather/npc.ts).
  */
 import { DEFAULT_AGENT_URL } from "../../host/agent-client.ts";
 import { ping, tcpConnect, type Exec } from "./exec.ts";
@@ -14,6 +15,7 @@ import { readCniDir, type GatherIO } from "./lab.ts";
 import { parseAddrs, parseLinks, parseNftDrops, parseReport, parseRoutes } from "../parse.ts";
 import { bridgeIp, VXLAN_DEVICE } from "../checks-node.ts";
 import type { AgentReport, Facts, NodeFacts, Probe } from "../types.ts";
+import { gatherNodeNpc } from "./npc.ts";
 
 export const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
 /** At most this many local pods are pinged. */
@@ -39,7 +41,13 @@ async function get(url: string, timeoutMs: number): Promise<{ status: number; bo
   }
 }
 
-export type NodeGatherOptions = { agentUrl?: string; cniConfDir?: string };
+export type NodeGatherOptions = {
+  agentUrl?: string;
+  cniConfDir?: string;
+  /** weave npc's /status and /metrics (DEFAULT_NPC_URL); without it, npc is not looked at. */
+  npcUrl?: string;
+  kubeconfig?: string;
+};
 
 export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promise<Facts> {
   const { exec } = io;
@@ -89,6 +97,8 @@ export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promi
         : { drops: [], error: nft.stderr.trim() || `exit ${nft.code}` },
     cni: readCniDir(o.cniConfDir ?? DEFAULT_CNI_CONF_DIR),
   };
+  const npc = o.npcUrl ? await gatherNodeNpc(exec, name, { url: o.npcUrl, kubeconfig: o.kubeconfig }) : undefined;
+  if (npc) self.npc = npc.npc;
   const remotes: NodeFacts[] = (router?.Peers ?? [])
     .filter((p) => p.Name !== router!.Name)
     .map((p) => ({ name: p.NickName || p.Name, ip: p.Addresses[0]?.replace(/:\d+$/, ""), remote: true, agent: {} }));
@@ -144,8 +154,13 @@ export async function gatherNode(io: GatherIO, o: NodeGatherOptions = {}): Promi
     nodes: [self, ...remotes],
     pods: [],
     probes,
+    ...(npc?.policy ? { policy: npc.policy } : {}),
     now: now(),
     hints: {
+      startNpc: (node) =>
+        `restart the weave-net pod of ${node}: kubectl -n kube-system delete pod -l name=weave-net --field-selector spec.nodeName=${node}`,
+      npcLogs: (node) =>
+        `kubectl -n kube-system logs -c weave-npc $(kubectl -n kube-system get pod -l name=weave-net --field-selector spec.nodeName=${node} -o name)`,
       startAgent: (node) =>
         `restart the weave agent of ${node}: kubectl -n kube-system delete pod -l name=weave-net --field-selector spec.nodeName=${node}`,
       agentLogs: (node) =>
