@@ -109,6 +109,10 @@ async function main(argv: string[]): Promise<number> {
     .option("--namespace <ns>", "pod add|del: the pod's namespace", { default: "default" })
     .option("--labels <k=v,...>", "pod add: the pod's labels")
     .option("--port <name=port/proto>", "pod add: a named container port (repeat for more)")
+    .option(
+      "--password-file <file>",
+      "up, node add: encrypt with the password in this file (or env WEAVE_PASSWORD); node add: the new node's",
+    )
     .action(async (action, args, o) => (await import("./commands/lab.ts")).run(action, args, o));
   cli
     .command(

@@ -17,7 +17,20 @@ type LabOptions = {
   namespace?: string;
   labels?: string;
   port?: string | string[];
+  passwordFile?: string;
 };
+
+/**
+ * The lab's password (up) or a new node's (node add): --password-file or WEAVE_PASSWORD,
+ * read as the agent reads it; then gone from our environment, so nothing the lab starts
+ * inherits it (the agents get it as a file, mode 0600).
+ */
+async function labPassword(o: LabOptions): Promise<Uint8Array | undefined> {
+  const { readPassword } = await import("./agent.ts");
+  const p = readPassword(o, process.env);
+  delete process.env.WEAVE_PASSWORD;
+  return p?.bytes;
+}
 
 function tools(): LabTools {
   const self = selfExecutable();
@@ -75,11 +88,11 @@ function printPings(s: LabState): boolean {
 }
 
 const USAGE = {
-  up: "up [--name N] [--nodes N] [--pods M] [--ipalloc-range CIDR]",
+  up: "up [--name N] [--nodes N] [--pods M] [--ipalloc-range CIDR] [--password-file FILE]",
   agent: "agent stop|start NODE",
   npc: "npc stop|start NODE",
   pod: "pod add NAME --node NODE [--namespace NS] [--labels k=v,...] [--port NAME=PORT/PROTO]... | pod del NAME [--namespace NS]",
-  node: "node add | node remove NODE",
+  node: "node add [--password-file FILE] | node remove NODE",
 };
 
 function printKubectl(s: LabState): void {
@@ -96,7 +109,9 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
   switch (action) {
     case "up": {
       need(0, USAGE.up);
-      const s = await labUp(name, Number(o.nodes), Number(o.pods), t, { ipallocRange: o.ipallocRange });
+      const password = await labPassword(o);
+      const s = await labUp(name, Number(o.nodes), Number(o.pods), t, { ipallocRange: o.ipallocRange, password });
+      password?.fill(0);
       printSummary(s, t);
       printPeers(s, t);
       const ok = printPings(s);
@@ -147,14 +162,15 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
     case "heal": {
       need(1, `${action} NODE`);
       const n = labCut(name, args[0]!, action === "cut");
-      const said = action === "cut" ? "cut off: its TCP 6783 and UDP 6784 traffic is dropped" : "healed";
+      const wg = mustReadLab(name).passwordFile ? ", UDP 6785" : "";
+      const said = action === "cut" ? `cut off: its TCP 6783, UDP 6784${wg} traffic is dropped` : "healed";
       process.stdout.write(`${n.name} ${said}\n`);
       return 0;
     }
     case "pod":
       return await pod(name, args, o);
     case "node":
-      return await node(name, args, t);
+      return await node(name, args, t, o);
     default:
       throw new WeaveError(
         "E_USAGE",
@@ -186,11 +202,18 @@ async function pod(name: string, args: string[], o: LabOptions): Promise<number>
   return 0;
 }
 
-async function node(name: string, args: string[], t: LabTools): Promise<number> {
+async function node(name: string, args: string[], t: LabTools, o: LabOptions): Promise<number> {
   const { labNodeAdd, labNodeRemove } = await import("../net/lab/changes.ts");
   const [verb, nodeName, ...extra] = args;
   if (verb === "add" && nodeName === undefined) {
-    const n = await labNodeAdd(name, t);
+    const n = await labNodeAdd(name, t, { password: await labPassword(o) });
+    if (n.refused) {
+      process.stdout.write(
+        `node ${n.name} added (${n.ip}) with a password other than the lab's: its agent (pid ${n.agentPid}) ` +
+          `is refused by the mesh (see ${n.dataDir}/agent.log)\n`,
+      );
+      return 1;
+    }
     process.stdout.write(`node ${n.name} added (${n.ip}), its agent ready (pid ${n.agentPid})\n`);
     return 0;
   }
