@@ -169,13 +169,22 @@ function parseInit(text: string | undefined, peers: string[], port: number): Ini
   );
 }
 
-export type Password = { bytes: Uint8Array; source: string };
+export type Password = {
+  bytes: Uint8Array;
+  source: string;
+  /** While rotating: the next password (WEAVE_PASSWORD_NEXT, or the password file's second line). */
+  next?: Uint8Array;
+};
+
+const stripNewline = (b: Uint8Array) => b.subarray(0, b.length - (b.at(-1) === 0x0a ? (b.at(-2) === 0x0d ? 2 : 1) : 0));
 
 /**
  * The mesh password: --password-file FILE (winning, like every flag) or WEAVE_PASSWORD,
- * less one trailing newline (what `echo` and most editors leave). Its bytes as given: a
- * file of random bytes is a fine password. Set but empty is an error, not "no password":
- * an agent asked to encrypt never runs in the clear.
+ * less one trailing newline (what `echo` and most editors leave). Its bytes as given, but
+ * for newlines: a password file holds one password per line, one, or two while rotating
+ * (current, then next; docs/protocol.md, "Rotation"), so random bytes go in base64.
+ * WEAVE_PASSWORD_NEXT is the next one beside WEAVE_PASSWORD (or a one-line file). Set but
+ * empty is an error, not "no password": an agent asked to encrypt never runs in the clear.
  */
 export function readPassword(
   o: Pick<AgentOptions, "passwordFile">,
@@ -188,24 +197,46 @@ export function readPassword(
     if (typeof o.passwordFile !== "string" || o.passwordFile === "")
       throw new WeaveError("E_BAD_FLAG", "--password-file needs the path of a file holding the password");
     const source = `--password-file "${o.passwordFile}"`;
+    let bytes: Uint8Array;
     try {
-      password = { bytes: new Uint8Array(readFile(o.passwordFile)), source };
+      bytes = new Uint8Array(readFile(o.passwordFile));
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
       throw new WeaveError("E_BAD_PASSWORD", `${source}: cannot read it (${why})`);
     }
+    const body = stripNewline(bytes);
+    const at = body.indexOf(0x0a);
+    if (at < 0) password = { bytes: body, source };
+    else {
+      const second = body.subarray(at + 1);
+      if (second.includes(0x0a))
+        throw new WeaveError(
+          "E_BAD_PASSWORD",
+          `${source} has more than two lines: it holds one password, or two while rotating (current, then next)`,
+        );
+      password = { bytes: stripNewline(body.subarray(0, at + 1)), next: second, source };
+      if (second.length === 0)
+        throw new WeaveError("E_BAD_PASSWORD", `${source}: its second line (the next password) is empty`);
+    }
   } else if (env.WEAVE_PASSWORD !== undefined) {
-    password = { bytes: new TextEncoder().encode(env.WEAVE_PASSWORD), source: "WEAVE_PASSWORD" };
+    password = { bytes: stripNewline(new TextEncoder().encode(env.WEAVE_PASSWORD)), source: "WEAVE_PASSWORD" };
+  } else if (env.WEAVE_PASSWORD_NEXT !== undefined) {
+    throw new WeaveError(
+      "E_BAD_PASSWORD",
+      "WEAVE_PASSWORD_NEXT is set without a current password: give WEAVE_PASSWORD (or --password-file) too",
+    );
   } else return undefined;
-  const b = password.bytes;
-  const newline = b.at(-1) === 0x0a ? (b.at(-2) === 0x0d ? 2 : 1) : 0;
-  password.bytes = b.subarray(0, b.length - newline);
   if (password.bytes.length === 0) {
     const fix =
       password.source === "WEAVE_PASSWORD"
         ? "give a password, or unset WEAVE_PASSWORD"
         : "put the password in the file";
     throw new WeaveError("E_BAD_PASSWORD", `${password.source} is empty: ${fix} (no password means no encryption)`);
+  }
+  if (password.next === undefined && env.WEAVE_PASSWORD_NEXT !== undefined) {
+    password.next = stripNewline(new TextEncoder().encode(env.WEAVE_PASSWORD_NEXT));
+    if (password.next.length === 0)
+      throw new WeaveError("E_BAD_PASSWORD", "WEAVE_PASSWORD_NEXT is empty: give the next password, or unset it");
   }
   return password;
 }
@@ -262,15 +293,28 @@ export async function run(o: AgentOptions): Promise<number> {
   const password = readPassword(o, process.env);
   // Nothing the agent starts (ip, nft, CNI plugins) needs to inherit it.
   delete process.env.WEAVE_PASSWORD;
+  delete process.env.WEAVE_PASSWORD_NEXT;
   let psk: Uint8Array | undefined;
+  let pskNext: Uint8Array | undefined;
+  let generations: import("../net/crypto/rotation.ts").Generation[] | undefined;
   if (password) {
     const t0 = performance.now();
     psk = meshPsk(password.bytes, formatCidr(s.range));
+    if (password.next) pskNext = meshPsk(password.next, formatCidr(s.range));
     password.bytes.fill(0);
+    password.next?.fill(0);
     const took = Math.round(performance.now() - t0);
     log(
       `encryption: on, password from ${password.source}; mesh: ${NOISE_PROTOCOL}, key stretched by scrypt in ${took} ms`,
     );
+    const { generations: gens } = await import("../net/crypto/rotation.ts");
+    generations = gens([psk, ...(pskNext ? [pskNext] : [])]);
+    if (pskNext && generations.length === 1) pskNext = undefined;
+    if (pskNext)
+      log(
+        "encryption: rotating: two passwords (current and next); peers with either are accepted; " +
+          "give every node only the next one once every peer holds it (weave status)",
+      );
     log("encryption: pod traffic between nodes goes through WireGuard (weave-wg, UDP 6785), never in the clear");
   }
   const host = openHost();
@@ -278,7 +322,7 @@ export async function run(o: AgentOptions): Promise<number> {
   const { EncryptedDatapath, disableEncryption } = await import("../net/agent/encrypted.ts");
   // The WireGuard pair PSKs are derived from the mesh's key under a label of their own (net/crypto/wg-keys.ts).
   const encryption = psk
-    ? new EncryptedDatapath({ host, dataDir: s.dataDir, clusterSecret: psk, socketDir: wgSocketDir, log })
+    ? new EncryptedDatapath({ host, dataDir: s.dataDir, clusterSecret: psk, generations, socketDir: wgSocketDir, log })
     : undefined;
   if (!psk) await disableEncryption(host, wgSocketDir, log);
   const store = new Store(s.dataDir);
@@ -320,6 +364,7 @@ export async function run(o: AgentOptions): Promise<number> {
       kube: s.kube,
       socket: s.socket,
       meshPsk: psk,
+      ...(pskNext ? { meshPskNext: pskNext } : {}),
     },
     {
       host,

@@ -29,7 +29,11 @@ async function labPassword(o: LabOptions): Promise<Uint8Array | undefined> {
   const { readPassword } = await import("./agent.ts");
   const p = readPassword(o, process.env);
   delete process.env.WEAVE_PASSWORD;
-  return p?.bytes;
+  delete process.env.WEAVE_PASSWORD_NEXT;
+  if (!p) return undefined;
+  // the file the agents read: one line, or two while rotating (current, then next)
+  const nl = Buffer.from("\n");
+  return new Uint8Array(Buffer.concat(p.next ? [p.bytes, nl, p.next, nl] : [p.bytes, nl]));
 }
 
 function tools(): LabTools {
@@ -93,6 +97,7 @@ const USAGE = {
   npc: "npc stop|start NODE",
   pod: "pod add NAME --node NODE [--namespace NS] [--labels k=v,...] [--port NAME=PORT/PROTO]... | pod del NAME [--namespace NS]",
   node: "node add [--password-file FILE] | node remove NODE",
+  password: "password set|rotate [--password-file FILE] (or WEAVE_PASSWORD [+ WEAVE_PASSWORD_NEXT] in the environment)",
 };
 
 function printKubectl(s: LabState): void {
@@ -171,10 +176,12 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
       return await pod(name, args, o);
     case "node":
       return await node(name, args, t, o);
+    case "password":
+      return await password(name, args, t, o);
     default:
       throw new WeaveError(
         "E_USAGE",
-        `unknown lab action "${action}" (up, down, status, agent, npc, cut, heal, pod, node)`,
+        `unknown lab action "${action}" (up, down, status, agent, npc, cut, heal, pod, node, password)`,
       );
   }
 }
@@ -223,4 +230,34 @@ async function node(name: string, args: string[], t: LabTools, o: LabOptions): P
     return 0;
   }
   throw new WeaveError("E_USAGE", `usage: weave lab ${USAGE.node}`);
+}
+
+/**
+ * `weave lab password set`: the lab's password file becomes what is given (set: one
+ * password, or two while rotating), its agents restarted one at a time; `rotate`: the
+ * whole sequence from the lab's password to the given one (net/lab/password.ts).
+ */
+async function password(name: string, args: string[], t: LabTools, o: LabOptions): Promise<number> {
+  const [verb, ...extra] = args;
+  if ((verb !== "set" && verb !== "rotate") || extra.length)
+    throw new WeaveError("E_USAGE", `usage: weave lab ${USAGE.password}`);
+  const content = await labPassword(o);
+  if (!content)
+    throw new WeaveError(
+      "E_USAGE",
+      `lab password ${verb}: give the password in a file (--password-file) or WEAVE_PASSWORD`,
+    );
+  const { labPasswordRotate, labPasswordSet } = await import("../net/lab/password.ts");
+  try {
+    if (verb === "set") {
+      const n = await labPasswordSet(name, t, content);
+      process.stdout.write(`lab ${name}: password file rewritten, ${n.length} agent(s) restarted one at a time\n`);
+    } else {
+      await labPasswordRotate(name, t, content);
+      process.stdout.write(`lab ${name}: password rotated; every agent holds only the new one\n`);
+    }
+  } finally {
+    content.fill(0);
+  }
+  return 0;
 }

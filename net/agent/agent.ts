@@ -57,6 +57,8 @@ export type AgentConfig = {
   noMasqLocal?: boolean;
   /** The mesh's pre-shared key, from WEAVE_PASSWORD: every mesh connection encrypted, or refused. */
   meshPsk?: Uint8Array;
+  /** While rotating: the next password's key (WEAVE_PASSWORD_NEXT, or a password file's second line). */
+  meshPskNext?: Uint8Array;
   /** Extra router settings (tests shorten timers). */
   mesh?: Partial<RouterOptions>;
 };
@@ -96,7 +98,7 @@ const PRUNE_GRACE_MS = 10_000;
  */
 export const FADE_MS = 15_000;
 
-type Remote = { name: string; ip: string; pods: number[]; publicKey?: string };
+type Remote = { name: string; ip: string; pods: number[]; publicKey?: string; passwords?: string[] };
 
 const ours = (bridge: string) => (l: { name: string }) =>
   l.name === bridge || l.name.startsWith("vethwepl") || l.name === VXLAN_NAME || l.name === WG_NAME;
@@ -252,6 +254,7 @@ export class Agent {
         discovery: this.cfg.discovery,
         keep: IpamKeeper.keep,
         psk: this.cfg.meshPsk,
+        ...(this.cfg.meshPskNext ? { pskNext: this.cfg.meshPskNext } : {}),
         ...this.cfg.mesh,
       });
       if (enc) {
@@ -438,6 +441,7 @@ export class Agent {
         ip: splitHostPort(e.addresses[0]!)[0],
         pods: e.pods.filter((p) => contains(this.cfg.range, p)),
         ...(e.wgKey === undefined ? {} : { publicKey: e.wgKey }),
+        ...(e.passwords === undefined ? {} : { passwords: e.passwords }),
       }));
   }
 
@@ -462,7 +466,7 @@ export class Agent {
         },
         enc ? throughTunnel(remotes) : remotes,
       );
-      if (enc) void enc.sync(remotes);
+      if (enc) void enc.sync(remotes, this.heardFromMesh);
       if (r.errors.length && r.errors.join() !== this.datapathErrors.join())
         this.log(`datapath: ${r.errors.join("; ")}`);
       this.datapathErrors = r.errors;

@@ -17,6 +17,7 @@
  *   stays too. `disableEncryption` is for an agent started without a password on a node
  *   that had it.
  */
+import { type Generation, pairPassword } from "../crypto/rotation.ts";
 import { VXLAN_NAME } from "../encap/vxlan.ts";
 import {
   desiredWireguard,
@@ -40,12 +41,14 @@ export type EncryptedOptions = {
   dataDir: string;
   /** The password's stretched key (the mesh's PSK); wg-keys derives each pair's PSK from it under a label of its own. */
   clusterSecret: Uint8Array;
+  /** While rotating: both passwords' keys and fingerprints, current first (each pair uses the one both ends hold). */
+  generations?: Generation[];
   /** wireguard-go's socket directory (the lab: one per node); default its standard one. */
   socketDir?: string;
   log(msg: string): void;
 };
 
-export type EncryptedRemote = { name: string; ip: string; publicKey?: string };
+export type EncryptedRemote = { name: string; ip: string; publicKey?: string; passwords?: string[] };
 
 /** What /report says of the tunnel to one peer. */
 export type TunnelInfo = {
@@ -84,6 +87,7 @@ export class EncryptedDatapath {
   private skippedSaid = "";
   private syncing?: Promise<void>;
   private again?: EncryptedRemote[];
+  private againPrune = true;
 
   constructor(private o: EncryptedOptions) {
     const k = loadOrCreateWgKey(o.dataDir);
@@ -144,37 +148,77 @@ export class EncryptedDatapath {
     else say(`wireguard-go: ${e.line}`);
   }
 
-  /** Bring the device's peers to `remotes`; folds calls that come while one runs into one more. */
-  sync(remotes: EncryptedRemote[]): Promise<void> {
+  /**
+   * Bring the device's peers to `remotes`; folds calls that come while one runs into one
+   * more. Until `prune` (the agent has heard from the mesh, as for VXLAN), peers the
+   * device has and `remotes` lacks are kept: a restarted agent cuts no tunnel's session.
+   */
+  sync(remotes: EncryptedRemote[], prune = true): Promise<void> {
     if (this.syncing) {
       this.again = remotes;
+      this.againPrune = prune;
       return this.syncing;
     }
-    this.syncing = this.syncOnce(remotes).finally(() => {
+    this.syncing = this.syncOnce(remotes, prune).finally(() => {
       this.syncing = undefined;
       const next = this.again;
       this.again = undefined;
-      if (next) void this.sync(next);
+      if (next) void this.sync(next, this.againPrune);
     });
     return this.syncing;
   }
 
-  private async syncOnce(remotes: EncryptedRemote[]): Promise<void> {
+  private async syncOnce(remotes: EncryptedRemote[], prune: boolean): Promise<void> {
     if (!this.dev || !this.ready) return;
     try {
       const { want, skipped } = desiredWireguard(
-        { privateKey: this.privateKey, clusterSecret: this.o.clusterSecret, underlay: this.underlay },
+        {
+          privateKey: this.privateKey,
+          clusterSecret: this.o.clusterSecret,
+          ...(this.o.generations && this.o.generations.length > 1 ? { generations: this.o.generations } : {}),
+          underlay: this.underlay,
+        },
         remotes,
       );
+      this.sayPairPasswords(remotes);
       this.keyOf = new Map(remotes.filter((r) => r.publicKey).map((r) => [r.name, r.publicKey!]));
       this.skipped = new Map(skipped.map((s) => [s.name, s.reason]));
       const said = skipped.map((s) => `${s.name}: ${s.reason}`).join("; ");
       if (said !== this.skippedSaid && said) this.o.log(`wireguard: no tunnel to ${said} (its traffic is dropped)`);
       this.skippedSaid = said;
+      if (!prune) {
+        const have = await this.dev.show();
+        for (const p of have.peers)
+          if (!want.peers.some((w) => w.publicKey === p.publicKey))
+            want.peers.push({
+              publicKey: p.publicKey,
+              presharedKey: p.presharedKey,
+              endpoint: p.endpoint,
+              allowedIps: p.allowedIps,
+              keepalive: p.keepalive,
+            });
+      }
       await this.dev.sync(want);
       this.state = await this.dev.show();
     } catch (e) {
       this.o.log(`wireguard: ${(e as Error).message}`);
+    }
+  }
+
+  private pairSaid = new Map<string, string>();
+
+  /** While rotating: a line when a pair's PSK moves to another password (both ends do the same). */
+  private sayPairPasswords(remotes: EncryptedRemote[]): void {
+    const g = this.o.generations;
+    if (!g || g.length < 2) return;
+    const ours = g.map((x) => x.fingerprint);
+    for (const r of remotes) {
+      const f = pairPassword(ours, r.passwords);
+      const label =
+        f === undefined ? "none in common" : ours.indexOf(f) === 1 ? "the next password" : "the current password";
+      const before = this.pairSaid.get(r.name);
+      if (before !== label) this.o.log(`wireguard: pair key with ${r.name} from ${label}`);
+      this.pairSaid.set(r.name, label);
     }
   }
 

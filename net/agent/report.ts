@@ -7,6 +7,7 @@ import { spanSize, type IpamState } from "../ipam/ring.ts";
 import type { Span } from "../ipam/allocator.ts";
 import { PROTOCOL_MAX, PROTOCOL_MIN } from "../mesh/frame.ts";
 import { VERSION } from "../version.ts";
+import { passwordLabels, rotationStatus } from "../crypto/rotation.ts";
 import type { Agent } from "./agent.ts";
 
 export function report(a: Agent): Record<string, unknown> {
@@ -25,6 +26,7 @@ export function report(a: Agent): Record<string, unknown> {
           ProtocolMinVersion: PROTOCOL_MIN,
           ProtocolMaxVersion: PROTOCOL_MAX,
           Encryption: r.encrypted,
+          ...(r.encrypted ? { Rotation: rotationReport(a) } : {}),
           PeerDiscovery: a.cfg.discovery ?? true,
           Name: a.name,
           NickName: a.cfg.nickname,
@@ -37,6 +39,7 @@ export function report(a: Agent): Record<string, unknown> {
             Addresses: e.addresses,
             Pods: e.pods.length,
             Reachable: t!.reachable().has(e.name),
+            ...(r.encrypted ? { Passwords: passwordLabels(r.passwordFingerprints, e.passwords) } : {}),
             Connections: e.connections.map((n) => ({
               Name: n,
               NickName: t!.get(n)?.nickname ?? "",
@@ -93,12 +96,45 @@ export function report(a: Agent): Record<string, unknown> {
 }
 
 /**
+ * Where a password rotation stands, as this node sees it (net/crypto/rotation.ts): how
+ * many passwords it holds, which peers hold its next one, whether the old may go.
+ */
+function rotationReport(a: Agent) {
+  const r = a.router!;
+  const ours = r.passwordFingerprints;
+  const st = rotationStatus(ours, r.topology.entries());
+  return {
+    Passwords: ours.length,
+    Rotating: st.rotating,
+    HoldingNext: st.rotating ? st.holdingNext.length : null,
+    WaitingFor: st.rotating ? st.waitingFor : [],
+    OldCanBeDropped: st.oldCanBeDropped,
+  };
+}
+
+function rotationText(a: Agent): string | undefined {
+  const r = a.router!;
+  const ours = r.passwordFingerprints;
+  if (ours.length < 2) return undefined;
+  const entries = r.topology.entries();
+  const st = rotationStatus(ours, entries);
+  if (st.oldCanBeDropped)
+    return `all ${entries.length} peers hold the next password: give every node only the next one`;
+  return `${st.holdingNext.length} of ${entries.length} peers hold the next password (waiting for ${st.waitingFor.join(", ")})`;
+}
+
+/**
  * Weave's per-connection attributes. With a password the mesh connection is encrypted
  * (Noise) and so is the pod traffic to that peer (WireGuard): `encrypted` is both, and
  * `wireguard` says through which implementation, with the tunnel's last handshake.
  */
-function connectionAttrs(a: Agent, c: { name?: string; encrypted: boolean }) {
-  const base = { name: "fastdp", mtu: a.bridge?.mtu, encrypted: c.encrypted };
+function connectionAttrs(a: Agent, c: { name?: string; encrypted: boolean; password?: number }) {
+  const base = {
+    name: "fastdp",
+    mtu: a.bridge?.mtu,
+    encrypted: c.encrypted,
+    ...(c.password === undefined ? {} : { password: c.password === 1 ? "next" : "current" }),
+  };
   const t = a.encryption?.tunnel(c.name);
   if (!t) return base;
   return {
@@ -132,6 +168,7 @@ export function statusText(a: Agent): string {
       ["Protocol", `weave ${PROTOCOL_MIN}..${PROTOCOL_MAX}`],
       ["Name", `${a.name}(${a.cfg.nickname})`],
       ["Encryption", r.encrypted ? "enabled" : "disabled"],
+      ...(rotationText(a) ? [["Rotation", rotationText(a)!] as [string, string]] : []),
       ...(a.encryption
         ? [["WireGuard", `${wgText(a.encryption.impl)}, weave-wg (pod traffic between nodes)`] as [string, string]]
         : []),

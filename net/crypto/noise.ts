@@ -59,6 +59,12 @@ export class CipherState {
     this.n++;
     return plaintext;
   }
+
+  copy(): CipherState {
+    const c = new CipherState(this.k);
+    c.n = this.n;
+    return c;
+  }
 }
 
 class SymmetricState {
@@ -101,6 +107,14 @@ class SymmetricState {
     const plaintext = this.cs.decryptWithAd(this.h, ciphertext);
     this.mixHash(ciphertext);
     return plaintext;
+  }
+
+  copy(): SymmetricState {
+    const c = Object.create(SymmetricState.prototype) as SymmetricState;
+    c.ck = this.ck;
+    c.h = this.h;
+    c.cs = this.cs.copy();
+    return c;
   }
 
   split(): [CipherState, CipherState] {
@@ -154,6 +168,20 @@ export class HandshakeState {
     this.ss.mixHash(o.prologue ?? EMPTY);
     this.preMessage(this.pattern.preInitiator, this.initiator);
     this.preMessage(this.pattern.preResponder, !this.initiator);
+  }
+
+  /**
+   * An independent copy of this state, with `psks` for the psk tokens still to come: a
+   * responder holding two keys (a password rotation) reads the last message with each
+   * until one opens, without the failed try touching this state.
+   */
+  fork(psks: Uint8Array[] = this.psks): HandshakeState {
+    if (psks.some((k) => k.length !== 32)) throw new NoiseError("a pre-shared key must be 32 bytes");
+    const c = Object.create(HandshakeState.prototype) as HandshakeState;
+    Object.assign(c, this);
+    c.ss = this.ss.copy();
+    c.psks = [...psks];
+    return c;
   }
 
   /** Keys a side knows in advance are hashed in, the initiator's first. */

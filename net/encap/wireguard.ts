@@ -30,6 +30,7 @@
  */
 import { ipToNum, numToIp } from "../cidr.ts";
 import { keyFromBase64, keyToBase64, pairPsk, publicKeyOf } from "../crypto/wg-keys.ts";
+import { type Generation, pairPassword } from "../crypto/rotation.ts";
 import type { Remote } from "./vxlan.ts";
 
 export const WG_NAME = "weave-wg";
@@ -91,11 +92,17 @@ export type WgSelf = {
   privateKey: string;
   /** The password's stretched key (32 bytes). */
   clusterSecret: Uint8Array;
+  /**
+   * While rotating, both passwords (current first, net/crypto/rotation.ts): each pair's
+   * PSK then comes from the password the pair's two entries say both ends hold
+   * (pairPassword), so both ends agree. Without it, `clusterSecret` for every pair.
+   */
+  generations?: Generation[];
   underlay: string;
   listenPort?: number;
 };
 /** A peer of the mesh that this node should reach; publicKey as gossiped (base64). */
-export type WgRemote = { name: string; ip: string; publicKey?: string; port?: number };
+export type WgRemote = { name: string; ip: string; publicKey?: string; port?: number; passwords?: string[] };
 /** A remote left out of the device, and why: it gets no traffic at all. */
 export type WgSkipped = { name: string; reason: string };
 
@@ -129,16 +136,35 @@ export function desiredWireguard(self: WgSelf, remotes: WgRemote[]): { want: WgD
       skipped.push({ name: r.name, reason: `its public key is also that of ${sameKey.map((o) => o.name).join(", ")}` });
       continue;
     }
+    const secret = pairSecret(self, r);
+    if (!secret) {
+      skipped.push({
+        name: r.name,
+        reason: "it holds none of this node's passwords (rotate through both: give every node both first)",
+      });
+      continue;
+    }
     const remotePublic = keyFromBase64(r.publicKey!);
     peers.push({
       publicKey: r.publicKey!,
-      presharedKey: keyToBase64(pairPsk(self.clusterSecret, selfPublic, remotePublic)),
+      presharedKey: keyToBase64(pairPsk(secret, selfPublic, remotePublic)),
       endpoint: `${r.ip}:${r.port ?? WG_PORT}`,
       allowedIps: [`${tunnel}/32`],
       keepalive: WG_KEEPALIVE_S,
     });
   }
   return { want: { privateKey: self.privateKey, listenPort: self.listenPort ?? WG_PORT, peers }, skipped };
+}
+
+/** The stretched key a pair's PSK derives from: the pair's password (pairPassword) while rotating. */
+export function pairSecret(self: WgSelf, r: WgRemote): Uint8Array | undefined {
+  const g = self.generations;
+  if (!g || g.length === 0) return self.clusterSecret;
+  const f = pairPassword(
+    g.map((x) => x.fingerprint),
+    r.passwords,
+  );
+  return g.find((x) => x.fingerprint === f)?.psk;
 }
 
 function keyProblem(publicKey: string | undefined, selfPublic: string): string | undefined {

@@ -25,6 +25,7 @@ import {
   writePasswordFile,
 } from "./lab.ts";
 import { inNs, type LabTools } from "./plugin.ts";
+import { passwordLines } from "./password.ts";
 import { findNode, type LabNode, type LabPod, mustReadLab, updateLab } from "./state.ts";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -134,9 +135,12 @@ export async function labNodeAdd(lab: string, tools: LabTools, o: { password?: U
   const i = Math.max(0, ...used) + 1;
   if (i > 200) throw new WeaveError("E_LAB_FULL", `lab "${lab}" has no room for another node (at most n200)`);
   const labPassword = s.passwordFile && existsSync(s.passwordFile) ? readFileSync(s.passwordFile) : undefined;
+  // accepted when it shares a password with the lab's file (either, while rotating)
+  const shared = (x: Uint8Array, y: Uint8Array) =>
+    passwordLines(x).some((a) => passwordLines(y).some((b) => a.equals(b)));
   const refused =
     (o.password === undefined) !== (labPassword === undefined) ||
-    (o.password !== undefined && !Buffer.from(o.password).equals(labPassword!));
+    (o.password !== undefined && !shared(o.password, labPassword!));
   const node = createNode(lab, i);
   try {
     if (o.password && refused) {

@@ -55,7 +55,7 @@ function startDetached(argv: string[], logFile: string, what: string): number {
   const logFd = openSync(logFile, "a");
   try {
     // A password reaches an agent only as its --password-file, never by inheritance.
-    const { WEAVE_PASSWORD: _, ...env } = process.env;
+    const { WEAVE_PASSWORD: _, WEAVE_PASSWORD_NEXT: _next, ...env } = process.env;
     const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ["ignore", logFd, logFd], env });
     child.unref();
     if (!child.pid) throw new WeaveError("E_LAB_START", `could not start ${what}`);

@@ -16,6 +16,10 @@
  * message failing) another password. Only the listener can tell a wrong password; the
  * dialler learns it when the listener hangs up instead of sending its first sealed
  * frame, hence `awaitingProof`.
+ *
+ * Rotation (two passwords): the dialler mixes one PSK into message 3 (`dialWith`, the
+ * router's choice); the listener reads message 3 with each PSK it holds, current first,
+ * each try on a fork of the handshake state, and refuses only when none opens.
  */
 import { HandshakeState, NoiseError } from "../crypto/noise.ts";
 import type { KeyPair } from "../crypto/suite.ts";
@@ -39,8 +43,11 @@ const PROLOGUE_LABEL = "weave mesh\0";
 const MODE_PLAIN = 0;
 const MODE_NOISE = 1;
 
-/** What a peer with a password holds: the PSK (from the password) and its static key. */
-export type MeshSecret = { psk: Uint8Array; staticKey: KeyPair };
+/**
+ * What a peer with a password holds: the PSK (from the password), while rotating the
+ * next password's PSK too, and its static key.
+ */
+export type MeshSecret = { psk: Uint8Array; next?: Uint8Array; staticKey: KeyPair };
 
 /** The two sides' setups cannot talk (versions, password or not, another password). */
 export class RefusedError extends Error {}
@@ -51,6 +58,8 @@ export type ChannelOptions = {
   address: string;
   versions: { min: number; max: number };
   secret?: MeshSecret;
+  /** The dialler: the PSK it mixes into message 3 (default the current one). */
+  dialWith?: Uint8Array;
   send(bytes: Uint8Array): void;
 };
 
@@ -66,6 +75,8 @@ export class Channel {
   encrypted = false;
   /** The peer's Noise static key, once the handshake has authenticated it. */
   remoteStatic?: Uint8Array;
+  /** Which of our PSKs the handshake used: 0 the current, 1 the next. */
+  pskIndex?: number;
   private cutter = new StreamCutter();
   private ours: Uint8Array;
   private theirs?: Uint8Array;
@@ -171,7 +182,7 @@ export class Channel {
       initiator: this.o.outbound,
       prologue,
       s: this.o.secret.staticKey,
-      psks: [this.o.secret.psk],
+      psks: [this.o.outbound ? (this.o.dialWith ?? this.o.secret.psk) : this.o.secret.psk],
     });
     if (this.o.outbound) this.o.send(encodeFrame(FrameType.Noise, this.hs.writeMessage()));
     return false;
@@ -184,21 +195,43 @@ export class Channel {
     // XXpsk3 mixes the PSK into the last message only: failing there means another password.
     const lastMessage = hs.remainingMessages === 1;
     try {
-      hs.readMessage(body.subarray(1));
+      if (lastMessage && !this.o.outbound) this.readLast(body.subarray(1));
+      else hs.readMessage(body.subarray(1));
     } catch (e) {
       if (!(e instanceof NoiseError)) throw e;
       if (lastMessage) throw new RefusedError(wrongPassword(this.o.address, "its last handshake message did not open"));
       throw new RefusedError(`handshake with ${this.o.address} failed: ${e.message}: not a weave peer: refused`);
     }
-    if (hs.myTurn) this.o.send(encodeFrame(FrameType.Noise, hs.writeMessage()));
-    if (!hs.finished) return false;
-    const t = hs.split();
+    const now = this.hs!;
+    if (now.myTurn) this.o.send(encodeFrame(FrameType.Noise, now.writeMessage()));
+    if (!now.finished) return false;
+    const t = now.split();
     this.pipe = new SealedPipe(t.send, t.recv);
-    this.remoteStatic = hs.rs;
+    this.remoteStatic = now.rs;
+    this.pskIndex ??= this.o.secret!.next && this.o.dialWith === this.o.secret!.next ? 1 : 0;
     this.encrypted = true;
     this.phase = "open";
     this.proofPending = this.o.outbound;
     return true;
+  }
+
+  /** The listener's message 3: with each PSK we hold, on a fork, until one opens; throws the last NoiseError. */
+  private readLast(message: Uint8Array): void {
+    const keys = [this.o.secret!.psk, ...(this.o.secret!.next ? [this.o.secret!.next] : [])];
+    let failure: unknown;
+    for (const [i, k] of keys.entries()) {
+      const trial = this.hs!.fork([k]);
+      try {
+        trial.readMessage(message);
+      } catch (e) {
+        failure = e;
+        continue;
+      }
+      this.hs = trial;
+      this.pskIndex = i;
+      return;
+    }
+    throw failure;
   }
 
   private openRecord(body: Uint8Array): Frame {

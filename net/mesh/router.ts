@@ -11,6 +11,7 @@
 import { encodeFrame, FrameType, ProtocolError, PROTOCOL_MAX, PROTOCOL_MIN, type Frame } from "./frame.ts";
 import { Channel, RefusedError, type MeshSecret } from "./channel.ts";
 import { keyPair, type KeyPair } from "../crypto/suite.ts";
+import { dialPassword, generations } from "../crypto/rotation.ts";
 import { Topology, TopologyError, type PeerEntry } from "./topology.ts";
 import { Gossip } from "./gossip.ts";
 import { nameToNum, randomUid } from "./peer-name.ts";
@@ -48,6 +49,11 @@ export type RouterOptions = {
    * it are refused.
    */
   psk?: Uint8Array;
+  /**
+   * While rotating: the next password's key. Listeners accept either; diallers pick one
+   * per target (net/crypto/rotation.ts, dialPassword).
+   */
+  pskNext?: Uint8Array;
   /** Our Noise static key (default: a fresh one per start). */
   staticKey?: KeyPair;
 };
@@ -65,6 +71,8 @@ export type ConnectionInfo = {
   name?: string;
   nickname?: string;
   encrypted: boolean;
+  /** Which of our passwords its handshake used (0 current, 1 next), with a password. */
+  password?: number;
 };
 
 class Connection {
@@ -90,6 +98,8 @@ type Target = {
   dialing: boolean;
   lastError?: string;
   explicit: boolean;
+  /** Refusals for a wrong password in a row: the dialler then tries its other password. */
+  wrongPassword?: number;
 };
 
 export class Router {
@@ -108,8 +118,10 @@ export class Router {
   private timers: (() => void)[] = [];
   private listeners: (() => void)[] = [];
   private stopped = false;
-  private o: Required<Omit<RouterOptions, "uid" | "psk" | "staticKey">>;
+  private o: Required<Omit<RouterOptions, "uid" | "psk" | "pskNext" | "staticKey">>;
   private secret?: MeshSecret;
+  /** Our passwords' fingerprints, current first (in our entry). */
+  private passwords: string[] = [];
   private self: string;
   private selfNum: number;
   /** Bytes we sent and received over mesh connections (the quiet-traffic benchmark, /metrics). */
@@ -133,8 +145,12 @@ export class Router {
       keep: () => false,
       versions: { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
       ...opts,
-    } as Required<Omit<RouterOptions, "uid" | "psk" | "staticKey">>;
-    if (opts.psk) this.secret = { psk: opts.psk, staticKey: opts.staticKey ?? keyPair() };
+    } as Required<Omit<RouterOptions, "uid" | "psk" | "pskNext" | "staticKey">>;
+    if (opts.psk) {
+      const g = generations([opts.psk, ...(opts.pskNext ? [opts.pskNext] : [])]);
+      this.secret = { psk: g[0]!.psk, ...(g[1] ? { next: g[1].psk } : {}), staticKey: opts.staticKey ?? keyPair() };
+      this.passwords = g.map((x) => x.fingerprint);
+    }
     this.uid = opts.uid ?? randomUid();
     this.self = opts.advertise ?? opts.listen;
     this.selfNum = nameToNum(opts.name);
@@ -147,6 +163,7 @@ export class Router {
       addresses: [this.self],
       connections: [],
       pods: [],
+      ...(this.passwords.length ? { passwords: this.passwords } : {}),
     };
     this.topology.setOwn(this.own);
     this.gossip = new Gossip<Connection>({
@@ -170,6 +187,11 @@ export class Router {
 
   get name(): string {
     return this.o.name;
+  }
+
+  /** Fingerprints of the passwords we hold, current first (none without a password). */
+  get passwordFingerprints(): string[] {
+    return this.passwords;
   }
 
   /** Whether we hold a password: then every connection is encrypted, or refused. */
@@ -266,6 +288,7 @@ export class Router {
       name: c.peer?.name,
       nickname: c.peer?.nickname,
       encrypted: c.channel.encrypted,
+      ...(c.channel.pskIndex === undefined ? {} : { password: c.channel.pskIndex }),
     }));
     const busy = this.busyAddresses();
     for (const t of this.targets.values()) {
@@ -304,6 +327,15 @@ export class Router {
     for (const l of this.failureListeners) l({ address: t.address, attempt: t.attempt, why });
   }
 
+  /** The PSK a dial to `address` mixes into message 3 (net/crypto/rotation.ts, dialPassword). */
+  private dialKey(address: string): Uint8Array | undefined {
+    const s = this.secret;
+    if (!s?.next) return undefined;
+    const entry = this.topology.entries().find((e) => e.name !== this.o.name && e.addresses.includes(address));
+    const i = dialPassword(this.passwords, entry?.passwords, this.targets.get(address)?.wrongPassword ?? 0);
+    return i === 1 ? s.next : s.psk;
+  }
+
   private accept(link: Link, outbound: boolean, address: string): void {
     const c = new Connection(link, outbound, address, this.o.sched.now());
     c.channel = new Channel({
@@ -311,6 +343,7 @@ export class Router {
       address,
       versions: this.o.versions,
       secret: this.secret,
+      ...(outbound ? { dialWith: this.dialKey(address) } : {}),
       send: (bytes) => {
         this.bytesSent += bytes.length;
         link.send(bytes);
@@ -329,8 +362,11 @@ export class Router {
 
   /** The peer closed. Right after our last handshake message, that is its verdict on our password. */
   private hungUp(c: Connection): void {
-    if (c.channel.awaitingProof) this.refuse(c, c.channel.hungUp());
-    else this.drop(c, "connection closed", true);
+    if (c.channel.awaitingProof) {
+      const t = this.targets.get(c.address);
+      if (t) t.wrongPassword = (t.wrongPassword ?? 0) + 1;
+      this.refuse(c, c.channel.hungUp());
+    } else this.drop(c, "connection closed", true);
   }
 
   /** Both ends' setups cannot talk: say why, and dial again only after the backoff. */
@@ -423,6 +459,8 @@ export class Router {
   }
   private established_(c: Connection): void {
     const name = c.peer!.name;
+    const target = c.outbound ? this.targets.get(c.address) : undefined;
+    if (target) target.wrongPassword = 0;
     const dup = [...this.conns].find((o) => o !== c && o.state === "established" && o.peer!.name === name);
     if (dup) {
       // Both ends keep the connection dialled by the peer with the smaller name.

@@ -32,6 +32,11 @@ export type PeerEntry = {
   app?: unknown;
   /** Its WireGuard public key (base64), with encryption on; absent in older peers' entries. */
   wgKey?: string;
+  /**
+   * Fingerprints of the passwords it holds (net/crypto/rotation.ts), current first:
+   * two while it rotates; absent without a password and in older peers' entries.
+   */
+  passwords?: string[];
 };
 
 type Stored = { entry: PeerEntry; line: string; num: number };
@@ -47,6 +52,7 @@ export function encodeEntry(e: PeerEntry): string {
     p: e.pods,
     ...(e.app === undefined ? {} : { x: e.app }),
     ...(e.wgKey === undefined ? {} : { w: e.wgKey }),
+    ...(e.passwords === undefined ? {} : { g: e.passwords }),
   };
   return `${e.name} ${e.version} ${JSON.stringify(fields)}`;
 }
@@ -62,7 +68,7 @@ export function decodeEntry(line: string): PeerEntry {
   if (!isPeerName(name)) throw new TopologyError(`entry name "${name.slice(0, 40)}" is not a peer name`);
   const version = Number(line.slice(s1 + 1, s2));
   if (!Number.isSafeInteger(version) || version < 0) throw new TopologyError(`entry ${name} has a bad version`);
-  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown; x?: unknown; w?: unknown };
+  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown; x?: unknown; w?: unknown; g?: unknown };
   try {
     o = JSON.parse(line.slice(s2 + 1));
   } catch {
@@ -78,7 +84,8 @@ export function decodeEntry(line: string): PeerEntry {
     !strs(o.c) ||
     !Array.isArray(o.p) ||
     !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32) ||
-    (o.w !== undefined && typeof o.w !== "string")
+    (o.w !== undefined && typeof o.w !== "string") ||
+    (o.g !== undefined && (!strs(o.g) || (o.g as string[]).length > 2))
   ) {
     throw new TopologyError(`entry ${name} has missing or mistyped fields`);
   }
@@ -99,6 +106,7 @@ export function decodeEntry(line: string): PeerEntry {
     pods: o.p as number[],
     ...(o.x === undefined ? {} : { app: o.x }),
     ...(o.w === undefined ? {} : { wgKey: o.w as string }),
+    ...(o.g === undefined ? {} : { passwords: o.g as string[] }),
   };
 }
 

@@ -46,7 +46,7 @@ describe.skipIf(!canRunHost || !haveTools)("encrypted datapath on a 3-node lab",
   const nodeIps = () => new Set(mustReadLab(name).nodes.map((n) => n.ip));
 
   beforeAll(async () => {
-    s = await labUp(name, 3, 2, tools, { password: new Uint8Array(randomBytes(24)) });
+    s = await labUp(name, 3, 2, tools, { password: new TextEncoder().encode(randomBytes(24).toString("base64")) });
   }, 180_000);
   afterAll(async () => {
     for (const pid of pids) if (pidAlive(pid)) process.kill(pid, "SIGKILL");

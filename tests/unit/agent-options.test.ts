@@ -82,6 +82,8 @@ describe("the mesh password", () => {
     "/pw": "s3cret\n",
     "/pw-crlf": "s3cret\r\n",
     "/two": "s3cret\n\n",
+    "/rotating": "s3cret\r\nn3xt\n",
+    "/three": "a\nb\nc\n",
     "/nl": "\n",
   };
   const readFile = (path: string) => {
@@ -89,7 +91,7 @@ describe("the mesh password", () => {
     return new TextEncoder().encode(files[path]);
   };
 
-  test("none by default; WEAVE_PASSWORD or --password-file (winning), less one trailing newline", () => {
+  test("none by default; WEAVE_PASSWORD or --password-file (winning), less one trailing newline; a second line or WEAVE_PASSWORD_NEXT is the next", () => {
     expect(readPassword({}, {})).toBeUndefined();
     expect(readPassword({}, { WEAVE_PASSWORD: "s3cret" })).toMatchObject({ source: "WEAVE_PASSWORD" });
     expect(text(readPassword({}, { WEAVE_PASSWORD: "s3cret\n" }))).toBe("s3cret");
@@ -98,13 +100,20 @@ describe("the mesh password", () => {
     expect(fromFile?.source).toBe('--password-file "/pw"');
     expect(text(fromFile)).toBe("s3cret");
     expect(text(readPassword({ passwordFile: "/pw-crlf" }, {}, readFile))).toBe("s3cret");
-    expect(text(readPassword({ passwordFile: "/two" }, {}, readFile))).toBe("s3cret\n");
+    const two = readPassword({ passwordFile: "/rotating" }, {}, readFile);
+    expect([text(two), two?.next && new TextDecoder().decode(two.next)]).toEqual(["s3cret", "n3xt"]);
+    const env = readPassword({}, { WEAVE_PASSWORD: "s3cret", WEAVE_PASSWORD_NEXT: "n3xt\n" });
+    expect(new TextDecoder().decode(env?.next)).toBe("n3xt");
   });
 
   test.each([
     [{}, { WEAVE_PASSWORD: "" }, "E_BAD_PASSWORD", "WEAVE_PASSWORD is empty"],
     [{}, { WEAVE_PASSWORD: "\n" }, "E_BAD_PASSWORD", "WEAVE_PASSWORD is empty"],
     [{ passwordFile: "/nl" }, {}, "E_BAD_PASSWORD", '--password-file "/nl" is empty'],
+    [{ passwordFile: "/two" }, {}, "E_BAD_PASSWORD", "its second line (the next password) is empty"],
+    [{ passwordFile: "/three" }, {}, "E_BAD_PASSWORD", "more than two lines"],
+    [{}, { WEAVE_PASSWORD_NEXT: "s3cret" }, "E_BAD_PASSWORD", "WEAVE_PASSWORD_NEXT is set without a current password"],
+    [{}, { WEAVE_PASSWORD: "s3cret", WEAVE_PASSWORD_NEXT: "" }, "E_BAD_PASSWORD", "WEAVE_PASSWORD_NEXT is empty"],
     [{ passwordFile: "/missing" }, {}, "E_BAD_PASSWORD", '--password-file "/missing": cannot read it (ENOENT)'],
     [{ passwordFile: true as unknown as string }, {}, "E_BAD_FLAG", "--password-file needs the path"],
   ])("refuses %p %p with %s naming it", (o, env, code, named) => {
