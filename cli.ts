@@ -79,7 +79,11 @@ async function main(argv: string[]): Promise<number> {
       "More weave agent flags, as one value: --extra-args='--flag value' (env EXTRA_ARGS)",
     )
     .option("--image <ref>", "Agent image (env WEAVE_IMAGE; build it from manifests/Dockerfile)")
-    .option("--password-secret <name>", "Encrypt with the password in this Secret (refused: no encryption yet)")
+    .option(
+      "--password-secret <name>",
+      "Encrypt: make this Secret (key weave-password) with the password of WEAVE_PASSWORD or --password-file; the agents read it",
+    )
+    .option("--password-file <file>", "With --password-secret: the password is in this file (else env WEAVE_PASSWORD)")
     .option(
       "--service-cidr <cidr>",
       "The cluster's service range (IPv4, IPv6, or both comma-separated) to check the pod range against (default: inferred)",

@@ -3,10 +3,11 @@
  * VXLAN through the agent's bridge), against the underlay between the same two nodes and
  * against a hand-built raw kernel VXLAN pair with the same MTUs; the kinds alternate in
  * every round. Also: a don't-fragment ping at full pod MTU across the nodes with the pods'
- * segmentation offloads off, and throughput with those offloads off. Encrypted: VXLAN
- * inside wireguard-go, a pair built from our building blocks against a hand-built pair of
- * the same wireguard-go with the same MTUs (bench/datapath-wireguard.ts); the encrypted
- * lab (pods of a lab with a password) joins them once the agent encrypts.
+ * segmentation offloads off, and throughput with those offloads off. Encrypted: pods of
+ * a second lab, one with a password (our whole encrypted datapath: the agent's VXLAN
+ * inside weave-wg, wireguard-go), against a hand-built pair of the same wireguard-go
+ * with the same MTUs (bench/datapath-wireguard.ts), and a pair built from our building
+ * blocks without the agent; all alternate with the rest in every round.
  *
  *   bun bench/datapath.ts [--rounds N] [--time S] [--omit S] [--no-offload-off] [--diagnose]
  *                         [--no-encrypted] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]
@@ -27,7 +28,10 @@
  *                           veth, both ports of a bridge br0 (MTU 1450)
  *       <lab>-rp1, -rp2     "pods": eth0 10.200.0.1/24, .2/24, MTU 1450
  *   - the encrypted pairs (unless --no-encrypted): <lab>-w{u,h1,h2,p1,p2} by hand and
- *     <lab>-e{u,h1,h2,p1,p2} from our blocks; underlay 1500, WireGuard 1440, pods 1390.
+ *     <lab>-e{u,h1,h2,p1,p2} from our blocks; underlay 1500, WireGuard 1440, pods 1390;
+ *   - the encrypted lab (unless --no-encrypted): "be" + 6 characters, 2 nodes and 1 pod
+ *     each, with a random password (handed to its agents as a 0600 file, as lab up does;
+ *     never on a command line); node eth0 1500, weave-wg 1440, pod eth0 1390.
  * Traffic only ever flows inside these namespaces.
  *
  * Each measurement is one iperf3 TCP stream for --time seconds (after --omit seconds of
@@ -41,8 +45,9 @@
  * shared), for at most 120 s, then measures anyway and marks the sample busy.
  *
  * Cleanup is always done (finally, also on SIGINT/SIGTERM): iperf3 processes by pid, the
- * raw pair's namespaces by name, the lab by labDown, the temp dir.
+ * raw pair's namespaces by name, the labs by labDown, the temp dir.
  */
+import { randomBytes } from "node:crypto";
 import { labUp } from "../net/lab/lab.ts";
 import { buildWgOurs, buildWgReference, type EncryptedPair, WG_MTUS } from "./datapath-wireguard.ts";
 import type { LabState } from "../net/lab/state.ts";
@@ -105,8 +110,9 @@ function usage(): string {
     "  --diagnose        add two kinds that locate the gap between ours and the raw pair: the raw\n" +
     "                    pair with the agent's nftables masquerade table added to its hosts, and\n" +
     "                    ours with net.bridge.bridge-nf-call-iptables=0 in both nodes (put back after)\n" +
-    "  --no-encrypted    skip the two encrypted kinds: VXLAN inside wireguard-go, built from our blocks\n" +
-    "                    and by hand (default: measured; needs wireguard-go and wg)\n" +
+    "  --no-encrypted    skip the three encrypted kinds, VXLAN inside wireguard-go: pods of a lab with a\n" +
+    "                    password (the whole agent), a pair built from our blocks and one by hand\n" +
+    "                    (default: measured; needs wireguard-go and wg)\n" +
     "  --quiet PCT       before each measurement wait until the machine's CPUs were at least PCT %\n" +
     "                    idle over --quiet-seconds (default 90; 0 turns the wait off)\n" +
     "  --quiet-seconds S the idle window (default 3); --quiet-max S: wait at most S s, then\n" +
@@ -305,7 +311,8 @@ type Kind =
   | "rawNat"
   | "oursNoBrNf"
   | "wgOurs"
-  | "wgRef";
+  | "wgRef"
+  | "wgLab";
 const LABELS: Record<Kind, string> = {
   ours: "ours: pod to pod across nodes",
   underlay: "underlay: node to node",
@@ -316,6 +323,7 @@ const LABELS: Record<Kind, string> = {
   oursNoBrNf: "ours, bridge-nf-call-iptables=0",
   wgOurs: "encrypted: our blocks, wireguard-go",
   wgRef: "encrypted: hand-built wireguard-go",
+  wgLab: "encrypted lab: pod to pod (ours)",
 };
 type Pair = {
   from: string;
@@ -468,12 +476,13 @@ async function main(): Promise<number> {
   requireBuild(fail);
 
   const name = labName("bd");
+  const encName = labName("be");
   // Hard links of the binaries: a rebuild of dist/ during the run cannot change them.
   const { tmp, weaveBin, pluginBin, build } = snapshotBinaries("datapath", name, fail);
   const labTools = { weave: [weaveBin], plugin: pluginBin, log };
 
   const made: string[] = [];
-  let labMade = false;
+  const labsMade: string[] = [];
   const samples: Sample[] = [];
   const pings: PingResult[] = [];
   const restore: [string, Offloads][] = [];
@@ -482,7 +491,7 @@ async function main(): Promise<number> {
 
   try {
     log(`lab ${name}: 2 nodes, 1 pod each...`);
-    labMade = true;
+    labsMade.push(name);
     const lab: LabState = await labUp(name, 2, 1, labTools);
     await checkpoint();
     const [n1, n2] = lab.nodes as [LabState["nodes"][0], LabState["nodes"][0]];
@@ -495,13 +504,38 @@ async function main(): Promise<number> {
 
     let wgRef: EncryptedPair | undefined;
     let wgOurs: EncryptedPair | undefined;
+    let wgLab: EncryptedPair | undefined;
     if (o.encrypted) {
+      log(`encrypted lab ${encName}: 2 nodes, 1 pod each, with a password...`);
+      labsMade.push(encName);
+      const enc: LabState = await labUp(encName, 2, 1, labTools, { password: new Uint8Array(randomBytes(24)) });
+      const [e1, e2] = enc.nodes as [LabState["nodes"][0], LabState["nodes"][0]];
+      const q1 = enc.pods.find((p) => p.node === e1.name)!;
+      const q2 = enc.pods.find((p) => p.node === e2.name)!;
+      wgLab = {
+        pods: [q1.name, q2.name],
+        podIps: [q1.ip, q2.ip],
+        mtus: [
+          ...[e1, e2].flatMap(
+            (n) =>
+              [
+                [n.netns, "eth0", 1500],
+                [n.netns, "weave-wg", WG_MTUS.wireguard],
+                [n.netns, "vxlan-6784", WG_MTUS.overlay],
+              ] as [string, string, number][],
+          ),
+          [q1.name, "eth0", WG_MTUS.overlay],
+          [q2.name, "eth0", WG_MTUS.overlay],
+        ],
+        stop: async () => {},
+      };
+      await checkpoint();
       log(`encrypted pairs ${name}-w{u,h1,h2,p1,p2} (by hand) and ${name}-e{u,h1,h2,p1,p2} (our blocks)...`);
       wgRef = await buildWgReference(name, tmp, made);
       stops.push(wgRef.stop);
       wgOurs = await buildWgOurs(name, tmp, made);
       stops.push(wgOurs.stop);
-      for (const [ns, dev, want] of [...wgRef.mtus, ...wgOurs.mtus]) {
+      for (const [ns, dev, want] of [...wgRef.mtus, ...wgOurs.mtus, ...wgLab.mtus]) {
         const got = Number(/ mtu (\d+)/.exec(inNsSh(ns, ["ip", "link", "show", dev]).stdout)?.[1]);
         if (got !== want) throw new BenchError(`encrypted pair: ${dev} in ${ns} has MTU ${got}, not ${want}`);
       }
@@ -523,14 +557,15 @@ async function main(): Promise<number> {
     reach(n1.netns, n2.ip);
     reach(raw.pods[0], raw.podIps[1]);
     reach(raw.pods[1], raw.podIps[0]);
-    for (const pair of [wgRef, wgOurs]) if (pair) reach(pair.pods[0], pair.podIps[1]);
-    for (const pair of [wgRef, wgOurs]) if (pair) reach(pair.pods[1], pair.podIps[0]);
+    for (const pair of [wgRef, wgOurs, wgLab]) if (pair) reach(pair.pods[0], pair.podIps[1]);
+    for (const pair of [wgRef, wgOurs, wgLab]) if (pair) reach(pair.pods[1], pair.podIps[0]);
 
     const encryptedPair = (p: EncryptedPair | undefined): Pair =>
       p ? { from: p.pods[0], to: p.pods[1], toIp: p.podIps[1] } : { from: "", to: "", toIp: "" };
     const pairs: Record<Kind, Pair> = {
       wgOurs: encryptedPair(wgOurs),
       wgRef: encryptedPair(wgRef),
+      wgLab: encryptedPair(wgLab),
       ours: { from: p1.name, to: p2.name, toIp: p2.ip },
       underlay: { from: n1.netns, to: n2.netns, toIp: n2.ip },
       raw: { from: raw.pods[0], to: raw.pods[1], toIp: raw.podIps[1] },
@@ -589,7 +624,7 @@ async function main(): Promise<number> {
       mtus: `ours: node eth0 ${mtu(n1.netns, "eth0")}, vxlan ${mtu(n1.netns, "vxlan-6784")}, pod eth0 ${mtu(p1.name, "eth0")}; raw: host eth0 ${mtu(raw.hosts[0], "eth0")}, vxlan ${mtu(raw.hosts[0], "vxlan42")}, pod eth0 ${mtu(raw.pods[0], "eth0")}`,
       podOffloads: JSON.stringify(readOffloads(p1.name)),
       encrypted: o.encrypted
-        ? `encrypted (both pairs): eth0 1500, wireguard-go ${WG_MTUS.wireguard}, vxlan/bridge/pod eth0 ${WG_MTUS.overlay}; ${Bun.spawnSync(["wireguard-go", "--version"]).stdout.toString().split("\n")[0]}`
+        ? `encrypted (the lab and both pairs): eth0 1500, wireguard-go ${WG_MTUS.wireguard}, vxlan/bridge/pod eth0 ${WG_MTUS.overlay}; ${Bun.spawnSync(["wireguard-go", "--version"]).stdout.toString().split("\n")[0]}`
         : "encrypted: not measured (--no-encrypted)",
     };
     log(`ours: ${info.oursVxlan}\nraw:  ${info.rawVxlan}\n${info.mtus}; pod offloads ${info.podOffloads}`);
@@ -614,7 +649,7 @@ async function main(): Promise<number> {
     await withOffloadsOff([raw.pods[0], raw.pods[1]], () => {
       pings.push(dfPing(raw.pods[0], raw.podIps[1], PING_SIZE), dfPing(raw.pods[1], raw.podIps[0], PING_SIZE));
     });
-    for (const pair of [wgRef, wgOurs])
+    for (const pair of [wgRef, wgOurs, wgLab])
       if (pair)
         await withOffloadsOff(pair.pods, () => {
           pings.push(
@@ -628,7 +663,7 @@ async function main(): Promise<number> {
     const kinds: Kind[] = ["ours", "underlay", "raw"];
     if (o.offloadOff) kinds.push("oursOffloadOff", "rawOffloadOff");
     if (o.diagnose) kinds.push("rawNat", "oursNoBrNf");
-    if (o.encrypted) kinds.push("wgOurs", "wgRef");
+    if (o.encrypted) kinds.push("wgLab", "wgRef", "wgOurs");
     const total = o.rounds * kinds.length;
     log(
       `${o.rounds} round(s) x ${kinds.length} kinds x ${o.time + o.omit} s = about ${Math.round((total * (o.time + o.omit + 1)) / 60)} min`,
@@ -656,9 +691,9 @@ async function main(): Promise<number> {
       }
     }
   } catch (e) {
-    return abort("datapath", e, () => cleanup(name, labMade, made, tmp, labTools, restore, stops));
+    return abort("datapath", e, () => cleanup(labsMade, made, tmp, labTools, restore, stops));
   }
-  const cleanupProblems = await cleanup(name, labMade, made, tmp, labTools, restore, stops);
+  const cleanupProblems = await cleanup(labsMade, made, tmp, labTools, restore, stops);
   if (interrupted()) return 130;
 
   // Summaries: the median over rounds for each kind; ratios both of the medians and per
@@ -690,16 +725,18 @@ async function main(): Promise<number> {
     );
   if (o.encrypted)
     ratioPairs.push(
+      ["wgLab/wgRef", "wgLab", "wgRef"],
+      ["wgLab/ours", "wgLab", "ours"],
+      ["wgLab/underlay", "wgLab", "underlay"],
       ["wgOurs/wgRef", "wgOurs", "wgRef"],
-      ["wgOurs/ours", "wgOurs", "ours"],
       ["wgRef/raw", "wgRef", "raw"],
     );
   const ratios: Record<string, { ofMedians: number; perRound: number[] }> = {};
   for (const [label, a, b] of ratioPairs)
     ratios[label] = { ofMedians: r3(med(a) / med(b)), perRound: perRound(a, b).map(r3) };
-  // Ours: the lab's two pings and, when measured, the two of the pair built from our blocks.
-  const ourPings = [...pings.slice(0, 2), ...(o.encrypted ? pings.slice(6, 8) : [])];
-  const pingPasses = ourPings.length === (o.encrypted ? 4 : 2) && ourPings.every((p) => p.ok);
+  // Ours: the lab's two pings and, when measured, those of the pair from our blocks and of the encrypted lab.
+  const ourPings = [...pings.slice(0, 2), ...(o.encrypted ? pings.slice(6, 10) : [])];
+  const pingPasses = ourPings.length === (o.encrypted ? 6 : 2) && ourPings.every((p) => p.ok);
 
   const out = {
     bench: "datapath",
@@ -716,7 +753,8 @@ async function main(): Promise<number> {
         ? {
             encryptedSize: WG_PING_SIZE,
             wgRef: pings.slice(4, 6).every((p) => p.ok),
-            wgOurs: pings.slice(6).every((p) => p.ok),
+            wgOurs: pings.slice(6, 8).every((p) => p.ok),
+            wgLab: pings.slice(8, 10).every((p) => p.ok),
           }
         : {}),
     },
@@ -781,8 +819,7 @@ async function main(): Promise<number> {
 }
 
 async function cleanup(
-  name: string,
-  labMade: boolean,
+  labs: string[],
   made: string[],
   tmp: string,
   t: { weave: string[]; plugin: string; log(m: string): void },
@@ -808,9 +845,9 @@ async function cleanup(
     }
   }
   deleteNamespaces(made, problems);
-  if (labMade) await downLab(name, t, problems);
+  for (const lab of labs) await downLab(lab, t, problems);
   removeTmp(tmp, problems);
-  t.log(`cleaned up: namespaces ${made.join(" ") || "(none)"}, lab ${name}, ${tmp}`);
+  t.log(`cleaned up: namespaces ${made.join(" ") || "(none)"}, labs ${labs.join(" ") || "(none)"}, ${tmp}`);
   return problems;
 }
 

@@ -3,24 +3,37 @@
  * the manifests and touches nothing (no kubeconfig is even read); otherwise it checks
  * the pod range against the cluster, server-side applies, and waits for one Ready
  * agent per node (net/k8s/install.ts).
+ *
+ * Encryption: `--password-secret NAME` renders the Secret NAME (key weave-password) and
+ * the agents' WEAVE_PASSWORD from it (secretKeyRef). The password itself comes from the
+ * installer's WEAVE_PASSWORD or `--password-file FILE`, never a flag's value (command
+ * lines are world-readable in /proc), and is never printed: --dry-run and -o leave the
+ * Secret's data out and say so.
  */
 import { VERSION } from "../net/version.ts";
 import { WeaveError } from "../net/errors.ts";
 import {
   DEFAULT_IMAGE,
   NAMESPACE,
+  PASSWORD_KEY,
+  REDACTED_NOTE,
+  redactSecrets,
   renderManifests,
+  secretName,
   settingsFrom,
   toJson,
   toYaml,
+  type ManifestSettings,
   type SettingFlags,
 } from "../manifests/objects.ts";
+import { readPassword } from "./agent.ts";
 
 /** The flags of `weave install` (cac's camelCase names). */
 export interface InstallFlags extends SettingFlags {
   kubeconfig?: string;
   context?: string;
   passwordSecret?: unknown;
+  passwordFile?: unknown;
   serviceCidr?: unknown;
   dryRun?: boolean;
   output?: unknown;
@@ -41,14 +54,46 @@ const realIO: InstallIO = {
   log: (l) => process.stderr.write(`${l}\n`),
 };
 
-export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<number> {
-  if (o.passwordSecret !== undefined) {
-    const why = "encryption does not exist yet, and the agent will not pretend to encrypt";
-    const fix =
-      "install without it (traffic between nodes is then unencrypted, as with Weave Net without WEAVE_PASSWORD)";
-    throw new WeaveError("E_NO_ENCRYPTION", `--password-secret ${JSON.stringify(o.passwordSecret)}: ${why}; ${fix}`);
+/**
+ * `--password-secret NAME` with its password (WEAVE_PASSWORD or --password-file, read as
+ * the agent reads it), or nothing. A password without a Secret name is refused rather
+ * than dropped: someone who set WEAVE_PASSWORD expects encryption.
+ */
+export function passwordSetting(
+  o: Pick<InstallFlags, "passwordSecret" | "passwordFile">,
+  env: Record<string, string | undefined>,
+): ManifestSettings["passwordSecret"] {
+  const file = o.passwordFile;
+  if (file !== undefined && typeof file !== "string")
+    throw new WeaveError("E_BAD_FLAG", "--password-file needs the path of a file holding the password");
+  if (o.passwordSecret === undefined) {
+    if (file !== undefined)
+      throw new WeaveError(
+        "E_BAD_FLAG",
+        "--password-file needs --password-secret NAME: the Secret the agents read the password from",
+      );
+    if (env.WEAVE_PASSWORD !== undefined)
+      throw new WeaveError(
+        "E_BAD_FLAG",
+        "WEAVE_PASSWORD is set but --password-secret NAME is not: give the Secret's name to install with encryption " +
+          "(weave install --password-secret weave-passwd), or unset WEAVE_PASSWORD to install without it",
+      );
+    return undefined;
   }
-  const settings = settingsFrom(o, io.env);
+  const name = secretName(o.passwordSecret);
+  const password = readPassword({ passwordFile: file }, env);
+  if (!password)
+    throw new WeaveError(
+      "E_BAD_PASSWORD",
+      `--password-secret ${name} needs the password: put it in WEAVE_PASSWORD or in a file given as --password-file FILE ` +
+        "(never on the command line)",
+    );
+  return { name, password: password.bytes };
+}
+
+export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<number> {
+  const passwordSecret = passwordSetting(o, io.env);
+  const settings: ManifestSettings = { ...settingsFrom(o, io.env), ...(passwordSecret ? { passwordSecret } : {}) };
   const format = o.output === undefined ? undefined : String(o.output);
   if (format !== undefined && format !== "yaml" && format !== "json")
     throw new WeaveError("E_BAD_FLAG", `-o/--output ${JSON.stringify(o.output)} is not yaml or json`);
@@ -63,7 +108,14 @@ export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<numb
 
   const objs = renderManifests(settings);
   if (o.dryRun || format !== undefined) {
-    io.out(format === "json" ? toJson(objs) : toYaml(objs));
+    const shown = redactSecrets(objs);
+    io.out(format === "json" ? toJson(shown) : toYaml(shown));
+    if (passwordSecret)
+      io.log(
+        `Secret ${NAMESPACE}/${passwordSecret.name}: ${REDACTED_NOTE}. Applied as printed it holds no key and the ` +
+          `agents do not start; give it the password first: kubectl -n ${NAMESPACE} create secret generic ` +
+          `${passwordSecret.name} --from-file=${PASSWORD_KEY}=FILE`,
+      );
     return 0;
   }
 
@@ -87,7 +139,8 @@ export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<numb
   const agents = progress
     ? `${progress.ready}/${progress.nodes} agents ready`
     : "not waited for the agents (--timeout 0)";
-  const mtu = settings.mtu ?? "per node (underlay - 50)";
+  const mtu =
+    settings.mtu ?? (passwordSecret ? "per node (underlay - 110: VXLAN inside WireGuard)" : "per node (underlay - 50)");
   const imageNote =
     settings.image === DEFAULT_IMAGE
       ? " (the default: no registry hosts it; build it from manifests/Dockerfile and pass --image)"
@@ -96,6 +149,9 @@ export async function run(o: InstallFlags, io: InstallIO = realIO): Promise<numb
     [
       `weave ${VERSION} installed in ${NAMESPACE}: ${agents} (${took} s)`,
       `  pod range ${settings.ipallocRange}, MTU ${mtu}, image ${settings.image}${imageNote}`,
+      passwordSecret
+        ? `  encryption on: the agents' WEAVE_PASSWORD comes from Secret ${NAMESPACE}/${passwordSecret.name} (key ${PASSWORD_KEY})`
+        : "  encryption off (no --password-secret): traffic between nodes is not encrypted",
       `  see the agents: kubectl -n ${NAMESPACE} get pods -l name=weave-net -o wide`,
       `  remove it all: weave uninstall`,
       "",

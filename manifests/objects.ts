@@ -32,7 +32,11 @@ export function configMap(s: ManifestSettings): V1ConfigMap {
   return { apiVersion: "v1", kind: "ConfigMap", metadata: meta(), data };
 }
 
-/** The Secret holding WEAVE_PASSWORD; only rendered when a password secret is asked for. */
+/**
+ * The Secret holding WEAVE_PASSWORD; only rendered when a password secret is asked for.
+ * `data` (base64 of the bytes as read), not `stringData`: a password file of any bytes
+ * arrives whole, and server-side apply compares `data` (stringData is write-only).
+ */
 export function passwordSecret(s: ManifestSettings): V1Secret | undefined {
   if (!s.passwordSecret) return undefined;
   return {
@@ -40,8 +44,26 @@ export function passwordSecret(s: ManifestSettings): V1Secret | undefined {
     kind: "Secret",
     metadata: meta(false, s.passwordSecret.name),
     type: "Opaque",
-    stringData: { [PASSWORD_KEY]: s.passwordSecret.password },
+    data: { [PASSWORD_KEY]: Buffer.from(s.passwordSecret.password).toString("base64") },
   };
+}
+
+/** What `--dry-run`/`-o` print says in place of a Secret's data. */
+export const REDACTED_NOTE =
+  `data left out: weave install never prints the password (key ${PASSWORD_KEY}); ` +
+  "it applies it itself from WEAVE_PASSWORD or --password-file";
+
+/**
+ * The objects as they may be printed: every Secret without its `data` and `stringData`
+ * (the password is never printed). Applied as printed, such a Secret holds no key, and
+ * the agents' secretKeyRef keeps them from starting: no agent runs without its password.
+ */
+export function redactSecrets(objs: readonly KubernetesObject[]): KubernetesObject[] {
+  return objs.map((o) => {
+    if (o.kind !== "Secret") return o;
+    const { data: _d, stringData: _s, ...rest } = o as V1Secret;
+    return rest as KubernetesObject;
+  });
 }
 
 /** The objects, in apply order; uninstall deletes them in the reverse order. */
@@ -65,9 +87,18 @@ export function describeObject(o: KubernetesObject): string {
   return `${o.kind} ${m.namespace ? `${m.namespace}/` : ""}${m.name}`;
 }
 
-/** A multi-document YAML stream (`kubectl apply -f -` takes it). */
+/**
+ * A multi-document YAML stream (`kubectl apply -f -` takes it). A Secret without data
+ * (redactSecrets) is headed by a comment saying why.
+ */
 export function toYaml(objs: readonly KubernetesObject[]): string {
-  return objs.map((o) => stringify(o, { lineWidth: 0, aliasDuplicateObjects: false })).join("---\n");
+  return objs
+    .map((o) => {
+      const doc = stringify(o, { lineWidth: 0, aliasDuplicateObjects: false });
+      const bare = o.kind === "Secret" && !(o as V1Secret).data && !(o as V1Secret).stringData;
+      return bare ? `# ${REDACTED_NOTE}\n${doc}` : doc;
+    })
+    .join("---\n");
 }
 
 /** One `v1` List holding the objects, as JSON (`kubectl apply -f -` takes it too). */

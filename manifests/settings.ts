@@ -29,8 +29,11 @@ export interface ManifestSettings {
   ipallocRange: string;
   /** WEAVE_MTU: the overlay MTU; unset, each agent uses its underlay MTU - 50. */
   mtu?: number;
-  /** A Secret holding WEAVE_PASSWORD (key `weave-password`), rendered with this password. */
-  passwordSecret?: { name: string; password: string };
+  /**
+   * A Secret holding WEAVE_PASSWORD (key `weave-password`), rendered with this password
+   * (its bytes as read: `data`, base64); the agent's env takes it by secretKeyRef.
+   */
+  passwordSecret?: { name: string; password: Uint8Array };
   /** CONN_LIMIT: most mesh connections; unset, the agent's default (200). */
   connLimit?: number;
   /** NO_MASQ_LOCAL: keep client source addresses for traffic to local pods (Weave's default since 2.7). */
@@ -81,6 +84,17 @@ export function settingsFrom(flags: SettingFlags, env: Record<string, string | u
   if (extra) s.extraArgs = text(extra.v, extra.src);
   if (masq) s.noMasqLocal = bool(masq.v, masq.src);
   return manifestSettings(s);
+}
+
+/**
+ * The name of `--password-secret`: a Secret's name is a DNS subdomain (RFC 1123:
+ * lowercase letters, digits, '-' and '.', at most 253 characters).
+ */
+export function secretName(v: unknown, src = "--password-secret"): string {
+  const s = text(v, src);
+  if (s.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(s))
+    throw bad(src, v, "is not a Secret name (lowercase letters, digits, '-' and '.'; like weave-passwd)");
+  return s;
 }
 
 const bad = (src: string, v: unknown, why: string) =>

@@ -130,9 +130,20 @@ export function checkMeshProtocol(f: Facts): CheckResult[] {
       if (encryptionOf(r) !== encryptionOf(s))
         problems.push(`encryption ${encryptionOf(r)}, ${o.name} has ${encryptionOf(s)}`);
     }
+    // a refusal in the log from an address this agent is connected with now is over
+    // (the connection it refused was given up, or the peer was fixed since)
+    const connected = new Set(
+      r.Connections.filter((c) => c.State === "established").map((c) => c.Address.replace(/:\d+$/, "")),
+    );
+    const stale = (line: string) => {
+      const at = /(?:handshake with|peer at) (\d+\.\d+\.\d+\.\d+)/.exec(line)?.[1];
+      return at !== undefined && connected.has(at) && !problems.length;
+    };
     const seen = [
       ...r.Connections.filter((c) => MESH_REFUSAL.test(c.Info)).map((c) => c.Info),
-      ...protocolMismatchLines(n.log?.lines ?? []).slice(-2),
+      ...protocolMismatchLines(n.log?.lines ?? [])
+        .filter((l) => !stale(l))
+        .slice(-2),
     ];
     if (problems.length || seen.length) {
       const evidence = [...new Set([...problems, ...seen])].join("; ");

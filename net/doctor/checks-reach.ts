@@ -15,8 +15,12 @@ import type { CheckResult, Facts, NodeFacts, PortDrop, Probe } from "./types.ts"
 
 const node = (f: Facts, name: string | undefined) => f.nodes.find((n) => n.name === name);
 const pairText = (p: Probe) => `${p.from} -> ${p.to} (${p.src} -> ${p.dst}${p.detail ? `: ${p.detail}` : ""})`;
-const drops = (n: NodeFacts | undefined, proto: "tcp" | "udp", certain: boolean): PortDrop[] =>
-  (n?.firewall?.drops ?? []).filter((d) => d.proto === proto && d.certain === certain);
+const drops = (n: NodeFacts | undefined, proto: "tcp" | "udp", port: number, certain: boolean): PortDrop[] =>
+  (n?.firewall?.drops ?? []).filter((d) => d.proto === proto && d.port === port && d.certain === certain);
+const encrypted = (n: NodeFacts | undefined) => {
+  const e = n?.agent.report?.Router?.Encryption;
+  return e === true || e === "enabled";
+};
 const ruleText = (d: PortDrop) => `"${d.rule}" (table ${d.table}, chain ${d.chain})`;
 const agentDown = (n: NodeFacts | undefined) =>
   !!n && (n.agent.running === false || !!n.agent.error || n.agent.ready === false);
@@ -28,7 +32,7 @@ function datapathFix(f: Facts, n: NodeFacts | undefined): string {
   if (!n) return "see udp-6784, mtu and mesh-peers for the nodes named";
   if (agentDown(n))
     return `${f.hints.startAgent(n.name)} (see agent): peers drop a node from their datapath while its agent is away`;
-  const udp = drops(n, "udp", true);
+  const udp = drops(n, "udp", 6784, true);
   if (udp.length) return `remove the firewall rule on ${n.name} that drops UDP 6784 (see udp-6784)`;
   return `see udp-6784 and mesh-peers for ${n.name}; compare ${f.hints.onNode(n.name)}bridge fdb show dev vxlan-6784 with its peers' addresses`;
 }
@@ -171,8 +175,8 @@ function portCheck(
     else unblamed.push(...g.pairs);
   }
   for (const n of f.nodes) {
-    const sure = drops(n, proto, true);
-    const maybe = drops(n, proto, false);
+    const sure = drops(n, proto, port, true);
+    const maybe = drops(n, proto, port, false);
     const probes = blamed.get(n.name);
     const looked = !n.remote || f.probes.some((p) => p.to === n.name || p.from === n.name);
     if (!looked) continue;
@@ -189,7 +193,9 @@ function portCheck(
       const why =
         proto === "udp"
           ? `pods cannot cross between ${n.name} and ${peers} though their agents are connected over TCP 6783: ` +
-            `VXLAN (UDP ${port}) is lost between them`
+            (encrypted(n)
+              ? `VXLAN (UDP ${port}) inside WireGuard (UDP 6785 on the underlay) is lost between them (see tunnels)`
+              : `VXLAN (UDP ${port}) is lost between them`)
           : `TCP connects to ${port} failed: ${list(probes.map(pairText), 4)}`;
       const fix =
         agentDown(n) && proto === "tcp"

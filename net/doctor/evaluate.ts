@@ -10,6 +10,7 @@ import {
   checkMeshProtocol,
 } from "./checks-agent.ts";
 import { checkCniConfig } from "./checks-cni.ts";
+import { checkTunnels } from "./checks-tunnels.ts";
 import { checkNpc, checkNpcDrift, checkNpcDrops } from "./checks-npc.ts";
 import { checkIpamOrphans, checkIpamReady, checkIpamSpace } from "./checks-ipam.ts";
 import { checkDevices, checkMtu, checkPods, checkRangeOverlap } from "./checks-node.ts";
@@ -47,6 +48,10 @@ export const CATALOG: { name: string; what: string }[] = [
   { name: "ping-full-size", what: "a don't-fragment ping at the full pod MTU crosses between nodes" },
   { name: "tcp-6783", what: "the mesh port is reachable between nodes, no firewall rule drops it" },
   { name: "udp-6784", what: "VXLAN gets through between nodes, no firewall rule drops it" },
+  {
+    name: "tunnels",
+    what: "with encryption: every pair of peers has a live WireGuard tunnel (a handshake under 3 minutes old)",
+  },
   { name: "range-overlap", what: "the pod range overlaps no node address, route or service range" },
   { name: "cni-config", what: "exactly one network's CNI config on each node, and it is weave's" },
   { name: "agent-logs", what: "no recent error lines in the agents' logs, no datapath errors" },
@@ -72,6 +77,7 @@ const CHECKS: ((f: Facts) => CheckResult[])[] = [
   checkFullSizePing,
   checkTcp6783,
   checkUdp6784,
+  checkTunnels,
   checkRangeOverlap,
   checkCniConfig,
   checkAgentLogs,

@@ -83,7 +83,16 @@ export function parseRoutes(json: string): Route[] {
 const WATCHED: { proto: "tcp" | "udp"; port: number }[] = [
   { proto: "tcp", port: 6783 },
   { proto: "udp", port: 6784 },
+  // WireGuard, with a password (the tunnels check)
+  { proto: "udp", port: 6785 },
 ];
+
+/**
+ * The encrypted datapath's own fail-closed table (net/host/wg-fail-closed.ts): it drops
+ * plain VXLAN that is not inside weave-wg, which is what it is for, not a firewall in
+ * the way. Its rules are not reported.
+ */
+export const OWN_TABLES = new Set(["inet weave-wg"]);
 
 /** Does an nft port expression (`6784`, `{ 22, 6783 }`, `6000-7000`) include `port`? */
 export function portExprIncludes(expr: string, port: number): boolean {
@@ -98,7 +107,7 @@ export function portExprIncludes(expr: string, port: number): boolean {
   });
 }
 
-/** Rules of `nft list ruleset` that drop or may drop TCP 6783 or UDP 6784. */
+/** Rules of `nft list ruleset` that drop or may drop TCP 6783, UDP 6784 or UDP 6785 (outside our own tables). */
 export function parseNftDrops(text: string): PortDrop[] {
   const out: PortDrop[] = [];
   let table = "",
@@ -110,6 +119,7 @@ export function parseNftDrops(text: string): PortDrop[] {
     const chainStart = /^chain (\S+) \{/.exec(line);
     const filterHook = /^type filter hook (\w+)\b.*policy (\w+);/.exec(line);
     if (tableStart) [table, chain, hook] = [`${tableStart[1]} ${tableStart[2]}`, "", ""];
+    else if (OWN_TABLES.has(table)) continue;
     else if (chainStart) [chain, hook] = [chainStart[1]!, ""];
     else if (filterHook) {
       hook = filterHook[1]!;

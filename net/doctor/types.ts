@@ -33,7 +33,7 @@ export type AgentReport = {
       Reachable: boolean;
       Connections: { Name: string; NickName: string; Established: boolean }[];
     }[];
-    Connections: { Address: string; Outbound: boolean; State: string; Info: string }[];
+    Connections: { Address: string; Outbound: boolean; State: string; Info: string; Attrs?: ConnectionAttrs | null }[];
     DatapathErrors?: string[];
   };
   Bridge: null | { Name: string; Address: string; MTU: number; MTUSource?: string };
@@ -48,6 +48,24 @@ export type AgentReport = {
     Entries?: { Peer: string; Nickname: string; Size: number; Free: number; Asking: boolean; Spans: string[] }[];
     Owned?: { ContainerID: string; Ifname: string; Address: string; Pod: string | null }[];
   };
+};
+
+/**
+ * Weave's per-connection attributes of an established connection (net/agent/report.ts).
+ * With a password: `encrypted` (the mesh connection and a tunnel to that peer), the
+ * tunnel's WireGuard (`kernel`/`userspace`; absent while the device is not up), its last
+ * handshake (null: none yet), its counters, and `noTunnel`: why the peer has none.
+ */
+export type ConnectionAttrs = {
+  name?: string;
+  mtu?: number;
+  encrypted?: boolean;
+  wireguard?: string;
+  device?: string;
+  handshakeAgoS?: number | null;
+  rxBytes?: number;
+  txBytes?: number;
+  noTunnel?: string;
 };
 
 export type Link = {

@@ -342,7 +342,7 @@ export async function uninstall(kc: KubeConfig, log: Log): Promise<UninstallResu
       ? (cm as { data?: Record<string, string> }).data?.["password-secret"]
       : undefined;
   const objs = renderManifests(
-    manifestSettings(secret ? { passwordSecret: { name: secret, password: "" } } : {}),
+    manifestSettings(secret ? { passwordSecret: { name: secret, password: new Uint8Array() } } : {}),
   ).reverse();
   const r: UninstallResult = { deleted: [], absent: [], notOurs: [] };
   for (const o of objs) {

@@ -126,18 +126,23 @@ table inet other {
 	}
 }`;
     const d = parseNftDrops(ruleset).map(
-      (x) => `${x.table}/${x.chain} ${x.proto} ${x.certain ? "sure" : "maybe"}: ${x.rule}`,
+      (x) => `${x.table}/${x.chain} ${x.proto} ${x.port} ${x.certain ? "sure" : "maybe"}: ${x.rule}`,
     );
     expect(d).toEqual([
-      "inet fw/input udp sure: udp dport 6784 drop",
-      "inet fw/input tcp sure: tcp dport { 22, 6783 } reject",
-      "inet fw/input udp sure: udp dport != 53 counter packets 0 bytes 0 drop",
-      "inet fw/input tcp maybe: ip saddr 198.18.0.12 drop",
-      "inet fw/input udp maybe: ip saddr 198.18.0.12 drop",
-      "inet fw/output tcp maybe: policy drop (hook output)",
-      "inet fw/output udp maybe: policy drop (hook output)",
-      "inet other/forward udp sure: meta l4proto udp drop",
-      "inet other/forward udp maybe: udp dport 6000-7000 ip saddr 10.0.0.0/8 drop",
+      "inet fw/input udp 6784 sure: udp dport 6784 drop",
+      "inet fw/input tcp 6783 sure: tcp dport { 22, 6783 } reject",
+      "inet fw/input udp 6784 sure: udp dport != 53 counter packets 0 bytes 0 drop",
+      "inet fw/input udp 6785 sure: udp dport != 53 counter packets 0 bytes 0 drop",
+      "inet fw/input tcp 6783 maybe: ip saddr 198.18.0.12 drop",
+      "inet fw/input udp 6784 maybe: ip saddr 198.18.0.12 drop",
+      "inet fw/input udp 6785 maybe: ip saddr 198.18.0.12 drop",
+      "inet fw/output tcp 6783 maybe: policy drop (hook output)",
+      "inet fw/output udp 6784 maybe: policy drop (hook output)",
+      "inet fw/output udp 6785 maybe: policy drop (hook output)",
+      "inet other/forward udp 6784 sure: meta l4proto udp drop",
+      "inet other/forward udp 6785 sure: meta l4proto udp drop",
+      "inet other/forward udp 6784 maybe: udp dport 6000-7000 ip saddr 10.0.0.0/8 drop",
+      "inet other/forward udp 6785 maybe: udp dport 6000-7000 ip saddr 10.0.0.0/8 drop",
     ]);
     expect(parseNftDrops("")).toEqual([]);
   });

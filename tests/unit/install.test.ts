@@ -324,13 +324,90 @@ describe("weave install against the stand-in", () => {
     );
   });
 
-  test("--password-secret is refused before any request", async () => {
+  test("--password-secret: the Secret from WEAVE_PASSWORD, the agents' env from it, nothing printed or logged", async () => {
     const api = await cluster();
-    const before = api.requests.length;
-    const e = await refusal(install({ kubeconfig: api.kubeconfigPath, passwordSecret: "weave-passwd" }, io().io));
-    expect(e.code).toBe("E_NO_ENCRYPTION");
-    expect(e.message).toContain("encryption does not exist yet");
-    expect(api.requests.length).toBe(before);
+    const password = "tr0ub4dor-and-3-more-words";
+    const { r, io: inout } = io();
+    inout.env = { WEAVE_PASSWORD: password };
+    expect(await install({ kubeconfig: api.kubeconfigPath, passwordSecret: "weave-passwd", timeout: 0 }, inout)).toBe(
+      0,
+    );
+    const secret = api.store.get("v1", "Secret", "weave-passwd", "kube-system")!;
+    expect(secret.metadata.labels?.["app.kubernetes.io/managed-by"]).toBe("weave");
+    expect(Buffer.from(secret.data["weave-password"], "base64").toString()).toBe(password);
+    const ds = api.store.get("apps/v1", "DaemonSet", "weave-net", "kube-system")!;
+    const env = ds.spec.template.spec.containers[0].env as { name: string; valueFrom?: unknown; value?: string }[];
+    expect(env.find((e) => e.name === "WEAVE_PASSWORD")).toEqual({
+      name: "WEAVE_PASSWORD",
+      valueFrom: { secretKeyRef: { name: "weave-passwd", key: "weave-password" } },
+    });
+    expect(api.store.get("v1", "ConfigMap", "weave-net", "kube-system")!.data["password-secret"]).toBe("weave-passwd");
+    // the Secret is applied before the DaemonSet that refers to it
+    const paths = patches(api).map((p) => p.path.split("/").slice(-2).join("/"));
+    expect(paths.indexOf("secrets/weave-passwd")).toBeLessThan(paths.indexOf("daemonsets/weave-net"));
+    expect(r.logs).toContain("applied Secret kube-system/weave-passwd");
+    expect(r.out).toContain("encryption on: the agents' WEAVE_PASSWORD comes from Secret kube-system/weave-passwd");
+    const said = r.out + r.logs.join("\n");
+    expect(said).not.toContain(password);
+    expect(said).not.toContain(Buffer.from(password).toString("base64"));
+
+    // again: nothing changes
+    const rv = secret.metadata.resourceVersion;
+    const again = io();
+    again.io.env = { WEAVE_PASSWORD: password };
+    await install({ kubeconfig: api.kubeconfigPath, passwordSecret: "weave-passwd", timeout: 0 }, again.io);
+    expect(api.store.get("v1", "Secret", "weave-passwd", "kube-system")!.metadata.resourceVersion).toBe(rv);
+
+    // uninstall removes the Secret it made with the rest
+    const gone = io();
+    expect(await uninstall({ kubeconfig: api.kubeconfigPath }, gone.io)).toBe(0);
+    expect(api.store.get("v1", "Secret", "weave-passwd", "kube-system")).toBeUndefined();
+    expect(present(api)).toEqual([]);
+    expect(gone.r.out).toStartWith("weave uninstalled: 8 object(s) deleted, 0 already gone");
+    expect(gone.r.logs).toContain("deleted Secret kube-system/weave-passwd");
+  });
+
+  test("--password-file: the password from a file, its trailing newline dropped", async () => {
+    const api = await cluster();
+    const dir = mkdtempSync(join(tmpdir(), "weave-pw-"));
+    dirs.push(dir);
+    const file = join(dir, "password");
+    writeFileSync(file, "from-a-file\n", { mode: 0o600 });
+    expect(
+      await install(
+        { kubeconfig: api.kubeconfigPath, passwordSecret: "weave-passwd", passwordFile: file, timeout: 0 },
+        io().io,
+      ),
+    ).toBe(0);
+    const secret = api.store.get("v1", "Secret", "weave-passwd", "kube-system")!;
+    expect(Buffer.from(secret.data["weave-password"], "base64").toString()).toBe("from-a-file");
+  });
+
+  test("--password-secret without a password, or naming a Secret not made by install, is refused before any write", async () => {
+    const api = await cluster();
+    const none = await refusal(install({ kubeconfig: api.kubeconfigPath, passwordSecret: "weave-passwd" }, io().io));
+    expect(none.code).toBe("E_BAD_PASSWORD");
+    expect(none.message).toContain(
+      "needs the password: put it in WEAVE_PASSWORD or in a file given as --password-file",
+    );
+    expect(api.requests).toEqual([]);
+
+    api.store.put({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "theirs", namespace: "kube-system" },
+      data: { "weave-password": Buffer.from("keep").toString("base64") },
+    });
+    const { io: inout } = io();
+    inout.env = { WEAVE_PASSWORD: "ours" };
+    const e = await refusal(install({ kubeconfig: api.kubeconfigPath, passwordSecret: "theirs" }, inout));
+    expect(e.code).toBe("E_NOT_OURS");
+    expect(e.message).toStartWith("Secret kube-system/theirs exists and was not made by weave install");
+    expect(e.message).toContain("kubectl delete secret -n kube-system theirs");
+    expect(patches(api)).toEqual([]);
+    expect(api.store.get("v1", "Secret", "theirs", "kube-system")!.data["weave-password"]).toBe(
+      Buffer.from("keep").toString("base64"),
+    );
   });
 
   test("--dry-run and -o touch nothing: no request at all", async () => {

@@ -11,6 +11,9 @@ import { ConfigMap, Secret, ServiceAccount } from "kubernetes-models/v1";
 import { DaemonSet } from "kubernetes-models/apps/v1";
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import ts from "typescript";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { run } from "../../commands/install.ts";
 import {
@@ -22,7 +25,7 @@ import {
   toYaml,
   type ManifestSettings,
 } from "../../manifests/objects.ts";
-import { WeaveError } from "../../net/errors.ts";
+import type { WeaveError } from "../../net/errors.ts";
 import { ROOT } from "../support/env.ts";
 
 const MODELS: Record<string, { new (data: never): { validate(): void } }> = {
@@ -96,7 +99,7 @@ const every = manifestSettings({
   connLimit: 50,
   noMasqLocal: false,
   extraArgs: "--no-discovery",
-  passwordSecret: { name: "weave-passwd", password: "s3cret" },
+  passwordSecret: { name: "weave-passwd", password: new TextEncoder().encode("s3cret") },
 });
 const ds = (s: ManifestSettings) => renderManifests(s).find((o) => o.kind === "DaemonSet") as V1DaemonSet;
 const agent = (d: V1DaemonSet) => d.spec!.template.spec!.containers[0]!;
@@ -352,24 +355,96 @@ describe("each setting, as a flag or in the environment, changes the manifests a
     expect((await dryRun({}, { EXTRA_ARGS: "--no-discovery" })).env.EXTRA_ARGS).toBe("--no-discovery");
   });
 
-  test("a password secret (renderer only: install refuses --password-secret until encryption exists)", async () => {
-    const objs = renderManifests(manifestSettings({ passwordSecret: { name: "weave-passwd", password: "s3cret" } }));
-    expect(objs.find((o) => o.kind === "Secret")).toMatchObject({
-      metadata: { name: "weave-passwd", namespace: "kube-system" },
-      stringData: { "weave-password": "s3cret" },
+  test("a password secret: the Secret holds the password's bytes, the agent's env takes it by secretKeyRef", () => {
+    const bytes = new Uint8Array([0x73, 0x33, 0x00, 0xff, 0x0a, 0x63]); // any bytes, a NUL and a newline too
+    const s = manifestSettings({ passwordSecret: { name: "weave-passwd", password: bytes } });
+    const secret = renderManifests(s).find((o) => o.kind === "Secret") as { data: Record<string, string> };
+    expect(secret).toMatchObject({ metadata: { name: "weave-passwd", namespace: "kube-system" }, type: "Opaque" });
+    expect(new Uint8Array(Buffer.from(secret.data["weave-password"]!, "base64"))).toEqual(bytes);
+    expect(envOf(agent(ds(s))).WEAVE_PASSWORD).toEqual({
+      secretKeyRef: { name: "weave-passwd", key: "weave-password" },
     });
-    expect(
-      envOf(agent(ds(manifestSettings({ passwordSecret: { name: "weave-passwd", password: "s3cret" } }))))
-        .WEAVE_PASSWORD,
-    ).toEqual({ secretKeyRef: { name: "weave-passwd", key: "weave-password" } });
+    expect(renderManifests(s).find((o) => o.kind === "ConfigMap")).toMatchObject({
+      data: { "password-secret": "weave-passwd" },
+    });
     expect(renderManifests(manifestSettings()).some((o) => o.kind === "Secret")).toBe(false);
-    const err = await run(
-      { passwordSecret: "weave-passwd", dryRun: true },
-      { env: {}, out: () => {}, log: () => {} },
-    ).catch((e) => e);
-    expect(err).toBeInstanceOf(WeaveError);
-    expect(err.code).toBe("E_NO_ENCRYPTION");
-    expect(err.message).toContain("encryption does not exist yet");
+  });
+
+  /** --dry-run's stdout and stderr with a password in the installer's environment or a file. */
+  async function dryRunWithPassword(flags: Record<string, unknown>, env: Record<string, string>, format = "yaml") {
+    const r = { out: "", logs: [] as string[] };
+    await run(
+      { dryRun: true, output: format, kubeconfig: "/nonexistent/kubeconfig", ...flags },
+      {
+        env,
+        out: (t) => {
+          r.out += t;
+        },
+        log: (l) => void r.logs.push(l),
+      },
+    );
+    return r;
+  }
+
+  test("--password-secret: the password from WEAVE_PASSWORD or --password-file; --dry-run and -o never print it", async () => {
+    const secret = "correct-horse-battery-staple-7f3a";
+    const b64 = Buffer.from(secret).toString("base64");
+    for (const format of ["yaml", "json"]) {
+      const r = await dryRunWithPassword({ passwordSecret: "weave-passwd" }, { WEAVE_PASSWORD: secret }, format);
+      const all = r.out + r.logs.join("\n");
+      expect(all).not.toContain(secret);
+      expect(all).not.toContain(b64);
+      const objs = format === "json" ? JSON.parse(r.out).items : parseAllDocuments(r.out).map((d) => d.toJS());
+      const s = objs.find((o: KubernetesObject) => o.kind === "Secret");
+      expect(s.metadata).toMatchObject({ name: "weave-passwd", namespace: "kube-system" });
+      expect(s.data).toBeUndefined();
+      expect(s.stringData).toBeUndefined();
+      expect(r.logs.join("\n")).toContain("data left out: weave install never prints the password");
+      const d = objs.find((o: KubernetesObject) => o.kind === "DaemonSet") as V1DaemonSet;
+      expect(envOf(agent(d)).WEAVE_PASSWORD).toEqual({ secretKeyRef: { name: "weave-passwd", key: "weave-password" } });
+    }
+    const yaml = (await dryRunWithPassword({ passwordSecret: "weave-passwd" }, { WEAVE_PASSWORD: secret })).out;
+    expect(yaml).toContain("# data left out: weave install never prints the password (key weave-password)");
+
+    const dir = mkdtempSync(join(tmpdir(), "weave-pw-"));
+    try {
+      const file = join(dir, "password");
+      writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+      const r = await dryRunWithPassword({ passwordSecret: "weave-passwd", passwordFile: file }, {});
+      expect(r.out + r.logs.join("\n")).not.toContain(secret);
+      expect(r.out).toContain("kind: Secret");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("--password-secret refusals: no password, a bad name, a password without a Secret name", async () => {
+    const refused = (flags: Record<string, unknown>, env: Record<string, string> = {}) =>
+      run({ dryRun: true, ...flags }, { env, out: () => {}, log: () => {} }).then(
+        () => "accepted",
+        (e: WeaveError) => `${e.code} ${e.message}`,
+      );
+    expect(await refused({ passwordSecret: "weave-passwd" })).toStartWith(
+      "E_BAD_PASSWORD --password-secret weave-passwd needs the password: put it in WEAVE_PASSWORD or in a file given as --password-file FILE",
+    );
+    expect(await refused({ passwordSecret: "weave-passwd" }, { WEAVE_PASSWORD: "" })).toStartWith(
+      "E_BAD_PASSWORD WEAVE_PASSWORD is empty",
+    );
+    expect(await refused({ passwordSecret: "Weave_Passwd" }, { WEAVE_PASSWORD: "x" })).toStartWith(
+      'E_BAD_FLAG --password-secret "Weave_Passwd" is not a Secret name',
+    );
+    expect(await refused({ passwordSecret: true }, { WEAVE_PASSWORD: "x" })).toStartWith(
+      "E_BAD_FLAG --password-secret true needs a value",
+    );
+    expect(await refused({}, { WEAVE_PASSWORD: "x" })).toStartWith(
+      "E_BAD_FLAG WEAVE_PASSWORD is set but --password-secret NAME is not",
+    );
+    expect(await refused({ passwordFile: "/nonexistent/pw" })).toStartWith(
+      "E_BAD_FLAG --password-file needs --password-secret NAME",
+    );
+    expect(await refused({ passwordSecret: "weave-passwd", passwordFile: "/nonexistent/pw" })).toStartWith(
+      'E_BAD_PASSWORD --password-file "/nonexistent/pw": cannot read it (ENOENT)',
+    );
   });
 
   test("-o json prints one List; --dry-run alone prints YAML", async () => {
