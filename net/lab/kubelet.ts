@@ -6,8 +6,9 @@
  * with the environment kubelet gives it, and is then reported Running with that address.
  * A failed ADD leaves the pod Pending (ContainerCreating, the error as a Warning event
  * FailedCreatePodSandBox) and is tried again every few seconds, as kubelet does. A pod
- * being deleted (graceful deletion: deletionTimestamp set) gets CNI DEL and its namespace
- * removed, then is deleted for good. Each pod is recorded in lab.json from the moment
+ * being deleted (graceful deletion: deletionTimestamp set) gets CNI DEL (tried again
+ * every second while it fails: its agent may be restarting) and its namespace removed,
+ * then is deleted for good. Each pod is recorded in lab.json from the moment
  * its namespace exists.
  *
  * Names: the pods `lab up` makes (`<lab>-n<i>-p<j>` in default) get a namespace of their
@@ -23,6 +24,7 @@ import { type LabNode, type LabPod, readLab, updateLab } from "./state.ts";
 type Doc = Record<string, any>;
 
 const RETRY_MS = 3000;
+const DEL_RETRY_MS = 1000;
 const POD = RESOURCES.find((r) => r.kind === "Pod")!;
 
 type Attachment = {
@@ -40,6 +42,7 @@ export class LabKubelet {
   private busy = new Set<string>();
   private retries = new Map<string, ReturnType<typeof setTimeout>>();
   private unsubscribe?: () => void;
+  private stopped = false;
 
   constructor(
     private lab: string,
@@ -60,6 +63,7 @@ export class LabKubelet {
   }
 
   stop(): void {
+    this.stopped = true;
     this.unsubscribe?.();
     for (const t of this.retries.values()) clearTimeout(t);
   }
@@ -162,13 +166,20 @@ export class LabKubelet {
     if (!a) return;
     this.attached.delete(key);
     const [namespace, name] = key.split("/") as [string, string];
-    const r = await runPluginAsync(this.tools, a.on, "DEL", {
-      name,
-      namespace,
-      netns: netnsPath(a.netnsName),
-      containerId: a.containerId,
-    });
-    if (r.code !== 0) this.log(`pod ${key}: CNI DEL: ${r.stdout.trim() || r.stderr.trim()}`);
+    const call = { name, namespace, netns: netnsPath(a.netnsName), containerId: a.containerId };
+    // As kubelet does: DEL again until it succeeds (its agent may be restarting), so the
+    // address is released; only a node that is gone, or a kubelet that stops, ends it.
+    for (let attempt = 1; ; attempt++) {
+      const r = await runPluginAsync(this.tools, a.on, "DEL", call);
+      if (r.code === 0) break;
+      const why = r.stdout.trim() || r.stderr.trim();
+      if (this.stopped || !this.labNode(a.node)) {
+        this.log(`pod ${key}: CNI DEL: ${why}; not tried again (${this.stopped ? "stopping" : "its node is gone"})`);
+        break;
+      }
+      if (attempt === 1) this.log(`pod ${key}: CNI DEL: ${why}; trying again every ${DEL_RETRY_MS / 1000} s`);
+      await Bun.sleep(DEL_RETRY_MS);
+    }
     try {
       deleteNamedNetns(a.netnsName);
     } catch (e) {

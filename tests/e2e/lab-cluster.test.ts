@@ -145,6 +145,20 @@ describe.skipIf(!canRunHost)("the lab as a cluster", () => {
     expect((await mine()).status.containerStatuses[0].restartCount).toBe(1);
   }, 60_000);
 
+  test("a pod deleted while its agent is down keeps Terminating until CNI DEL succeeds: its address is released", async () => {
+    expect(weave("lab", "pod", "add", "orphan", "--node", "n2").code).toBe(0);
+    const entry = lab().pods.find((p) => p.name === "orphan")!;
+    expect(weave("lab", "agent", "stop", "n2").code).toBe(0);
+    expect(await api.delete("/api/v1/namespaces/default/pods/orphan")).toBe(true);
+    await Bun.sleep(2500);
+    const terminating = await pod("default", "orphan");
+    expect(terminating?.metadata.deletionTimestamp).toBeDefined();
+    expect(weave("lab", "agent", "start", "n2").code).toBe(0);
+    expect(await eventually(async () => (await pod("default", "orphan")) === undefined, 20_000)).toBe(true);
+    expect(held(`${name}-n2`)).not.toContain(entry.containerId);
+    expect(lab().pods.some((p) => p.name === "orphan")).toBe(false);
+  }, 60_000);
+
   test("lab node add: a fourth node with its Node, agent pod and mesh; lab node remove: the heir takes its space", async () => {
     const r = weave("lab", "node", "add");
     expect(r.code, r.err).toBe(0);
