@@ -102,7 +102,7 @@ async function main(argv: string[]): Promise<number> {
       "lab <action> [...args]",
       "A Kubernetes cluster on this machine out of namespaces: up | down | status | agent stop|start NODE | " +
         "npc stop|start NODE | " +
-        "cut|heal NODE | pod add NAME --node NODE | pod del NAME | node add | node remove NODE",
+        "cut|heal NODE | block|unblock NODE PEER [--udp PORT] | pod add NAME --node NODE | pod del NAME | node add | node remove NODE",
     )
     .option("--name <name>", "Lab name (default: the only lab up, else lab)")
     .option("--nodes <n>", "Number of nodes", { default: 3 })
@@ -113,11 +113,21 @@ async function main(argv: string[]): Promise<number> {
     .option("--namespace <ns>", "pod add|del: the pod's namespace", { default: "default" })
     .option("--labels <k=v,...>", "pod add: the pod's labels")
     .option("--port <name=port/proto>", "pod add: a named container port (repeat for more)")
+    .option("--udp <port>", "block|unblock: only this UDP port (6784: VXLAN, 6785: WireGuard), not all traffic")
     .option(
       "--password-file <file>",
       "up, node add: encrypt with the password in this file (or env WEAVE_PASSWORD); node add: the new node's",
     )
     .action(async (action, args, o) => (await import("./commands/lab.ts")).run(action, args, o));
+  cli
+    .command(
+      "sleeve-selftest",
+      "For tests: a sleeve engine driven by JSON lines on stdin (commands/sleeve-selftest.ts)",
+    )
+    .option("--tap <name>", "The TAP device to create")
+    .option("--port <port>", "UDP port", { default: 6783 })
+    .option("--check", "Only say that this binary has the command")
+    .action(async (o) => (await import("./commands/sleeve-selftest.ts")).run(o));
   cli
     .command(
       "policy <action>",

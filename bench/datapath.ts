@@ -7,10 +7,12 @@
  * a second lab, one with a password (our whole encrypted datapath: the agent's VXLAN
  * inside weave-wg, wireguard-go), against a hand-built pair of the same wireguard-go
  * with the same MTUs (bench/datapath-wireguard.ts), and a pair built from our building
- * blocks without the agent; all alternate with the rest in every round.
+ * blocks without the agent; all alternate with the rest in every round. The sleeve: the
+ * same lab's pods with UDP 6784 dropped between the two nodes (`weave lab block`), so the
+ * agents carry their traffic in userspace over UDP 6783; lifted again after each sample.
  *
  *   bun bench/datapath.ts [--rounds N] [--time S] [--omit S] [--no-offload-off] [--diagnose]
- *                         [--no-encrypted] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]
+ *                         [--no-encrypted] [--no-sleeve] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]
  *
  * Prints a table and, always as the last stdout line, one JSON line (only that with
  * --json). Exit: 0 done; 1 aborted (a failed step, e.g. a ping that did not pass or an
@@ -48,7 +50,7 @@
  * raw pair's namespaces by name, the labs by labDown, the temp dir.
  */
 import { randomBytes } from "node:crypto";
-import { labUp } from "../net/lab/lab.ts";
+import { labBlock, labUp } from "../net/lab/lab.ts";
 import { buildWgOurs, buildWgReference, type EncryptedPair, WG_MTUS } from "./datapath-wireguard.ts";
 import type { LabState } from "../net/lab/state.ts";
 import { createNamedNetns, netnsPath } from "../net/host/netns.ts";
@@ -93,6 +95,7 @@ type Opts = {
   offloadOff: boolean;
   diagnose: boolean;
   encrypted: boolean;
+  sleeve: boolean;
   json: boolean;
   quiet: number;
   quietSeconds: number;
@@ -102,7 +105,7 @@ type Opts = {
 function usage(): string {
   return (
     "usage: bun bench/datapath.ts [--rounds N] [--time S] [--omit S] [--no-offload-off] [--diagnose]\n" +
-    "                             [--no-encrypted] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]\n" +
+    "                             [--no-encrypted] [--no-sleeve] [--quiet PCT] [--quiet-seconds S] [--quiet-max S] [--json]\n" +
     "  --rounds N        rounds; each round measures every kind once (default 3)\n" +
     "  --time S          seconds per iperf3 measurement (default 10)\n" +
     "  --omit S          seconds of warm-up iperf3 runs first and leaves out (default 1)\n" +
@@ -113,6 +116,8 @@ function usage(): string {
     "  --no-encrypted    skip the three encrypted kinds, VXLAN inside wireguard-go: pods of a lab with a\n" +
     "                    password (the whole agent), a pair built from our blocks and one by hand\n" +
     "                    (default: measured; needs wireguard-go and wg)\n" +
+    "  --no-sleeve       skip the sleeve kind: the lab's pods with UDP 6784 dropped between the two\n" +
+    "                    nodes (weave lab block), so their traffic takes the userspace sleeve (UDP 6783)\n" +
     "  --quiet PCT       before each measurement wait until the machine's CPUs were at least PCT %\n" +
     "                    idle over --quiet-seconds (default 90; 0 turns the wait off)\n" +
     "  --quiet-seconds S the idle window (default 3); --quiet-max S: wait at most S s, then\n" +
@@ -131,6 +136,7 @@ function parseArgs(argv: string[]): Opts {
     offloadOff: true,
     diagnose: false,
     encrypted: true,
+    sleeve: true,
     json: false,
     ...QUIET_DEFAULTS,
   };
@@ -139,6 +145,7 @@ function parseArgs(argv: string[]): Opts {
     else if (f.flag === "--no-offload-off") o.offloadOff = false;
     else if (f.flag === "--diagnose") o.diagnose = true;
     else if (f.flag === "--no-encrypted") o.encrypted = false;
+    else if (f.flag === "--no-sleeve") o.sleeve = false;
     else if (f.flag === "--rounds") o.rounds = f.int(1, 100);
     else if (f.flag === "--time") o.time = f.int(1, 600);
     else if (f.flag === "--omit") o.omit = f.int(0, 60);
@@ -312,7 +319,8 @@ type Kind =
   | "oursNoBrNf"
   | "wgOurs"
   | "wgRef"
-  | "wgLab";
+  | "wgLab"
+  | "sleeve";
 const LABELS: Record<Kind, string> = {
   ours: "ours: pod to pod across nodes",
   underlay: "underlay: node to node",
@@ -324,6 +332,7 @@ const LABELS: Record<Kind, string> = {
   wgOurs: "encrypted: our blocks, wireguard-go",
   wgRef: "encrypted: hand-built wireguard-go",
   wgLab: "encrypted lab: pod to pod (ours)",
+  sleeve: "sleeve: pod to pod, UDP 6784 dropped",
 };
 type Pair = {
   from: string;
@@ -448,6 +457,23 @@ function dfPing(from: string, toIp: string, size: number): PingResult {
     allowFail: true,
   });
   return { from, to: toIp, size, ok: r.code === 0, output: (r.stdout + r.stderr).trim() };
+}
+
+/** Until every node's agent says its peers' pods go over `path` (its /report's DataPaths), for at most 30 s. */
+async function waitPaths(weave: string, nodes: string[], path: "fastdp" | "sleeve"): Promise<void> {
+  const paths = (ns: string): string[] => {
+    const r = inNsSh(ns, [weave, "report"], { allowFail: true });
+    try {
+      return (JSON.parse(r.stdout).Router?.DataPaths ?? []).map((d: { Path: string }) => d.Path);
+    } catch {
+      return [];
+    }
+  };
+  const end = Date.now() + 30_000;
+  while (!nodes.every((ns) => paths(ns).length > 0 && paths(ns).every((p) => p === path))) {
+    if (Date.now() > end) throw new BenchError(`the agents did not move their peers to ${path} within 30 s`);
+    await Bun.sleep(200);
+  }
 }
 
 function vxlanLine(ns: string, dev: string): string {
@@ -597,6 +623,23 @@ async function main(): Promise<number> {
           }
         },
       },
+      // The lab's pods with VXLAN dropped between the nodes: the agents move them to the
+      // sleeve (within ~3 s), and back to the fast path afterwards.
+      sleeve: {
+        from: p1.name,
+        to: p2.name,
+        toIp: p2.ip,
+        around: async (fn) => {
+          try {
+            labBlock(name, n1.name, n2.name, { udp: 6784 }, true);
+            await waitPaths(weaveBin, [n1.netns, n2.netns], "sleeve");
+            return await fn();
+          } finally {
+            labBlock(name, n1.name, n2.name, { udp: 6784 }, false);
+            await waitPaths(weaveBin, [n1.netns, n2.netns], "fastdp");
+          }
+        },
+      },
       // --diagnose: bridged pod traffic in our nodes kept out of the IPv4 netfilter hooks.
       oursNoBrNf: {
         from: p1.name,
@@ -664,6 +707,7 @@ async function main(): Promise<number> {
     if (o.offloadOff) kinds.push("oursOffloadOff", "rawOffloadOff");
     if (o.diagnose) kinds.push("rawNat", "oursNoBrNf");
     if (o.encrypted) kinds.push("wgLab", "wgRef", "wgOurs");
+    if (o.sleeve) kinds.push("sleeve");
     const total = o.rounds * kinds.length;
     log(
       `${o.rounds} round(s) x ${kinds.length} kinds x ${o.time + o.omit} s = about ${Math.round((total * (o.time + o.omit + 1)) / 60)} min`,
@@ -731,6 +775,7 @@ async function main(): Promise<number> {
       ["wgOurs/wgRef", "wgOurs", "wgRef"],
       ["wgRef/raw", "wgRef", "raw"],
     );
+  if (o.sleeve) ratioPairs.push(["sleeve/ours", "sleeve", "ours"], ["sleeve/raw", "sleeve", "raw"]);
   const ratios: Record<string, { ofMedians: number; perRound: number[] }> = {};
   for (const [label, a, b] of ratioPairs)
     ratios[label] = { ofMedians: r3(med(a) / med(b)), perRound: perRound(a, b).map(r3) };

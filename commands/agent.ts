@@ -3,6 +3,7 @@
  * The password (WEAVE_PASSWORD or --password-file, never a flag's value: command lines
  * are public) is stretched into the mesh's key here and then dropped; no log has it.
  */
+import { SLEEVE_PORT, SLEEVE_TAP } from "../net/agent/sleeve-path.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { Agent } from "../net/agent/agent.ts";
@@ -288,6 +289,32 @@ async function serveMetrics(agent: Agent, at: { hostname: string; port: number }
   }
 }
 
+/** Sizes of the agent's growable tables, for WEAVE_DEBUG_HEAP (private fields, read for debugging only). */
+function agentTables(agent: Agent): Record<string, number> {
+  type Sized = { size: number };
+  const r = agent.router as unknown as
+    | {
+        conns: Sized;
+        targets: Sized;
+        unreachableSince: Sized;
+        gossip: { queued: Sized; requested: Sized };
+        topology: { size: number };
+      }
+    | undefined;
+  const a = agent as unknown as { lastRemotes: Sized; fading: Sized; knownConflicts: Sized };
+  return {
+    conns: r?.conns.size ?? 0,
+    targets: r?.targets.size ?? 0,
+    unreachableSince: r?.unreachableSince.size ?? 0,
+    gossipQueued: r?.gossip.queued.size ?? 0,
+    gossipRequested: r?.gossip.requested.size ?? 0,
+    topology: r?.topology.size ?? 0,
+    lastRemotes: a.lastRemotes.size,
+    fading: a.fading.size,
+    pods: agent.allocator?.active ?? 0,
+  };
+}
+
 export async function run(o: AgentOptions): Promise<number> {
   const s = parseAgentOptions(o, process.env);
   const password = readPassword(o, process.env);
@@ -325,6 +352,9 @@ export async function run(o: AgentOptions): Promise<number> {
     ? new EncryptedDatapath({ host, dataDir: s.dataDir, clusterSecret: psk, generations, socketDir: wgSocketDir, log })
     : undefined;
   if (!psk) await disableEncryption(host, wgSocketDir, log);
+  // The userspace path for peers VXLAN does not reach (net/agent/sleeve-path.ts decides who).
+  const { Sleeve } = await import("../net/host/sleeve.ts");
+  const sleeve = new Sleeve({ tap: SLEEVE_TAP, port: SLEEVE_PORT, log: (m) => log(`sleeve: ${m}`) });
   const store = new Store(s.dataDir);
   // An empty machine-id (as in container images) is no id at all.
   const machineId = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
@@ -380,6 +410,7 @@ export async function run(o: AgentOptions): Promise<number> {
       admission: npcAdmission,
       events: recorder ? (o) => recorder.record(o) : undefined,
       encryption,
+      sleeve,
     },
   );
   const server = Bun.serve({
@@ -402,6 +433,24 @@ export async function run(o: AgentOptions): Promise<number> {
     reportNetworkUp(kc, s.nickname, () => agent.ready);
   }
   const timer = setInterval(() => agent.reconcile(), 5000);
+  // Opt-in memory tracing for leak hunts (net/agent/debug-heap.ts): WEAVE_DEBUG_HEAP=<file>
+  // ({pid} and {node} in it are replaced: one file per agent of a lab) appends the JS heap
+  // before and after a forced GC (WEAVE_DEBUG_HEAP_GC=0: none), object counts by type, the
+  // JIT's resident code and the agent's own table sizes every WEAVE_DEBUG_HEAP_EVERY
+  // seconds (30); SIGUSR2 writes a heap snapshot beside it. Unset (the default), nothing
+  // of it is loaded.
+  const heapFile = process.env.WEAVE_DEBUG_HEAP?.replaceAll("{pid}", String(process.pid)).replaceAll(
+    "{node}",
+    s.nickname,
+  );
+  const stopHeapDebug = heapFile
+    ? (await import("../net/agent/debug-heap.ts")).startHeapDebug(heapFile, {
+        everyS: Number(process.env.WEAVE_DEBUG_HEAP_EVERY) || 30,
+        gc: process.env.WEAVE_DEBUG_HEAP_GC !== "0",
+        extra: () => agentTables(agent),
+        log,
+      })
+    : undefined;
 
   // A graceful stop finishes its work: requests in flight are answered, retired veths
   // deleted and state written; a second signal, or STOP_GRACE_MS, ends it anyway.
@@ -420,6 +469,7 @@ export async function run(o: AgentOptions): Promise<number> {
         resolve(1);
       }, STOP_GRACE_MS);
       clearInterval(timer);
+      stopHeapDebug?.();
       await server.stop();
       metrics?.stop(true);
       recorder?.stop();

@@ -1,6 +1,6 @@
 /** `weave lab ...`: printing and flags; the lab itself is net/lab/ (lab.ts, changes.ts, control-plane.ts). */
 import pc from "picocolors";
-import { labAgent, labCut, labDown, labUp, meshViews, pingMatrix, agentReady } from "../net/lab/lab.ts";
+import { labAgent, labBlock, labCut, labDown, labUp, meshViews, pingMatrix, agentReady } from "../net/lab/lab.ts";
 import { chooseLab, mustReadLab, type LabState } from "../net/lab/state.ts";
 import type { LabTools } from "../net/lab/plugin.ts";
 import { pidAlive } from "../net/host/process.ts";
@@ -18,6 +18,7 @@ type LabOptions = {
   labels?: string;
   port?: string | string[];
   passwordFile?: string;
+  udp?: string | number;
 };
 
 /**
@@ -97,8 +98,16 @@ const USAGE = {
   npc: "npc stop|start NODE",
   pod: "pod add NAME --node NODE [--namespace NS] [--labels k=v,...] [--port NAME=PORT/PROTO]... | pod del NAME [--namespace NS]",
   node: "node add [--password-file FILE] | node remove NODE",
+  block: "block|unblock NODE PEER [--udp PORT]",
   password: "password set|rotate [--password-file FILE] (or WEAVE_PASSWORD [+ WEAVE_PASSWORD_NEXT] in the environment)",
 };
+
+function udpPort(v: string | number): number {
+  const port = Number(v);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new WeaveError("E_USAGE", `--udp ${v}: not a port (1-65535), e.g. --udp 6784 for VXLAN`);
+  return port;
+}
 
 function printKubectl(s: LabState): void {
   if (!s.kubeconfig) return;
@@ -168,8 +177,18 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
       need(1, `${action} NODE`);
       const n = labCut(name, args[0]!, action === "cut");
       const wg = mustReadLab(name).passwordFile ? ", UDP 6785" : "";
-      const said = action === "cut" ? `cut off: its TCP 6783, UDP 6784${wg} traffic is dropped` : "healed";
+      const said = action === "cut" ? `cut off: its TCP 6783, UDP 6783, 6784${wg} traffic is dropped` : "healed";
       process.stdout.write(`${n.name} ${said}\n`);
+      return 0;
+    }
+    case "block":
+    case "unblock": {
+      need(2, USAGE.block);
+      const what = o.udp === undefined ? "all" : { udp: udpPort(o.udp) };
+      const [a, b] = labBlock(name, args[0]!, args[1]!, what, action === "block");
+      const traffic = what === "all" ? "all traffic" : `UDP ${what.udp}`;
+      const said = action === "block" ? "dropped" : "no longer dropped";
+      process.stdout.write(`${traffic} between ${a.name} and ${b.name} ${said}\n`);
       return 0;
     }
     case "pod":
@@ -181,7 +200,7 @@ export async function run(action: string, args: string[], o: LabOptions): Promis
     default:
       throw new WeaveError(
         "E_USAGE",
-        `unknown lab action "${action}" (up, down, status, agent, npc, cut, heal, pod, node, password)`,
+        `unknown lab action "${action}" (up, down, status, agent, npc, cut, heal, block, unblock, pod, node, password)`,
       );
   }
 }

@@ -26,6 +26,8 @@ import { CniExecutor, PENDING_DELETE_DELAY_MS } from "./cni-exec.ts";
 import type { Admission } from "../host/npc-admission.ts";
 import type { Occurrence } from "../events/aggregator.ts";
 import { AgentStats } from "./stats.ts";
+import { SLEEVE_TAP, SleevePath, type SleeveEngine } from "./sleeve-path.ts";
+import type { PeerPath } from "./paths.ts";
 import { ipamConflict, ipamExhausted, ipamWaiting, mtuMismatch, peerFailure, rangeOverlaps } from "./node-events.ts";
 
 export interface AgentStore extends AllocStore {
@@ -84,6 +86,8 @@ export type AgentDeps = {
   events?(o: Occurrence): void;
   /** With a password: pod traffic between nodes through WireGuard (net/agent/encrypted.ts). */
   encryption?: EncryptedDatapath;
+  /** The userspace path for peers the fast one does not reach (net/host/sleeve.ts); without it, none. */
+  sleeve?: SleeveEngine;
 };
 
 /** The id under which the bridge's own address is held (Weave's "expose"). */
@@ -98,10 +102,22 @@ const PRUNE_GRACE_MS = 10_000;
  */
 export const FADE_MS = 15_000;
 
-type Remote = { name: string; ip: string; pods: number[]; publicKey?: string; passwords?: string[] };
+type Remote = {
+  name: string;
+  ip: string;
+  pods: number[];
+  bridge?: number;
+  path?: "fastdp" | "sleeve";
+  publicKey?: string;
+  passwords?: string[];
+};
 
 const ours = (bridge: string) => (l: { name: string }) =>
-  l.name === bridge || l.name.startsWith("vethwepl") || l.name === VXLAN_NAME || l.name === WG_NAME;
+  l.name === bridge ||
+  l.name.startsWith("vethwepl") ||
+  l.name === VXLAN_NAME ||
+  l.name === WG_NAME ||
+  l.name === SLEEVE_TAP;
 
 export class Agent {
   ready = false;
@@ -119,6 +135,8 @@ export class Agent {
   bridge?: BridgeSpec;
   mtuSource = "";
   router?: Router;
+  /** Which peers go over the sleeve, and the sleeve kept in line (with a mesh and an engine). */
+  sleeve?: SleevePath;
   name = "";
   advertise = "";
   datapathErrors: string[] = [];
@@ -266,6 +284,7 @@ export class Agent {
             this.log(`encryption: cannot start ${WG_NAME}: ${(e as Error).message}; no pod traffic leaves this node`),
         );
       }
+      if (this.deps.sleeve) this.startSleeve(this.deps.sleeve, this.router, this.deps.sched);
       this.router.onConnectionFailure((f) => {
         const o = peerFailure(f);
         if (o) this.event(o);
@@ -289,6 +308,29 @@ export class Agent {
 
   private mtu = 0;
   private wgMtu = 0;
+  private bridgeAddress?: number;
+
+  private startSleeve(engine: SleeveEngine, router: Router, sched: Scheduler): void {
+    const every = (ms: number, fn: () => void) => {
+      let cancel = sched.after(ms, function tick() {
+        fn();
+        cancel = sched.after(ms, tick);
+      });
+      return () => cancel();
+    };
+    this.sleeve = new SleevePath({
+      engine,
+      host: this.host,
+      router,
+      sealed: this.deps.encryption !== undefined,
+      log: this.log,
+      event: (o) => this.event(o),
+      now: () => sched.now(),
+      every,
+      changed: () => this.scheduleDatapath(),
+    });
+    this.sleeve.start();
+  }
 
   get encryption(): EncryptedDatapath | undefined {
     return this.deps.encryption;
@@ -332,6 +374,8 @@ export class Agent {
       if (e instanceof RangeFullError) return;
       throw e;
     }
+    this.bridgeAddress = address;
+    this.podsChanged();
     this.bridge = {
       name: this.cfg.bridge,
       mtu: this.mtu,
@@ -353,6 +397,7 @@ export class Agent {
   }
 
   stop(): void {
+    void this.sleeve?.stop();
     this.router?.stop();
     this.deps.masq?.remove();
     this.deps.encryption?.stop();
@@ -410,12 +455,11 @@ export class Agent {
     this.podsPending = true;
     this.later(20, () => {
       this.podsPending = false;
-      this.router?.setLocal({
-        pods: this.allocator
-          .list()
-          .map((e) => e.address)
-          .sort((a, b) => a - b),
-      });
+      const pods = this.allocator
+        .list()
+        .map((e) => e.address)
+        .sort((a, b) => a - b);
+      this.router?.setLocal({ pods, ...(this.bridgeAddress === undefined ? {} : { bridge: this.bridgeAddress }) });
     });
   }
 
@@ -440,6 +484,7 @@ export class Agent {
         name: e.name,
         ip: splitHostPort(e.addresses[0]!)[0],
         pods: e.pods.filter((p) => contains(this.cfg.range, p)),
+        ...(e.bridge === undefined ? {} : { bridge: e.bridge }),
         ...(e.wgKey === undefined ? {} : { publicKey: e.wgKey }),
         ...(e.passwords === undefined ? {} : { passwords: e.passwords }),
       }));
@@ -452,7 +497,8 @@ export class Agent {
     if (enc && !enc.ready) return;
     try {
       const now = this.deps.sched?.now() ?? Date.now();
-      const remotes = this.datapathRemotes(now);
+      const known = this.datapathRemotes(now);
+      const remotes = this.sleeve ? this.sleeve.pass(known) : known;
       this.startedAt ??= now;
       if (remotes.length || now - this.startedAt >= PRUNE_GRACE_MS) this.heardFromMesh = true;
       const r = reconcileVxlan(
@@ -467,6 +513,8 @@ export class Agent {
         enc ? throughTunnel(remotes) : remotes,
       );
       if (enc) void enc.sync(remotes, this.heardFromMesh);
+      const br = this.host.link(this.bridge.name);
+      if (this.sleeve && br) r.errors.push(...this.sleeve.apply(br, this.bridge.mtu, this.advertise, remotes));
       if (r.errors.length && r.errors.join() !== this.datapathErrors.join())
         this.log(`datapath: ${r.errors.join("; ")}`);
       this.datapathErrors = r.errors;
@@ -520,6 +568,14 @@ export class Agent {
       pods: remote.pods.filter((p) => !livePods.has(p)),
     }));
     return [...live, ...faded];
+  }
+
+  /**
+   * The path of pod traffic to peer `name`: the fast one (kernel VXLAN) unless the sleeve
+   * carries it, directly or through the neighbour `via` (net/agent/paths.ts).
+   */
+  dataPath(name: string): PeerPath | { path: "fastdp"; reason: "" } {
+    return this.sleeve?.pathOf(name) ?? { path: "fastdp", reason: "" };
   }
 
   /** Pod attachments (everything but the bridge's own address). */

@@ -9,6 +9,7 @@ import { formatCidr, overlaps, parseCidr, type Cidr } from "../cidr.ts";
 import type { Occurrence } from "../events/aggregator.ts";
 import type { Route } from "../host/host.ts";
 import { VXLAN_OVERHEAD } from "./mtu.ts";
+import type { PathChange } from "./paths.ts";
 
 export const REASONS = {
   peerFailing: "WeavePeerConnectionFailing",
@@ -17,7 +18,33 @@ export const REASONS = {
   ipamConflict: "WeaveIPAMConflict",
   mtuMismatch: "WeaveMTUMismatch",
   rangeOverlap: "WeaveRangeOverlap",
+  sleeve: "WeaveSleeve",
+  fastDatapath: "WeaveFastDatapath",
 } as const;
+
+/**
+ * A peer's pod traffic changed data path (net/agent/paths.ts): onto the sleeve is a
+ * Warning naming what to open, back to the fast path a Normal event; keyed by the peer.
+ */
+export function pathChanged(c: PathChange, fastPorts: string): Occurrence | undefined {
+  const p = c.peer;
+  if (p.path === "sleeve") {
+    const open = p.via ? "" : `; open ${fastPorts} between the nodes for the fast path`;
+    return {
+      reason: REASONS.sleeve,
+      key: p.name,
+      type: "Warning",
+      message: `pod traffic to peer ${p.nickname} (${p.name}) goes over the sleeve (UDP 6783, userspace, slower): ${p.reason}${open}`,
+    };
+  }
+  if (!c.from) return undefined;
+  return {
+    reason: REASONS.fastDatapath,
+    key: p.name,
+    type: "Normal",
+    message: `pod traffic to peer ${p.nickname} (${p.name}) is back on the fast path (${c.from.via ? "directly connected again" : "heartbeats answered"})`,
+  };
+}
 
 /** Failures in a row before a peer connection is worth an Event (one lost connection is not). */
 export const PEER_FAILURES_BEFORE_EVENT = 3;

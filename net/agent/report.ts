@@ -54,6 +54,7 @@ export function report(a: Agent): Record<string, unknown> {
             Info: c.info,
             Attrs: c.state === "established" ? connectionAttrs(a, c) : null,
           })),
+          DataPaths: dataPaths(a),
           Targets: r.explicitTargets(),
           DatapathErrors: a.datapathErrors,
         }
@@ -129,8 +130,10 @@ function rotationText(a: Agent): string | undefined {
  * `wireguard` says through which implementation, with the tunnel's last handshake.
  */
 function connectionAttrs(a: Agent, c: { name?: string; encrypted: boolean; password?: number }) {
+  const dp = c.name ? a.dataPath(c.name) : undefined;
   const base = {
-    name: "fastdp",
+    name: dp?.path ?? "fastdp",
+    ...(dp?.path === "sleeve" ? { sleeveReason: dp.reason, sleeveSince: new Date(dp.since).toISOString() } : {}),
     mtu: a.bridge?.mtu,
     encrypted: c.encrypted,
     ...(c.password === undefined ? {} : { password: c.password === 1 ? "next" : "current" }),
@@ -147,6 +150,30 @@ function connectionAttrs(a: Agent, c: { name?: string; encrypted: boolean; passw
     txBytes: t.txBytes,
     ...(t.skipped ? { noTunnel: t.skipped } : {}),
   };
+}
+
+/**
+ * Every reachable peer's data path (ours; Weave had only the connections' Attrs): the
+ * fast path, or the sleeve, directly or through a neighbour when there is no direct
+ * connection (`Via`), with why and since when.
+ */
+function dataPaths(a: Agent) {
+  const t = a.router?.topology;
+  if (!t) return [];
+  return [...t.reachable()]
+    .filter((n) => n !== a.name)
+    .sort()
+    .map((n) => {
+      const dp = a.dataPath(n);
+      const sleeve = dp.path === "sleeve" ? dp : undefined;
+      return {
+        Name: n,
+        NickName: t.get(n)?.nickname ?? "",
+        Path: dp.path,
+        ...(sleeve?.via ? { Via: sleeve.via, ViaNickName: sleeve.viaNickname } : {}),
+        ...(sleeve ? { Reason: sleeve.reason, Since: new Date(sleeve.since).toISOString() } : {}),
+      };
+    });
 }
 
 const wgText = (impl: string | undefined) =>
@@ -222,9 +249,27 @@ export function connectionsText(a: Agent): string {
       const state = `${c.state}${c.encrypted && !t?.skipped ? " encrypted" : ""}`;
       const hs = t?.handshakeAgoS === undefined ? "no handshake yet" : `handshake ${t.handshakeAgoS}s ago`;
       const wg = t ? (t.skipped ? ` (no tunnel: ${t.skipped})` : ` (${wgText(t.wireguard)}, ${hs})`) : "";
-      return `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${state.padEnd(22)} ${c.info}${wg}`;
+      const path = c.state === "established" && c.name ? ` ${pathText(a.dataPath(c.name))}` : "";
+      return `${c.outbound ? "->" : "<-"} ${c.address.padEnd(22)} ${state.padEnd(22)} ${c.info}${path}${wg}`;
     })
+    .concat(routedText(a))
     .join("\n")}\n`;
+}
+
+const pathText = (dp: ReturnType<Agent["dataPath"]>) => (dp.path === "sleeve" ? `sleeve (${dp.reason})` : "fastdp");
+
+/** Peers with no direct connection, reached over a neighbour's sleeve. */
+function routedText(a: Agent): string[] {
+  const t = a.router?.topology;
+  if (!t) return [];
+  const lines: string[] = [];
+  for (const n of [...t.reachable()].sort()) {
+    const dp = a.dataPath(n);
+    if (n === a.name || dp.path !== "sleeve" || !dp.via) continue;
+    const who = `${n}(${t.get(n)?.nickname ?? "?"})`;
+    lines.push(`~> ${"(routed)".padEnd(22)} ${`via ${dp.viaNickname}`.padEnd(22)} ${who} sleeve (${dp.reason})`);
+  }
+  return lines;
 }
 
 const spanText = ([s, e]: Span) => (e - s === 1 ? numToIp(s) : `${numToIp(s)}-${numToIp(e - 1)}`);

@@ -11,6 +11,7 @@ import {
 } from "./checks-agent.ts";
 import { checkCniConfig } from "./checks-cni.ts";
 import { checkTunnels } from "./checks-tunnels.ts";
+import { checkDataPath } from "./checks-datapath.ts";
 import { checkNpc, checkNpcDrift, checkNpcDrops } from "./checks-npc.ts";
 import { checkIpamOrphans, checkIpamReady, checkIpamSpace } from "./checks-ipam.ts";
 import { checkDevices, checkMtu, checkPods, checkRangeOverlap } from "./checks-node.ts";
@@ -52,6 +53,10 @@ export const CATALOG: { name: string; what: string }[] = [
     name: "tunnels",
     what: "with encryption: every pair of peers has a live WireGuard tunnel (a handshake under 3 minutes old)",
   },
+  {
+    name: "datapath",
+    what: "every pair of nodes on the fast datapath (kernel VXLAN, or WireGuard); the sleeve (userspace, UDP 6783) or a route through another node warns",
+  },
   { name: "range-overlap", what: "the pod range overlaps no node address, route or service range" },
   { name: "cni-config", what: "exactly one network's CNI config on each node, and it is weave's" },
   { name: "agent-logs", what: "no recent error lines in the agents' logs, no datapath errors" },
@@ -78,6 +83,7 @@ const CHECKS: ((f: Facts) => CheckResult[])[] = [
   checkTcp6783,
   checkUdp6784,
   checkTunnels,
+  checkDataPath,
   checkRangeOverlap,
   checkCniConfig,
   checkAgentLogs,

@@ -34,6 +34,12 @@ export type AgentReport = {
       Connections: { Name: string; NickName: string; Established: boolean }[];
     }[];
     Connections: { Address: string; Outbound: boolean; State: string; Info: string; Attrs?: ConnectionAttrs | null }[];
+    /**
+     * Every reachable peer's data path (net/agent/report.ts `dataPaths`; older agents
+     * have none): the fast one, or the sleeve, through `Via` when there is no direct
+     * connection, with why and since when (ISO) on the sleeve.
+     */
+    DataPaths?: DataPath[];
     DatapathErrors?: string[];
   };
   Bridge: null | { Name: string; Address: string; MTU: number; MTUSource?: string };
@@ -66,6 +72,21 @@ export type ConnectionAttrs = {
   rxBytes?: number;
   txBytes?: number;
   noTunnel?: string;
+  /** On the sleeve (`name` "sleeve"): why, and since when (ISO). */
+  sleeveReason?: string;
+  sleeveSince?: string;
+};
+
+/** One peer's data path as an agent reports it (`Router.DataPaths`). */
+export type DataPath = {
+  Name: string;
+  NickName: string;
+  Path: "fastdp" | "sleeve";
+  /** Routed: the neighbour whose sleeve it goes through. */
+  Via?: string;
+  ViaNickName?: string;
+  Reason?: string;
+  Since?: string;
 };
 
 export type Link = {

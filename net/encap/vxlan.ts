@@ -9,6 +9,9 @@
  *   find pods. Pod MACs derive from pod addresses (net/cidr.ts macForIp), so the gossip
  *   carries only addresses.
  * - A neighbour entry per remote pod on the bridge spares the node itself an ARP.
+ * - A peer on the sleeve (net/agent/sleeve-path.ts) keeps only its bridge's entry here,
+ *   for the heartbeats that tell when VXLAN crosses again; its pods' frames go to the
+ *   sleeve's port of the bridge instead (`sleeveMacs`).
  * The kernel encapsulates and decapsulates; the agent only keeps these tables.
  */
 import { macForIp, numToIp } from "../cidr.ts";
@@ -19,7 +22,15 @@ export const VXLAN_PORT = 6784;
 export const VXLAN_VNI = 0x776561;
 export const FLOOD_MAC = "00:00:00:00:00:00";
 
-export type Remote = { name: string; ip: string; pods: number[] };
+export type Remote = {
+  name: string;
+  ip: string;
+  pods: number[];
+  /** Its bridge's address (one of `pods`), when it gossips it. */
+  bridge?: number;
+  /** How its pods' traffic goes; absent = fastdp. */
+  path?: "fastdp" | "sleeve";
+};
 export type FdbWant = { mac: string; dst: string };
 export type NeighWant = { ip: string; mac: string };
 
@@ -35,14 +46,22 @@ export function desiredTables(remotes: Remote[]): { fdb: FdbWant[]; neigh: Neigh
   const fdb: FdbWant[] = [];
   const neigh: NeighWant[] = [];
   for (const r of [...remotes].sort((a, b) => a.name.localeCompare(b.name))) {
-    fdb.push({ mac: FLOOD_MAC, dst: r.ip });
+    const fast = r.path !== "sleeve";
+    if (fast) fdb.push({ mac: FLOOD_MAC, dst: r.ip });
     for (const p of r.pods) {
       const mac = macForIp(p);
-      fdb.push({ mac, dst: r.ip });
+      if (fast || p === r.bridge) fdb.push({ mac, dst: r.ip });
       neigh.push({ ip: numToIp(p), mac });
     }
   }
   return { fdb, neigh };
+}
+
+/** Pure: the pod MACs of peers on the sleeve (their bridges' stay with VXLAN), with the peer that has each. */
+export function sleeveMacs(remotes: Remote[]): { mac: string; peer: string }[] {
+  return remotes
+    .filter((r) => r.path === "sleeve")
+    .flatMap((r) => r.pods.filter((p) => p !== r.bridge).map((p) => ({ mac: macForIp(p), peer: r.ip })));
 }
 
 /** Pure: the difference between what the kernel has and what we want. */

@@ -20,10 +20,19 @@ export type Link = {
   group: number;
 };
 
-export type LinkChange = { up?: boolean; mtu?: number; master?: number; mac?: string; group?: number; name?: string };
+export type LinkChange = {
+  up?: boolean;
+  mtu?: number;
+  master?: number;
+  mac?: string;
+  group?: number;
+  name?: string;
+  /** The transmit queue's length, in packets. */
+  txqlen?: number;
+};
 export type Route = { dst: string; gw?: string; dev?: number; table: number; protocol: number; scope: number };
 export type Neighbour = { dev: number; ip: string; mac?: string; state: number };
-export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number };
+export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number; state?: number };
 
 export type VethSpec = {
   name: string;
@@ -52,6 +61,8 @@ export interface NetHost {
   addVxlan(spec: VxlanSpec): Link;
   setLink(index: number, o: LinkChange): void;
   setHairpin(index: number, on: boolean): void;
+  /** A bridge port's flags: whether the bridge learns source MACs on it, floods unknown unicast to it. */
+  setBridgePort(index: number, o: { learning?: boolean; unicastFlood?: boolean }): void;
   /** Delete a link; false when it was already gone. */
   delLink(name: string): boolean;
   /** Delete every link in `group` with one request (one RCU grace period for all). */
@@ -69,6 +80,10 @@ export interface NetHost {
   addFdb(e: { dev: number; mac: string; dst: string }): void;
   /** False when the MAC had no entry (the kernel does not say when only the remote was missing). */
   delFdb(e: { dev: number; mac: string; dst?: string }): boolean;
+  /** A static entry in the bridge's own table: frames to `mac` leave through bridge port `port` (replaces a learned one). */
+  addPortFdb(e: { port: number; mac: string }): void;
+  /** False when there was none. */
+  delPortFdb(e: { port: number; mac: string }): boolean;
   sysctl(key: string): string;
   setSysctl(key: string, value: string): void;
   close(): void;
@@ -184,6 +199,7 @@ class KernelHost implements NetHost {
     if (o.mtu !== undefined) attrs.push(c.u32Attr(c.IFLA.MTU, o.mtu));
     if (o.master !== undefined) attrs.push(c.u32Attr(c.IFLA.MASTER, o.master));
     if (o.mac !== undefined) attrs.push(c.attr(c.IFLA.ADDRESS, c.macBytes(o.mac)));
+    if (o.txqlen !== undefined) attrs.push(c.u32Attr(c.IFLA.TXQLEN, o.txqlen));
     const flags = o.up === undefined ? {} : { flags: o.up ? c.IFF_UP : 0, change: c.IFF_UP };
     this.sock.request(`set link ${index}`, c.RTM.NEWLINK, 0, c.ifinfomsg({ index, ...flags }), attrs);
   }
@@ -191,6 +207,15 @@ class KernelHost implements NetHost {
   setHairpin(index: number, on: boolean): void {
     this.sock.request(`set hairpin on link ${index}`, c.RTM.SETLINK, 0, c.ifinfomsg({ family: c.AF_BRIDGE, index }), [
       { type: c.IFLA.PROTINFO | c.NLA_F_NESTED, data: c.encodeAttrs([c.u8Attr(c.IFLA_BRPORT_MODE, on ? 1 : 0)]) },
+    ]);
+  }
+
+  setBridgePort(index: number, o: { learning?: boolean; unicastFlood?: boolean }): void {
+    const flags: c.Attr[] = [];
+    if (o.learning !== undefined) flags.push(c.u8Attr(c.IFLA_BRPORT.LEARNING, o.learning ? 1 : 0));
+    if (o.unicastFlood !== undefined) flags.push(c.u8Attr(c.IFLA_BRPORT.UNICAST_FLOOD, o.unicastFlood ? 1 : 0));
+    this.sock.request(`set bridge port ${index}`, c.RTM.SETLINK, 0, c.ifinfomsg({ family: c.AF_BRIDGE, index }), [
+      { type: c.IFLA.PROTINFO | c.NLA_F_NESTED, data: c.encodeAttrs(flags) },
     ]);
   }
 
@@ -361,6 +386,7 @@ class KernelHost implements NetHost {
           mac: c.macString(a.get(c.NDA.LLADDR) ?? new Uint8Array(6)),
           dst: dst ? c.ipv4String(dst) : undefined,
           master: c.readU32(a.get(c.NDA.MASTER)),
+          state: dv.getUint16(8, true),
         };
       })
       .filter((e) => dev === undefined || e.dev === dev);
@@ -387,6 +413,32 @@ class KernelHost implements NetHost {
         0,
         c.ndmsg({ family: c.AF_BRIDGE, index: e.dev, state: 0, flags: c.NTF.SELF }),
         attrs,
+      );
+      return true;
+    } catch (e2) {
+      if (gone(e2)) return false;
+      throw e2;
+    }
+  }
+
+  addPortFdb(e: { port: number; mac: string }): void {
+    this.sock.request(
+      `add bridge fdb ${e.mac} on link ${e.port}`,
+      c.RTM.NEWNEIGH,
+      c.NLM_F.CREATE | c.NLM_F.REPLACE,
+      c.ndmsg({ family: c.AF_BRIDGE, index: e.port, state: c.NUD.NOARP, flags: c.NTF.MASTER }),
+      [c.attr(c.NDA.LLADDR, c.macBytes(e.mac))],
+    );
+  }
+
+  delPortFdb(e: { port: number; mac: string }): boolean {
+    try {
+      this.sock.request(
+        `delete bridge fdb ${e.mac} on link ${e.port}`,
+        c.RTM.DELNEIGH,
+        0,
+        c.ndmsg({ family: c.AF_BRIDGE, index: e.port, state: 0, flags: c.NTF.MASTER }),
+        [c.attr(c.NDA.LLADDR, c.macBytes(e.mac))],
       );
       return true;
     } catch (e2) {

@@ -444,20 +444,56 @@ export async function labAgent(name: string, action: string, node: string, tools
 
 const CUT_TABLE = "weavelabcut";
 
-/** `weave lab cut|heal NODE`: drop or restore the node's mesh (TCP 6783) and VXLAN (UDP 6784) traffic. */
+/** `weave lab cut|heal NODE`: drop or restore the node's mesh (TCP 6783), sleeve (UDP 6783) and VXLAN (UDP 6784) traffic. */
 export function labCut(name: string, node: string, cut: boolean): LabNode {
   const s = mustReadLab(name);
   const n = findNode(s, node);
-  const reset = `add table inet ${CUT_TABLE}\ndelete table inet ${CUT_TABLE}\n`;
   // with encryption the pods' traffic is WireGuard's, UDP 6785
   const wg = nodePasswordFile(n, s) ? " udp dport 6785 drop; udp sport 6785 drop;" : "";
-  const drops = `tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6784 drop;${wg}`;
+  const drops = `tcp dport 6783 drop; tcp sport 6783 drop; udp dport 6783 drop; udp sport 6783 drop; udp dport 6784 drop;${wg}`;
+  nftTable(n, CUT_TABLE, cut ? drops : undefined);
+  return n;
+}
+
+/** What `lab block` drops: everything between two nodes, or one UDP port (6784: VXLAN, 6785: WireGuard). */
+export type BlockWhat = "all" | { udp: number };
+
+/**
+ * `weave lab block|unblock NODE PEER [--udp PORT]`: drop (or restore) the traffic between
+ * two nodes' underlay addresses, all of it or one UDP port, with nftables in both nodes'
+ * namespaces: the firewalls that send a pair of peers over the sleeve, or through a third.
+ */
+export function labBlock(
+  name: string,
+  node: string,
+  peer: string,
+  what: BlockWhat,
+  block: boolean,
+): [LabNode, LabNode] {
+  const s = mustReadLab(name);
+  const a = findNode(s, node);
+  const b = findNode(s, peer);
+  if (a.name === b.name) throw new WeaveError("E_USAGE", `lab block: ${a.name} and ${b.name} are the same node`);
+  const port = what === "all" ? "" : ` udp dport ${what.udp}`;
+  const label = what === "all" ? "all" : `udp${what.udp}`;
+  for (const [self, other] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    const drops = `ip saddr ${other.ip}${port} drop; ip daddr ${other.ip}${port} drop;`;
+    nftTable(self, `weavelabblock_${other.name}_${label}`, block ? drops : undefined);
+  }
+  return [a, b];
+}
+
+/** Replace (or with no rules, remove) one table of drop rules on a node's input and output. */
+function nftTable(n: LabNode, table: string, drops: string | undefined): void {
+  const reset = `add table inet ${table}\ndelete table inet ${table}\n`;
   const chain = (hook: string) =>
     `  chain ${hook} { type filter hook ${hook} priority -10; policy accept; ${drops} }\n`;
-  const script = cut ? `${reset}table inet ${CUT_TABLE} {\n${chain("input")}${chain("output")}}\n` : reset;
+  const script = drops ? `${reset}table inet ${table} {\n${chain("input")}${chain("output")}}\n` : reset;
   const r = inNs(n.netns, ["nft", "-f", "-"], { stdin: script });
   if (r.code !== 0) throw new WeaveError("E_NFT", `nft in ${n.netns}: ${r.stderr.trim()}`);
-  return n;
 }
 
 /** The name of a pod's network namespace. */

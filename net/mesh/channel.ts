@@ -22,7 +22,7 @@
  * each try on a fork of the handshake state, and refuses only when none opens.
  */
 import { HandshakeState, NoiseError } from "../crypto/noise.ts";
-import type { KeyPair } from "../crypto/suite.ts";
+import { hkdf, type KeyPair } from "../crypto/suite.ts";
 import {
   encodeFrame,
   frameOf,
@@ -40,6 +40,7 @@ import { MAX_RECORD, SealedPipe } from "./sealed.ts";
 
 export const NOISE_PROTOCOL = "Noise_XXpsk3_25519_AESGCM_SHA256";
 const PROLOGUE_LABEL = "weave mesh\0";
+const SLEEVE_LABEL = new TextEncoder().encode("weave sleeve\0");
 const MODE_PLAIN = 0;
 const MODE_NOISE = 1;
 
@@ -77,6 +78,12 @@ export class Channel {
   remoteStatic?: Uint8Array;
   /** Which of our PSKs the handshake used: 0 the current, 1 the next. */
   pskIndex?: number;
+  /**
+   * The sleeve's keys for this connection (net/host/sleeve.ts), one per direction, from
+   * the handshake hash: fresh with every connection, so the sleeve's counters never repeat
+   * under a key.
+   */
+  sleeveKeys?: { send: Uint8Array; recv: Uint8Array };
   private cutter = new StreamCutter();
   private ours: Uint8Array;
   private theirs?: Uint8Array;
@@ -208,6 +215,8 @@ export class Channel {
     const t = now.split();
     this.pipe = new SealedPipe(t.send, t.recv);
     this.remoteStatic = now.rs;
+    const [dialler, listener] = hkdf(t.handshakeHash, SLEEVE_LABEL, 2) as [Uint8Array, Uint8Array];
+    this.sleeveKeys = this.o.outbound ? { send: dialler, recv: listener } : { send: listener, recv: dialler };
     this.pskIndex ??= this.o.secret!.next && this.o.dialWith === this.o.secret!.next ? 1 : 0;
     this.encrypted = true;
     this.phase = "open";

@@ -229,19 +229,25 @@ export class Router {
    * Set what our entry says about us: addresses to reach us at, pods and bridge, app
    * state. `urgent` publishes within the gossip delay instead of the debounce.
    */
-  setLocal(o: { addresses?: string[]; pods?: number[]; app?: unknown; wgKey?: string }, urgent = false): void {
+  setLocal(
+    o: { addresses?: string[]; pods?: number[]; app?: unknown; wgKey?: string; bridge?: number },
+    urgent = false,
+  ): void {
     const addresses = o.addresses ?? this.own.addresses;
     const pods = o.pods ?? this.own.pods;
     const app = "app" in o ? o.app : this.own.app;
     const wgKey = o.wgKey ?? this.own.wgKey;
+    const bridge = o.bridge ?? this.own.bridge;
     if (
       sameList(addresses, this.own.addresses) &&
       sameList(pods, this.own.pods) &&
       JSON.stringify(app) === JSON.stringify(this.own.app) &&
-      wgKey === this.own.wgKey
+      wgKey === this.own.wgKey &&
+      bridge === this.own.bridge
     )
       return;
-    this.own = { ...this.own, addresses, pods, app, ...(wgKey === undefined ? {} : { wgKey }) };
+    const optional = { ...(wgKey === undefined ? {} : { wgKey }), ...(bridge === undefined ? {} : { bridge }) };
+    this.own = { ...this.own, addresses, pods, app, ...optional };
     this.publish(urgent);
   }
 
@@ -271,6 +277,12 @@ export class Router {
   /** Targets we were given (not discovered). */
   explicitTargets(): string[] {
     return [...this.targets.values()].filter((t) => t.explicit).map((t) => t.address);
+  }
+
+  /** The sleeve's keys for the established connection to `name` (with a password), from its handshake. */
+  sleeveKeys(name: string): { send: Uint8Array; recv: Uint8Array } | undefined {
+    for (const c of this.conns) if (c.state === "established" && c.peer?.name === name) return c.channel.sleeveKeys;
+    return undefined;
   }
 
   established(): { name: string; nickname: string; address: string; outbound: boolean }[] {

@@ -37,6 +37,8 @@ export type PeerEntry = {
    * two while it rotates; absent without a password and in older peers' entries.
    */
   passwords?: string[];
+  /** The address of its bridge (one of `pods`): the fast datapath's heartbeats go to it. Absent in older peers' entries. */
+  bridge?: number;
 };
 
 type Stored = { entry: PeerEntry; line: string; num: number };
@@ -53,6 +55,7 @@ export function encodeEntry(e: PeerEntry): string {
     ...(e.app === undefined ? {} : { x: e.app }),
     ...(e.wgKey === undefined ? {} : { w: e.wgKey }),
     ...(e.passwords === undefined ? {} : { g: e.passwords }),
+    ...(e.bridge === undefined ? {} : { b: e.bridge }),
   };
   return `${e.name} ${e.version} ${JSON.stringify(fields)}`;
 }
@@ -68,7 +71,17 @@ export function decodeEntry(line: string): PeerEntry {
   if (!isPeerName(name)) throw new TopologyError(`entry name "${name.slice(0, 40)}" is not a peer name`);
   const version = Number(line.slice(s1 + 1, s2));
   if (!Number.isSafeInteger(version) || version < 0) throw new TopologyError(`entry ${name} has a bad version`);
-  let o: { k?: unknown; u?: unknown; a?: unknown; c?: unknown; p?: unknown; x?: unknown; w?: unknown; g?: unknown };
+  let o: {
+    k?: unknown;
+    u?: unknown;
+    a?: unknown;
+    c?: unknown;
+    p?: unknown;
+    x?: unknown;
+    w?: unknown;
+    g?: unknown;
+    b?: unknown;
+  };
   try {
     o = JSON.parse(line.slice(s2 + 1));
   } catch {
@@ -85,7 +98,8 @@ export function decodeEntry(line: string): PeerEntry {
     !Array.isArray(o.p) ||
     !o.p.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32) ||
     (o.w !== undefined && typeof o.w !== "string") ||
-    (o.g !== undefined && (!strs(o.g) || (o.g as string[]).length > 2))
+    (o.g !== undefined && (!strs(o.g) || (o.g as string[]).length > 2)) ||
+    (o.b !== undefined && !(Number.isInteger(o.b) && (o.b as number) >= 0 && (o.b as number) < 2 ** 32))
   ) {
     throw new TopologyError(`entry ${name} has missing or mistyped fields`);
   }
@@ -107,6 +121,7 @@ export function decodeEntry(line: string): PeerEntry {
     ...(o.x === undefined ? {} : { app: o.x }),
     ...(o.w === undefined ? {} : { wgKey: o.w as string }),
     ...(o.g === undefined ? {} : { passwords: o.g as string[] }),
+    ...(o.b === undefined ? {} : { bridge: o.b as number }),
   };
 }
 

@@ -1,15 +1,18 @@
 /**
  * The agent's /metrics (WEAVE_METRICS_ADDR, :6782). Weave Net's names and labels where
  * it had them, so its users' dashboards and alerts keep working:
- *   weave_connections{state,type,encryption}  connections by state; type "fastdp" once
- *                                             established, else "unknown"; encryption "yes" or ""
+ *   weave_connections{state,type,encryption}  connections by state; type "fastdp" or "sleeve"
+ *                                             once established, else "unknown"; encryption "yes" or ""
  *   weave_connection_terminations_total       established connections that ended
  *   weave_ips{state="local-used"}             addresses held here (pods and the bridge)
  *   weave_max_ips                             addresses in the whole range
  *   weave_ipam_unreachable_count              peers owning space that we cannot reach
  *   weave_ipam_pending_allocates              allocations waiting for space from peers
  *   weave_ipam_pending_claims                 removed peers' space waiting for its heir
- * and ours where Weave had none (names in weave_*, units in the name, counters _total).
+ * and ours where Weave had none (names in weave_*, units in the name, counters _total),
+ * among them weave_datapath_peers{path} (fastdp, sleeve, routed) and the sleeve's
+ * weave_sleeve_frames_total{direction}, weave_sleeve_bytes_total{direction} and
+ * weave_sleeve_dropped_total{reason}.
  * Gauges and the running totals are read from the agent at each scrape (collect); only
  * the CNI calls are observed as they finish.
  */
@@ -44,7 +47,7 @@ export function registerAgentMetrics(registers: Registry[], agent: Agent): void 
         counts.set(`${state}/${type}/${enc}`, { state, type, encryption: enc, n: 0 });
       }
       for (const c of r.connections()) {
-        const type = c.state === "established" ? "fastdp" : "unknown";
+        const type = c.state === "established" && c.name ? agent.dataPath(c.name).path : "unknown";
         const encryption = c.encrypted ? "yes" : "";
         const key = `${c.state}/${type}/${encryption}`;
         const row = counts.get(key) ?? { state: c.state, type, encryption, n: 0 };
@@ -189,6 +192,62 @@ export function registerAgentMetrics(registers: Registry[], agent: Agent): void 
         agent.stats.reconcileErrors.get(part) ?? 0,
       ]);
       setTotals(this, rows);
+    },
+  });
+  new Gauge({
+    name: "weave_datapath_peers",
+    help: "Reachable peers by the path their pods' traffic takes: fastdp (kernel VXLAN), sleeve (userspace, direct) or routed (a neighbour's sleeve).",
+    labelNames: ["path"],
+    registers,
+    collect() {
+      const t = router()?.topology;
+      const n = { fastdp: 0, sleeve: 0, routed: 0 };
+      for (const name of t?.reachable() ?? []) {
+        if (name === agent.name) continue;
+        const dp = agent.dataPath(name);
+        n[dp.path === "fastdp" ? "fastdp" : "via" in dp && dp.via ? "routed" : "sleeve"]++;
+      }
+      for (const [path, count] of Object.entries(n)) this.set({ path }, count);
+    },
+  });
+  new Counter({
+    name: "weave_sleeve_frames_total",
+    help: "Ethernet frames the sleeve carried, by direction (tx: to peers, rx: from peers, relayed: for other peers).",
+    labelNames: ["direction"],
+    registers,
+    collect() {
+      const s = agent.sleeve?.stats();
+      setTotals(this, [
+        [{ direction: "tx" }, s?.txFrames ?? 0],
+        [{ direction: "rx" }, s?.rxFrames ?? 0],
+        [{ direction: "relayed" }, s?.relayed ?? 0],
+      ]);
+    },
+  });
+  new Counter({
+    name: "weave_sleeve_bytes_total",
+    help: "Bytes of Ethernet frames the sleeve carried, by direction.",
+    labelNames: ["direction"],
+    registers,
+    collect() {
+      const s = agent.sleeve?.stats();
+      setTotals(this, [
+        [{ direction: "tx" }, s?.txBytes ?? 0],
+        [{ direction: "rx" }, s?.rxBytes ?? 0],
+      ]);
+    },
+  });
+  new Counter({
+    name: "weave_sleeve_dropped_total",
+    help: "Datagrams and frames the sleeve dropped, by reason (unknown-source, bad-frame, auth, replay, no-route, ...).",
+    labelNames: ["reason"],
+    registers,
+    collect() {
+      const drops = agent.sleeve?.stats().drops ?? {};
+      setTotals(
+        this,
+        Object.entries(drops).map(([reason, n]): [{ reason: string }, number] => [{ reason }, n]),
+      );
     },
   });
   new Gauge({

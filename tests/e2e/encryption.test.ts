@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { canRunHost, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
 import { eventually, until } from "../support/wait.ts";
-import { labAgent, labDown, labUp, meshViews, pingMatrix, podNetns, wgSocketDir } from "../../net/lab/lab.ts";
+import { labAgent, labBlock, labDown, labUp, meshViews, pingMatrix, podNetns, wgSocketDir } from "../../net/lab/lab.ts";
 import { labNodeAdd, labNodeRemove } from "../../net/lab/changes.ts";
 import { findNode, readLab, type LabPod, type LabState, mustReadLab } from "../../net/lab/state.ts";
 import { inNs } from "../../net/lab/plugin.ts";
@@ -152,6 +152,51 @@ describe.skipIf(!canRunHost || !haveTools)("encrypted datapath on a 3-node lab",
     expect(raw.includes(PAD_TEXT)).toBe(false);
     expect([...between].sort()).toEqual(["tcp 6783", "udp 6785"]);
   }, 30_000);
+
+  test("UDP 6785 dropped between two nodes: the sleeve carries their pods' traffic sealed, then WireGuard again", async () => {
+    const [n1, n2] = [s.nodes[0]!, s.nodes[1]!];
+    const [a, b] = [s.pods.find((p) => p.node === n1.name)!, s.pods.find((p) => p.node === n2.name)!];
+    type Paths = { NickName: string; Path: string; Reason?: string }[];
+    const pathTo = (from: string, to: string) =>
+      (report(from).Router as unknown as { DataPaths: Paths }).DataPaths.find((d) => d.NickName === to);
+    labBlock(name, n1.name, n2.name, { udp: 6785 }, true);
+    try {
+      expect(await eventually(() => pathTo(n1.netns, n2.name)?.Path === "sleeve", 10_000)).toBe(true);
+      expect(pathTo(n1.netns, n2.name)?.Reason).toContain("UDP 6785 (WireGuard) does not cross");
+      expect(await eventually(() => ping(a, b), 10_000)).toBe(true);
+      const cap = await capture();
+      const l = listen(b, 7778);
+      const reader = l.stderr.getReader();
+      for (let said = ""; !said.includes("listening"); ) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`listener: ${said}`);
+        said += new TextDecoder().decode(value);
+      }
+      const sent = inNs(podNetns(a), [
+        "bash",
+        "-c",
+        `exec 3<>/dev/tcp/${b.ip}/7778 && printf '%s' "$1" >&3 && sleep 0.3`,
+        "_",
+        MARKER,
+      ]);
+      expect(sent.code).toBe(0);
+      for (let i = 0; i < 5; i++) expect(ping(a, b, ["-p", PAD, "-s", "64"])).toBe(true);
+      l.kill("SIGTERM");
+      const got = await new Response(l.stdout).text();
+      await l.exited;
+      pids.delete(l.pid);
+      expect(got).toBe(MARKER);
+      const { raw, between } = await cap.stop();
+      // the pods' traffic crossed in the sleeve's sealed frames: neither payload on the underlay
+      expect(raw.includes(Buffer.from(MARKER))).toBe(false);
+      expect(raw.includes(PAD_TEXT)).toBe(false);
+      expect(between.has("udp 6783")).toBe(true);
+    } finally {
+      labBlock(name, n1.name, n2.name, { udp: 6785 }, false);
+    }
+    expect(await eventually(() => pathTo(n1.netns, n2.name)?.Path === "fastdp", 30_000)).toBe(true);
+    expect(ping(a, b)).toBe(true);
+  }, 60_000);
 
   test("a node with another password joins nothing and reaches no pod", async () => {
     const bad = await labNodeAdd(name, tools, { password: new TextEncoder().encode("not the lab's password") });

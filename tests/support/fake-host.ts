@@ -138,6 +138,9 @@ class FakeHost implements NetHost {
       this.n.links.set(l.name, l);
     }
   }
+  setBridgePort(): void {
+    this.w.step("setBridgePort");
+  }
   setHairpin(): void {
     this.w.step("setHairpin");
   }
@@ -202,6 +205,10 @@ class FakeHost implements NetHost {
     return [];
   }
   addFdb(): void {}
+  addPortFdb(): void {}
+  delPortFdb(): boolean {
+    return false;
+  }
   delFdb(): boolean {
     return false;
   }
