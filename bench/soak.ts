@@ -214,7 +214,8 @@ const INVARIANTS: { key: Invariant; json: string; title: string }[] = [
 ];
 
 type Violation = { t: number; invariant: Invariant; what: string; evidence: string };
-type Kill = { node: string; pid: number; killedAt: number; startedAt?: number };
+/** `since`: the process's start time (/proc/<pid>/stat), to tell it from a later process given the same pid. */
+type Kill = { node: string; pid: number; since?: string; killedAt: number; startedAt?: number };
 type BurstPod = { name: string; node: string; addedAt?: number; deletedAt?: number; agentDownAtDelete?: boolean };
 type Recovery = { round: number; after: string; seconds: number | null };
 
@@ -238,8 +239,8 @@ class Soak {
   readonly kills: Kill[] = [];
   /** Nodes whose agent is down on purpose right now. */
   readonly killing = new Set<string>();
-  /** Agent pids the soak started (restarts); the first agents are lab.json's at the start. */
-  readonly started = new Set<number>();
+  /** Agent pids the soak started (restarts; a list, pids are reused); the first agents are lab.json's at the start. */
+  readonly started: number[] = [];
   readonly firstAgents = new Map<number, string>();
   readonly burstPods = new Map<string, BurstPod>();
   /** The pods of the last burst, deleted by the next one. */
@@ -452,6 +453,16 @@ function minus(a: string[], b: string[]): string[] {
     if (n) left.set(x, n - 1);
     return !n;
   });
+}
+
+/** When the process started (clock ticks since boot: /proc/<pid>/stat field 22), or undefined if it is gone. */
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
 }
 
 function rssAnonKb(pid: number): number | undefined {
@@ -732,7 +743,7 @@ function faultText(run: Soak, f: FaultPlan): string {
 
 async function killFault(run: Soak, f: { node: string; holdS: number }): Promise<number> {
   const pid = run.node(f.node).agentPid;
-  const kill: Kill = { node: f.node, pid, killedAt: run.at() };
+  const kill: Kill = { node: f.node, pid, since: procStart(pid), killedAt: run.at() };
   run.killing.add(f.node);
   try {
     run.kills.push(kill);
@@ -758,11 +769,11 @@ async function startAgentAgain(run: Soak, node: string): Promise<void> {
   for (let attempt = 1; attempt <= 2; attempt++) {
     try {
       const n = await labAgent(run.lab, "start", node, run.tools);
-      run.started.add(n.agentPid);
+      run.started.push(n.agentPid);
       return;
     } catch (e) {
       const n = run.node(node);
-      run.started.add(n.agentPid);
+      run.started.push(n.agentPid);
       const evidence = `${(e as Error).message}\n${tail(join(n.dataDir, "agent.log"))}`;
       run.violate("fault", `the agent of ${node} did not become ready after its start (attempt ${attempt})`, evidence);
       if (pidAlive(n.agentPid)) return;
@@ -1050,7 +1061,10 @@ function checkProcessesAtEnd(run: Soak, s: LabState): void {
     if (!pidAlive(n.npcPid ?? 0))
       run.violate("no-leak", `weave npc of ${n.name} is not running`, tail(npcLog(n)), `npc:${n.npcPid}`);
   }
-  const stillUp = run.kills.filter((k) => pidAlive(k.pid)).map((k) => `${k.node} pid ${k.pid}`);
+  // pids are reused (pid_max wraps within a soak): the same pid started later is another process
+  const stillUp = run.kills
+    .filter((k) => pidAlive(k.pid) && procStart(k.pid) === k.since)
+    .map((k) => `${k.node} pid ${k.pid}`);
   if (stillUp.length) run.violate("no-leak", "agents the soak killed still run", stillUp.join("\n"));
   const expected = new Set([s.controlPlane?.pid ?? 0, ...s.nodes.flatMap((n) => [n.agentPid, n.npcPid ?? 0])]);
   const others = childrenOfUs()
@@ -1086,7 +1100,8 @@ function checkMemory(run: Soak, warmEndS: number, endS: number): MemoryRow[] {
     samples.filter(([t]) => t > until - MEMORY_WINDOW_S && t <= until).map(([, kb]) => kb);
   const over = (until: number) => `${r1(Math.max(0, until - MEMORY_WINDOW_S))}-${r1(until)} s`;
   for (const n of run.state().nodes) {
-    if (!run.firstAgents.has(n.agentPid)) continue; // killed and started again at some point
+    // killed and started again at some point (by node too: a new agent may be given an old agent's pid)
+    if (run.firstAgents.get(n.agentPid) !== n.name || run.kills.some((k) => k.node === n.name)) continue;
     const samples = run.memory.get(n.agentPid)?.samples ?? [];
     const warm = window(samples, warmEndS);
     const end = window(samples, endS);
@@ -1160,7 +1175,7 @@ function result(run: Soak, o: Opts, build: string, summary: Summary) {
     policy: { enforce: seconds(run.policyEnforceS), reopen: seconds(run.policyReopenS) },
     memory: summary.memory,
     processes: {
-      agentsStarted: run.firstAgents.size + run.started.size,
+      agentsStarted: run.firstAgents.size + run.started.length,
       agentsKilled: run.kills.length,
       agentsRunning: summary.agentsRunning,
     },

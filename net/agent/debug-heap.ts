@@ -3,14 +3,14 @@
  * invariant); off unless WEAVE_DEBUG_HEAP names a file (commands/agent.ts). Every
  * WEAVE_DEBUG_HEAP_EVERY seconds (default 30) one JSON line is appended to that file:
  *
- *   {"t":<unix ms>,"up":<s since start>,"rssAnonKb":..,"rssKb":..,
+ *   {"t":<unix ms>,"up":<s since start>,"rssAnonKb":..,"rssKb":..,"jitKb":..,
  *    "before":{"heapSize":..,"heapCapacity":..,"extraMemorySize":..,"objectCount":..,
  *              "mallocKb":..,"committedKb":..},
  *    "after":{..the same after Bun.gc(true)..},"types":{<type>:<count>,..},"extra":{..}}
  *
  * `before` is the JS heap as the collector left it, `after` the same after a forced full
- * collection (what is live), `types` the object counts by type after it (the 40 most
- * numerous), `jitKb` the resident anonymous executable memory (the JIT's code, from
+ * collection (what is live), `types` the object counts by type after it (every type),
+ * `jitKb` the resident anonymous executable memory (the JIT's code, from
  * /proc/self/smaps), `mallocKb` mimalloc's small and huge allocations as its statistics
  * say (frees on other threads make them drift: a hint, not a measure), `extra` what the
  * caller counts (the agent's own tables). The forced collection changes what it measures
@@ -83,9 +83,6 @@ export function startHeapDebug(
       const first = sample();
       if (gc) Bun.gc(true);
       const { s: after, types } = gc ? sample() : first;
-      const top = Object.entries(types)
-        .sort((a, b) => b[1] - a[1])
-        .slice(0, 40);
       const line = {
         t: Date.now(),
         up: Math.round((Date.now() - t0) / 1000),
@@ -93,7 +90,7 @@ export function startHeapDebug(
         jitKb: jitKb(),
         before: first.s,
         ...(gc ? { after } : {}),
-        types: Object.fromEntries(top),
+        types,
         extra: opts.extra?.() ?? {},
       };
       appendFileSync(file, `${JSON.stringify(line)}\n`);

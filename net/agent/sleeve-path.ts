@@ -1,8 +1,9 @@
 /**
  * The agent's side of the sleeve: decides each peer's data path (paths.ts) from the mesh's
  * routes and the fast path's heartbeats, and keeps the sleeve in line with it: the TAP
- * device as a port of the bridge (no learning, no unknown-unicast flooding: only the
- * static entries of sleeve peers' pods send frames to it), those entries, and the
+ * device as a port of the bridge (no learning: static entries send sleeve peers' pods'
+ * frames to it; broadcast and unknown unicast reach it too, and go to every sleeve
+ * peer, as VXLAN's flood entry carries them), those entries, and the
  * engine's table (net/host/sleeve.ts moves the frames; the agent never does).
  *
  * Heartbeats go from this node's bridge address to each directly connected peer's, over
@@ -191,7 +192,7 @@ export class SleevePath {
       if (tap.master !== bridge.index || tap.mtu !== mtu || !tap.up)
         host.setLink(tap.index, { master: bridge.index, mtu, up: true });
       if (this.tapIndex !== tap.index) {
-        host.setBridgePort(tap.index, { learning: false, unicastFlood: false });
+        host.setBridgePort(tap.index, { learning: false });
         // The TX worker reads in bursts; a longer queue spares TCP the drops of a full one.
         host.setLink(tap.index, { txqlen: TAP_TXQLEN });
         this.tapIndex = tap.index;

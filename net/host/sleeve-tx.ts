@@ -1,6 +1,6 @@
 /**
  * The sleeve's TX loop (a worker): read frames from the TAP, pick the peer by destination
- * MAC (or every flood peer for broadcast and multicast), write the header (and seal) in
+ * MAC (or every flood peer for broadcast, multicast and unknown unicast), write the header (and seal) in
  * place, and send. When the TAP has nothing, poll(2) it for at most 100 ms, so the loop
  * notices a stop or a new table without ever yielding to an event loop.
  *
@@ -185,8 +185,14 @@ export function runTx(ctx: LoopContext): void {
       continue;
     }
     const target = ctx.table.macs.get(macAt(buf, frameOff));
-    if (target === undefined) ctx.drop(DROP["no-mac"]);
-    else queue(target, frameOff, n);
+    if (target !== undefined) queue(target, frameOff, n);
+    else if (ctx.table.flood.length === 0) ctx.drop(DROP["no-mac"]);
+    else {
+      // Unknown unicast (e.g. a new pod's reply before its address reached us by gossip):
+      // to every sleeve peer, as the bridge floods it and VXLAN's flood entry carries it.
+      flush();
+      flood(frameOff, n);
+    }
   }
   flush();
 }
