@@ -6,8 +6,11 @@
  *   route: over the sleeve of the neighbour the route goes through (Weave's multi-hop).
  * - A directly connected peer starts on the fast path. The agent sends a heartbeat to
  *   the peer's bridge address every HEARTBEAT_MS; it travels through VXLAN both ways
- *   (the bridges' own entries never leave VXLAN). No answer for FAIL_AFTER_MS while the
- *   mesh connection lives means VXLAN does not cross: the peer moves to the sleeve.
+ *   (the bridges' own entries never leave VXLAN). FAIL_AFTER heartbeats in a row
+ *   unanswered (each one counts as missed when the next is sent) while the mesh
+ *   connection lives means VXLAN does not cross: the peer moves to the sleeve. Counting
+ *   heartbeats rather than seconds keeps an agent whose event loop stalled for a few
+ *   seconds (a burst of pods) from taking the stall for a lost path.
  * - Heartbeats go on while on the sleeve; RECOVER_PONGS answers in a row move the peer
  *   back to the fast path.
  * - A peer that does not gossip its bridge address (an older agent) cannot be tested and
@@ -19,10 +22,10 @@
 export type Path = "fastdp" | "sleeve";
 
 export const HEARTBEAT_MS = 1000;
-export const FAIL_AFTER_MS = 3000;
+/** Heartbeats in a row unanswered before a peer moves to the sleeve. */
+export const FAIL_AFTER = 3;
+/** Heartbeats in a row answered before it moves back. */
 export const RECOVER_PONGS = 3;
-/** A gap longer than this between two answers starts the count of answers in a row again. */
-const STREAK_GAP_MS = 2.5 * HEARTBEAT_MS;
 
 export type PeerRoute = {
   name: string;
@@ -48,7 +51,8 @@ export type PeerPath = {
 
 export type PathChange = { peer: PeerPath; from?: PeerPath };
 
-type State = PeerPath & { watchSince: number; lastAnswer?: number; streak: number };
+/** `outstanding`: a heartbeat was sent and not answered yet; `missed`/`streak`: unanswered/answered in a row. */
+type State = PeerPath & { outstanding: boolean; missed: number; streak: number };
 
 function view({ name, nickname, path, via, viaNickname, reason, since }: State): PeerPath {
   return { name, nickname, path, ...(via === undefined ? {} : { via, viaNickname }), reason, since };
@@ -68,13 +72,24 @@ export class Paths {
     return [...this.peers.values()].map(view);
   }
 
-  /** A heartbeat answer from `name`, arrived over the fast path. */
-  answered(name: string, now: number): void {
+  /** A heartbeat goes to `name` now: the previous one, if still unanswered, is missed. */
+  sent(name: string): void {
     const s = this.peers.get(name);
     if (!s) return;
-    const inARow = s.lastAnswer !== undefined && now - s.lastAnswer <= STREAK_GAP_MS;
-    s.streak = inARow ? s.streak + 1 : 1;
-    s.lastAnswer = now;
+    if (s.outstanding) {
+      s.missed++;
+      s.streak = 0;
+    }
+    s.outstanding = true;
+  }
+
+  /** A heartbeat answer from `name`, arrived over the fast path. */
+  answered(name: string): void {
+    const s = this.peers.get(name);
+    if (!s?.outstanding) return;
+    s.outstanding = false;
+    s.missed = 0;
+    s.streak++;
   }
 
   /** Re-decide every peer from the current routes and heartbeats; returns the moves. */
@@ -94,40 +109,20 @@ export class Paths {
   }
 
   private decide(now: number, r: PeerRoute, s: State | undefined): State {
-    const base = { name: r.name, nickname: r.nickname };
+    const base = { name: r.name, nickname: r.nickname, since: now, outstanding: false, missed: 0, streak: 0 };
     if (r.via !== r.name) {
       if (s?.path === "sleeve" && s.via === r.via) return s;
       const reason = `no direct connection to ${r.nickname}: through ${r.viaNickname}'s sleeve`;
-      return {
-        ...base,
-        path: "sleeve",
-        via: r.via,
-        viaNickname: r.viaNickname,
-        reason,
-        since: now,
-        watchSince: now,
-        streak: 0,
-      };
+      return { ...base, path: "sleeve", via: r.via, viaNickname: r.viaNickname, reason };
     }
-    const fast = (watchSince: number): State => ({
-      ...base,
-      path: "fastdp",
-      reason: "",
-      since: now,
-      watchSince,
-      streak: 0,
-    });
     // Newly direct (or newly seen): optimistic, as the kernel's entries may already carry it.
-    if (!s || s.via !== undefined) return fast(now);
-    if (!r.testable) return s.path === "fastdp" ? s : fast(now);
-    const silentMs = now - Math.max(s.lastAnswer ?? Number.NEGATIVE_INFINITY, s.watchSince);
-    if (s.path === "fastdp" && silentMs >= FAIL_AFTER_MS) {
-      const seconds = Math.round(silentMs / 1000);
-      const reason = `no heartbeat answered over the fast path for ${seconds} s: ${this.fastPort} does not cross`;
+    if (!s || s.via !== undefined) return { ...base, path: "fastdp", reason: "" };
+    if (!r.testable) return s.path === "fastdp" ? s : { ...base, path: "fastdp", reason: "" };
+    if (s.path === "fastdp" && s.missed >= FAIL_AFTER) {
+      const reason = `${s.missed} heartbeats in a row unanswered over the fast path: ${this.fastPort} does not cross`;
       return { ...s, path: "sleeve", reason, since: now, streak: 0 };
     }
-    if (s.path === "sleeve" && s.streak >= RECOVER_PONGS && silentMs < FAIL_AFTER_MS)
-      return { ...fast(s.watchSince), lastAnswer: s.lastAnswer };
+    if (s.path === "sleeve" && s.streak >= RECOVER_PONGS) return { ...s, path: "fastdp", reason: "", since: now };
     return s;
   }
 }

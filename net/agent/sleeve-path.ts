@@ -144,6 +144,7 @@ export class SleevePath {
       if (p.via !== undefined || bridge === undefined) continue;
       const ip = numToIp(bridge);
       this.byBridge.set(ip, p.name);
+      this.paths.sent(p.name);
       this.seq++;
       this.d.engine.ping(ip, (this.session << 32n) | (this.seq & 0xffffffffn));
     }
@@ -152,7 +153,7 @@ export class SleevePath {
 
   private answered(from: string, nonce: bigint): void {
     const name = this.byBridge.get(from);
-    if (name && nonce >> 32n === this.session) this.paths.answered(name, this.d.now());
+    if (name && nonce >> 32n === this.session) this.paths.answered(name);
   }
 
   private report(changes: PathChange[]): void {

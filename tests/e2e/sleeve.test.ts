@@ -70,7 +70,7 @@ describe.skipIf(!canRunHost)("the sleeve on a 3-node lab", () => {
     const conn = (report(1).Router.Connections as Doc[]).find((c) => c.Info.includes(`(${node(2).name})`))!;
     expect(conn.Attrs.name).toBe("sleeve");
     const text = inNs(node(1).netns, [WEAVE, "status", "connections"]).stdout;
-    expect(text).toMatch(new RegExp(`\\(${node(2).name}\\) sleeve \\(no heartbeat answered`));
+    expect(text).toMatch(new RegExp(`\\(${node(2).name}\\) sleeve \\(3 heartbeats in a row unanswered`));
     expect(metric(1, /^weave_datapath_peers\{path="sleeve"\}/)).toBe(1);
     expect(metric(1, /^weave_sleeve_frames_total\{direction="tx"\}/)).toBeGreaterThan(0);
     expect(metric(1, /^weave_connections\{state="established",type="sleeve"/)).toBe(1);

@@ -20,7 +20,7 @@ const sleeve = (to: string, port = "UDP 6784 (VXLAN)", agoS = 300): DataPath => 
   Name: byName(to).peer,
   NickName: to,
   Path: "sleeve",
-  Reason: `no heartbeat answered over the fast path for 3 s: ${port} does not cross`,
+  Reason: `3 heartbeats in a row unanswered over the fast path: ${port} does not cross`,
   Since: new Date(NOW - agoS * 1000).toISOString(),
 });
 const routed = (to: string, via: string): DataPath => ({
@@ -117,7 +117,7 @@ describe("datapath", () => {
     expect(w[0]!.node).toBeUndefined();
     expect(w[0]!.evidence).toBe(
       "1 pair on the sleeve (userspace, UDP 6783: traffic flows, slower): lab-n1 <-> lab-n2 on the sleeve for 5 min: " +
-        "no heartbeat answered over the fast path for 3 s: UDP 6784 (VXLAN) does not cross (seen from lab-n1 and lab-n2)",
+        "3 heartbeats in a row unanswered over the fast path: UDP 6784 (VXLAN) does not cross (seen from lab-n1 and lab-n2)",
     );
     expect(w[0]!.fix).toStartWith("open UDP 6784 (VXLAN) between 198.18.0.11 and 198.18.0.12 (both ways)");
     expect(w[0]!.fix).not.toContain("6785");
