@@ -48,10 +48,17 @@ export const EEXIST = 17;
 export const ENODEV = 19;
 export const EADDRNOTAVAIL = 99;
 
+/**
+ * The receive buffer, one for every socket: calls block and never interleave, and what a
+ * reply holds is copied out before the next recv. A socket is opened per CNI call (in the
+ * pod's namespace), and 256 kB of its own each time is garbage the agent piles up.
+ */
+let recvBuf: Uint8Array | undefined;
+
 export class NetlinkSocket {
   private fd: number;
   private seq = Math.floor(Math.random() * 1e6);
-  private buf = new Uint8Array(1 << 18);
+  private buf = (recvBuf ??= new Uint8Array(1 << 18));
 
   constructor() {
     this.fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);

@@ -25,6 +25,8 @@ class TcpLink implements Link {
   constructor(
     private sock: Socket<Data>,
     readonly remoteAddress: string,
+    /** Called once when the link ends, either way (the transport forgets it). */
+    private forget: (l: TcpLink) => void = () => {},
   ) {
     this.dataCb = (b) => void this.early.push(b);
   }
@@ -69,13 +71,26 @@ class TcpLink implements Link {
   ended(): void {
     if (this.closed) return;
     this.closed = true;
-    this.closeCb();
+    const cb = this.closeCb;
+    this.release();
+    cb();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.release();
     this.sock.end();
+  }
+
+  /** Once ended: out of the transport's set, and holding nothing of the router's (its callbacks, unsent bytes). */
+  private release(): void {
+    this.forget(this);
+    this.dataCb = () => {};
+    this.closeCb = () => {};
+    this.queue = [];
+    this.corked = [];
+    this.early = [];
   }
 
   onData(cb: (b: Uint8Array) => void): void {
@@ -88,10 +103,10 @@ class TcpLink implements Link {
   }
 }
 
-const handlers = (onOpen?: (l: TcpLink) => void) => ({
+const handlers = (onOpen?: (l: TcpLink) => void, forget?: (l: TcpLink) => void) => ({
   open(s: Socket<Data>) {
     if (!onOpen) return;
-    s.data = { link: new TcpLink(s, `${s.remoteAddress}:${s.remotePort ?? 0}`) };
+    s.data = { link: new TcpLink(s, `${s.remoteAddress}:${s.remotePort ?? 0}`, forget) };
     onOpen(s.data.link!);
   },
   data(s: Socket<Data>, b: Buffer) {
@@ -110,7 +125,9 @@ const handlers = (onOpen?: (l: TcpLink) => void) => ({
 
 export function tcpTransport(): Transport {
   let server: TCPSocketListener<Data> | undefined;
+  /** Open links, so close() can end them; each leaves the set as it ends. */
   const links = new Set<TcpLink>();
+  const forget = (l: TcpLink) => void links.delete(l);
   return {
     listen(address, onLink) {
       const [hostname, port] = splitHostPort(address);
@@ -120,7 +137,7 @@ export function tcpTransport(): Transport {
         socket: handlers((l) => {
           links.add(l);
           onLink(l);
-        }),
+        }, forget),
       });
     },
     async dial(address) {
@@ -156,14 +173,14 @@ export function tcpTransport(): Transport {
       } finally {
         clearTimeout(timer);
       }
-      const link = new TcpLink(sock, address);
+      const link = new TcpLink(sock, address, forget);
       sock.data = { link };
       links.add(link);
       return link;
     },
     close() {
       server?.stop(true);
-      for (const l of links) l.close();
+      for (const l of [...links]) l.close();
     },
   };
 }
