@@ -205,6 +205,8 @@ export function statusText(a: Agent): string {
       ["Peers", `${t.size} (with ${edges} established connections, ${t.reachable().size} reachable)`],
     );
     if (a.datapathErrors.length) rows.push(["Datapath", `errors: ${a.datapathErrors.join("; ")}`]);
+    const sleeve = sleeveText(a);
+    if (sleeve) rows.push(["Sleeve", sleeve]);
   }
   rows.push(
     ["Service", "ipam"],
@@ -254,6 +256,16 @@ export function connectionsText(a: Agent): string {
     })
     .concat(routedText(a))
     .join("\n")}\n`;
+}
+
+/** The sleeve's state for `weave status`: not running (and why), or how many peers it carries. */
+function sleeveText(a: Agent): string | undefined {
+  const s = a.sleeve;
+  if (!s) return undefined;
+  if (!s.active) return s.failure || "starting";
+  const on = s.paths.all().filter((p) => p.path === "sleeve");
+  const routed = on.filter((p) => p.via).length;
+  return `UDP 6783, ${on.length} peer(s) on it${routed ? ` (${routed} through another peer)` : ""}`;
 }
 
 const pathText = (dp: ReturnType<Agent["dataPath"]>) => (dp.path === "sleeve" ? `sleeve (${dp.reason})` : "fastdp");

@@ -72,6 +72,7 @@ describe.skipIf(!canRunHost)("the sleeve on a 3-node lab", () => {
     const text = inNs(node(1).netns, [WEAVE, "status", "connections"]).stdout;
     expect(text).toMatch(new RegExp(`\\(${node(2).name}\\) sleeve \\(3 heartbeats in a row unanswered`));
     expect(metric(1, /^weave_datapath_peers\{path="sleeve"\}/)).toBe(1);
+    expect(inNs(node(1).netns, [WEAVE, "status"]).stdout).toContain("Sleeve: UDP 6783, 1 peer(s) on it");
     expect(metric(1, /^weave_sleeve_frames_total\{direction="tx"\}/)).toBeGreaterThan(0);
     expect(metric(1, /^weave_connections\{state="established",type="sleeve"/)).toBe(1);
 
