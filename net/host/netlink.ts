@@ -55,10 +55,15 @@ export const EADDRNOTAVAIL = 99;
  */
 let recvBuf: Uint8Array | undefined;
 
+function sharedRecvBuf(): Uint8Array {
+  recvBuf ??= new Uint8Array(1 << 18);
+  return recvBuf;
+}
+
 export class NetlinkSocket {
   private fd: number;
   private seq = Math.floor(Math.random() * 1e6);
-  private buf = (recvBuf ??= new Uint8Array(1 << 18));
+  private buf = sharedRecvBuf();
 
   constructor() {
     this.fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
