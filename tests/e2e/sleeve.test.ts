@@ -1,7 +1,7 @@
 /**
  * The sleeve on a 3-node lab (issue 13): UDP 6784 dropped between two nodes sends their
  * pods' traffic over the sleeve (UDP 6783, userspace) within 10 s, and the network says
- * so (status, /report, a Node event, metrics); the drop removed, it is back on the fast
+ * so (status, /report, a Node event, metrics, doctor); the drop removed, it is back on the fast
  * path within 30 s. Everything dropped between n1 and n3 sends it through n2's sleeve;
  * healed, direct again. Garbage datagrams at UDP 6783 are dropped and counted while the
  * agent keeps serving. The firewalls are `weave lab block` (nftables in the nodes'
@@ -15,6 +15,8 @@ import { labBlock, labDown, labUp } from "../../net/lab/lab.ts";
 import { readLab, type LabState } from "../../net/lab/state.ts";
 import { inNs } from "../../net/lab/plugin.ts";
 import { LabApi, type Doc } from "../../net/lab/api-client.ts";
+import { join } from "node:path";
+import { ROOT } from "../support/env.ts";
 
 const ping = (from: string, ip: string, extra: string[] = []) =>
   inNs(from, ["ping", "-c", "1", "-W", "1", ...extra, ip]).code === 0;
@@ -34,6 +36,21 @@ describe.skipIf(!canRunHost)("the sleeve on a 3-node lab", () => {
       .split("\n")
       .filter((l) => line.test(l))
       .reduce((n, l) => n + Number(l.split(" ").pop()), 0);
+  };
+
+  /** `weave doctor --lab` (from the source): its datapath check. */
+  const doctorDatapath = () => {
+    const r = Bun.spawnSync([process.execPath, join(ROOT, "cli.ts"), "doctor", "--lab", name, "-o", "json"], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const checks = JSON.parse(r.stdout.toString()).checks as {
+      name: string;
+      status: string;
+      evidence: string;
+      fix: string;
+    }[];
+    return checks.filter((c) => c.name === "datapath");
   };
 
   beforeAll(async () => {
@@ -73,6 +90,9 @@ describe.skipIf(!canRunHost)("the sleeve on a 3-node lab", () => {
     expect(text).toMatch(new RegExp(`\\(${node(2).name}\\) sleeve \\(3 heartbeats in a row unanswered`));
     expect(metric(1, /^weave_datapath_peers\{path="sleeve"\}/)).toBe(1);
     expect(inNs(node(1).netns, [WEAVE, "status"]).stdout).toContain("Sleeve: UDP 6783, 1 peer(s) on it");
+    const warned = doctorDatapath().find((c) => c.status === "warn")!;
+    expect(warned.evidence).toContain(`${node(1).name} <-> ${node(2).name} on the sleeve`);
+    expect(warned.fix).toContain("open UDP 6784 (VXLAN)");
     expect(metric(1, /^weave_sleeve_frames_total\{direction="tx"\}/)).toBeGreaterThan(0);
     expect(metric(1, /^weave_connections\{state="established",type="sleeve"/)).toBe(1);
 
@@ -107,6 +127,10 @@ describe.skipIf(!canRunHost)("the sleeve on a 3-node lab", () => {
     expect(inNs(node(1).netns, [WEAVE, "status", "connections"]).stdout).toContain(`via ${node(2).name}`);
     expect(metric(2, /^weave_sleeve_frames_total\{direction="relayed"\}/)).toBeGreaterThan(0);
     expect(metric(1, /^weave_datapath_peers\{path="routed"\}/)).toBe(1);
+    const routedWarn = doctorDatapath().find(
+      (c) => c.status === "warn" && c.evidence.includes("no direct connection"),
+    )!;
+    expect(routedWarn.evidence).toContain(`through ${node(2).name}'s sleeve`);
 
     labBlock(name, node(1).name, node(3).name, "all", false);
     // the connection maker dials again within its back-off (at most ~32 s after a 30 s outage)
@@ -114,6 +138,7 @@ describe.skipIf(!canRunHost)("the sleeve on a 3-node lab", () => {
       true,
     );
     expect(ping(pod(1).name, pod(3).ip)).toBe(true);
+    expect(doctorDatapath().map((c) => c.status)).toEqual(["pass"]);
   }, 120_000);
 
   test("garbage at UDP 6783 is dropped and counted; the agent keeps serving and carrying traffic", () => {
