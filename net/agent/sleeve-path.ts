@@ -17,32 +17,14 @@ import type { Link, NetHost } from "../host/host.ts";
 import type { Router } from "../mesh/router.ts";
 import { sleeveMacs, type Remote } from "../encap/vxlan.ts";
 import { pathChanged } from "./node-events.ts";
+import type { SleeveStats, SleeveTable } from "../host/sleeve.ts";
+import { SLEEVE_PORT } from "../sleeve/frame.ts";
 import { HEARTBEAT_MS, Paths, type PathChange, type PeerPath, type PeerRoute } from "./paths.ts";
 
+export { SLEEVE_PORT };
 export const SLEEVE_TAP = "weave-sleeve";
-export const SLEEVE_PORT = 6783;
 const NUD_PERMANENT = 0x80;
 const TAP_TXQLEN = 5000;
-
-/** The engine's table (net/host/sleeve.ts SleeveTable). */
-export type SleeveTable = {
-  self: string;
-  neighbours: { ip: string; sendKey?: string; recvKey?: string }[];
-  routes: { dst: string; via: string }[];
-  macs: { mac: string; peer: string }[];
-  flood: string[];
-  pingFrom: string[];
-  sealed: boolean;
-};
-
-export type SleeveStats = {
-  txFrames: number;
-  txBytes: number;
-  rxFrames: number;
-  rxBytes: number;
-  relayed: number;
-  drops: Record<string, number>;
-};
 
 /** What the agent needs of the engine (net/host/sleeve.ts Sleeve; tests give a fake). */
 export interface SleeveEngine {

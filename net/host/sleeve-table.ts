@@ -18,9 +18,9 @@ export type SleeveTable = {
   neighbours: { ip: string; sendKey?: string; recvKey?: string }[];
   /** Every peer reached over the sleeve: its underlay IP and the neighbour to send through (itself when direct). */
   routes: { dst: string; via: string }[];
-  /** Pod MAC -> the peer (underlay IP) that has it. Unicast frames read from the TAP go by this; a miss is dropped (counted). */
+  /** Pod MAC -> the peer (underlay IP) that has it. Unicast frames read from the TAP go by this; a miss goes to `flood` (dropped and counted when it is empty). */
   macs: { mac: string; peer: string }[];
-  /** Peers that get a copy of broadcast/multicast frames (their dst; each copy goes through its route). */
+  /** Peers that get a copy of broadcast, multicast and unknown-unicast frames (their dst; each copy goes through its route). */
   flood: string[];
   /** Addresses (overlay, e.g. peers' bridge IPs) from which heartbeat pings are accepted and answered. */
   pingFrom: string[];

@@ -110,6 +110,31 @@ describe.skipIf(!canRunHost || !haveTools)("encrypted datapath on a 3-node lab",
     return p;
   }
 
+  /** MARKER over TCP from pod `a` to a listener in `b` on `port`, then 5 pings padded with PAD; returns what `b` received. */
+  async function sendMarkerAndPings(a: LabPod, b: LabPod, port: number): Promise<string> {
+    const l = listen(b, port);
+    const reader = l.stderr.getReader();
+    for (let said = ""; !said.includes("listening"); ) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`listener: ${said}`);
+      said += new TextDecoder().decode(value);
+    }
+    const sent = inNs(podNetns(a), [
+      "bash",
+      "-c",
+      `exec 3<>/dev/tcp/${b.ip}/${port} && printf '%s' "$1" >&3 && sleep 0.3`,
+      "_",
+      MARKER,
+    ]);
+    expect(sent.code).toBe(0);
+    for (let i = 0; i < 5; i++) expect(ping(a, b, ["-p", PAD, "-s", "64"])).toBe(true);
+    l.kill("SIGTERM");
+    const got = await new Response(l.stdout).text();
+    await l.exited;
+    pids.delete(l.pid);
+    return got;
+  }
+
   test("every pod pings every other pod, and every connection says encrypted through wireguard-go", () => {
     expect(pingMatrix(s).filter((p) => !p.ok)).toEqual([]);
     for (const n of s.nodes) {
@@ -125,26 +150,7 @@ describe.skipIf(!canRunHost || !haveTools)("encrypted datapath on a 3-node lab",
   test("the underlay carries neither payload, and between nodes only UDP 6785 and TCP 6783", async () => {
     const [a, b] = [s.pods.find((p) => p.node === s.nodes[0]!.name)!, s.pods.find((p) => p.node === s.nodes[1]!.name)!];
     const cap = await capture();
-    const l = listen(b, 7777);
-    const reader = l.stderr.getReader();
-    for (let said = ""; !said.includes("listening"); ) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`listener: ${said}`);
-      said += new TextDecoder().decode(value);
-    }
-    const sent = inNs(podNetns(a), [
-      "bash",
-      "-c",
-      `exec 3<>/dev/tcp/${b.ip}/7777 && printf '%s' "$1" >&3 && sleep 0.3`,
-      "_",
-      MARKER,
-    ]);
-    expect(sent.code).toBe(0);
-    for (let i = 0; i < 5; i++) expect(ping(a, b, ["-p", PAD, "-s", "64"])).toBe(true);
-    l.kill("SIGTERM");
-    const got = await new Response(l.stdout).text();
-    await l.exited;
-    pids.delete(l.pid);
+    const got = await sendMarkerAndPings(a, b, 7777);
     expect(got).toBe(MARKER); // it did cross
     const { raw, between, packets } = await cap.stop();
     expect(packets).toBeGreaterThan(0);
@@ -165,26 +171,7 @@ describe.skipIf(!canRunHost || !haveTools)("encrypted datapath on a 3-node lab",
       expect(pathTo(n1.netns, n2.name)?.Reason).toContain("UDP 6785 (WireGuard) does not cross");
       expect(await eventually(() => ping(a, b), 10_000)).toBe(true);
       const cap = await capture();
-      const l = listen(b, 7778);
-      const reader = l.stderr.getReader();
-      for (let said = ""; !said.includes("listening"); ) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`listener: ${said}`);
-        said += new TextDecoder().decode(value);
-      }
-      const sent = inNs(podNetns(a), [
-        "bash",
-        "-c",
-        `exec 3<>/dev/tcp/${b.ip}/7778 && printf '%s' "$1" >&3 && sleep 0.3`,
-        "_",
-        MARKER,
-      ]);
-      expect(sent.code).toBe(0);
-      for (let i = 0; i < 5; i++) expect(ping(a, b, ["-p", PAD, "-s", "64"])).toBe(true);
-      l.kill("SIGTERM");
-      const got = await new Response(l.stdout).text();
-      await l.exited;
-      pids.delete(l.pid);
+      const got = await sendMarkerAndPings(a, b, 7778);
       expect(got).toBe(MARKER);
       const { raw, between } = await cap.stop();
       // the pods' traffic crossed in the sleeve's sealed frames: neither payload on the underlay
