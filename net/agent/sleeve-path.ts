@@ -6,6 +6,13 @@
  * peer, as VXLAN's flood entry carries them), those entries, and the
  * engine's table (net/host/sleeve.ts moves the frames; the agent never does).
  *
+ * The two ends of a pair move a second or so apart, and meanwhile the peer's pods'
+ * frames still arrive over VXLAN while ours go out in the sleeve (or the other way
+ * round); both work, as each side takes what either path brings. The entries are
+ * sticky: a frame from a sleeve peer's pod arriving over VXLAN would otherwise move its
+ * entry to the VXLAN port (the bridge learns there), whose table has no entry for that
+ * pod any more, and the replies would be lost until the peer moved too.
+ *
  * Heartbeats go from this node's bridge address to each directly connected peer's, over
  * the kernel's VXLAN (its bridge entry never leaves VXLAN: vxlan.ts), every HEARTBEAT_MS;
  * the engine answers them on the other side and hands us the answers.
@@ -24,6 +31,7 @@ import { HEARTBEAT_MS, Paths, type PathChange, type PeerPath, type PeerRoute } f
 export { SLEEVE_PORT };
 export const SLEEVE_TAP = "weave-sleeve";
 const NUD_PERMANENT = 0x80;
+const NTF_STICKY = 0x40;
 const TAP_TXQLEN = 5000;
 
 /** What the agent needs of the engine (net/host/sleeve.ts Sleeve; tests give a fake). */
@@ -185,17 +193,16 @@ export class SleevePath {
     }
     const want = sleeveMacs(remotes);
     const wantMacs = new Set(want.map((m) => m.mac));
-    const have = new Set(
-      host
-        .fdb(tap.index)
-        .filter((f) => f.master !== undefined && f.dst === undefined && !((f.state ?? 0) & NUD_PERMANENT))
-        .map((f) => f.mac),
-    );
-    for (const mac of have)
+    const entries = host
+      .fdb(tap.index)
+      .filter((f) => f.master !== undefined && f.dst === undefined && !((f.state ?? 0) & NUD_PERMANENT));
+    const sticky = new Set(entries.filter((f) => (f.flags ?? 0) & NTF_STICKY).map((f) => f.mac));
+    for (const { mac } of entries)
       if (!wantMacs.has(mac))
         attempt(errors, `delete ${mac} from ${SLEEVE_TAP}`, () => host.delPortFdb({ port: tap.index, mac }));
+    // a plain static entry (an older agent's) is replaced by a sticky one
     for (const mac of wantMacs)
-      if (!have.has(mac))
+      if (!sticky.has(mac))
         attempt(errors, `add ${mac} to ${SLEEVE_TAP}`, () => host.addPortFdb({ port: tap.index, mac }));
     this.setTable(self, remotes, want);
     return errors;

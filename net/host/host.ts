@@ -32,7 +32,7 @@ export type LinkChange = {
 };
 export type Route = { dst: string; gw?: string; dev?: number; table: number; protocol: number; scope: number };
 export type Neighbour = { dev: number; ip: string; mac?: string; state: number };
-export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number; state?: number };
+export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number; state?: number; flags?: number };
 
 export type VethSpec = {
   name: string;
@@ -80,7 +80,11 @@ export interface NetHost {
   addFdb(e: { dev: number; mac: string; dst: string }): void;
   /** False when the MAC had no entry (the kernel does not say when only the remote was missing). */
   delFdb(e: { dev: number; mac: string; dst?: string }): boolean;
-  /** A static entry in the bridge's own table: frames to `mac` leave through bridge port `port` (replaces a learned one). */
+  /**
+   * A static, sticky entry in the bridge's own table: frames to `mac` leave through bridge
+   * port `port` (replaces a learned one). Sticky: a frame from `mac` arriving on another
+   * port does not move it there, as learning would move a plain static entry.
+   */
   addPortFdb(e: { port: number; mac: string }): void;
   /** False when there was none. */
   delPortFdb(e: { port: number; mac: string }): boolean;
@@ -343,6 +347,7 @@ class KernelHost implements NetHost {
           ip: ip ? c.ipv4String(ip) : "",
           mac: mac ? c.macString(mac) : undefined,
           state: dv.getUint16(8, true),
+          flags: dv.getUint8(10),
         };
       })
       .filter((n) => dev === undefined || n.dev === dev);
@@ -387,6 +392,7 @@ class KernelHost implements NetHost {
           dst: dst ? c.ipv4String(dst) : undefined,
           master: c.readU32(a.get(c.NDA.MASTER)),
           state: dv.getUint16(8, true),
+          flags: dv.getUint8(10),
         };
       })
       .filter((e) => dev === undefined || e.dev === dev);
@@ -426,7 +432,7 @@ class KernelHost implements NetHost {
       `add bridge fdb ${e.mac} on link ${e.port}`,
       c.RTM.NEWNEIGH,
       c.NLM_F.CREATE | c.NLM_F.REPLACE,
-      c.ndmsg({ family: c.AF_BRIDGE, index: e.port, state: c.NUD.NOARP, flags: c.NTF.MASTER }),
+      c.ndmsg({ family: c.AF_BRIDGE, index: e.port, state: c.NUD.NOARP, flags: c.NTF.MASTER | c.NTF.STICKY }),
       [c.attr(c.NDA.LLADDR, c.macBytes(e.mac))],
     );
   }

@@ -67,7 +67,8 @@ export const RTN_UNICAST = 1;
 
 export const NDA = { DST: 1, LLADDR: 2, MASTER: 9 } as const;
 export const NUD = { REACHABLE: 0x02, NOARP: 0x40, PERMANENT: 0x80 } as const;
-export const NTF = { SELF: 0x02, MASTER: 0x04 } as const;
+/** ndm_flags: STICKY keeps a bridge entry on its port when the MAC shows up on another. */
+export const NTF = { SELF: 0x02, MASTER: 0x04, STICKY: 0x40 } as const;
 
 const align4 = (n: number) => (n + 3) & ~3;
 

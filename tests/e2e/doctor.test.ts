@@ -141,9 +141,17 @@ describe.skipIf(!canRunHost)("weave doctor on a 3-node lab", () => {
       const hit = await expectFault(name, "udp-6784", n2.name);
       expect(hit.evidence).toContain("udp dport 6784 drop");
       expect(hit.fix).toContain("nft");
-      // The agents move n2's pairs to the sleeve (UDP 6783): pods still reach each other,
+      // The agents move n2's pairs to the sleeve (UDP 6783), each end a moment apart: once
+      // both ends of both pairs have (no "n1 reports fastdp" left), pods reach each other,
       // and datapath warns, naming n2 and the port to open.
-      const onSleeve = (x: Run) => x.checks.some((c) => c.name === "datapath" && c.status === "warn");
+      const onSleeve = (x: Run) =>
+        x.checks.some(
+          (c) =>
+            c.name === "datapath" &&
+            c.status === "warn" &&
+            c.evidence.includes("2 pairs on the sleeve") &&
+            !c.evidence.includes("reports fastdp"),
+        );
       const r = await doctorUntil(name, onSleeve);
       const warned = r.checks.find((c) => c.name === "datapath" && c.status === "warn");
       expect(warned, describeRun(r)).toBeDefined();

@@ -104,6 +104,45 @@ describe.skipIf(!canRunHost)("host layer (rtnetlink over bun:ffi)", () => {
     expect(h.delNeighbour({ dev: br.index, ip: "10.32.0.9" })).toBe(false);
   });
 
+  test("a port entry is sticky: a frame from its MAC on another port does not move it, as it moves a plain static one", () => {
+    const br = h.link("weave")!;
+    const mac = "0a:58:0a:63:00:07";
+    const port1 = h.addVeth({ name: "vstk1", mtu: 1400, peer: { name: "stk1", netns: netnsPath(b) } });
+    const port2 = h.addVeth({ name: "vstk2", mtu: 1400, peer: { name: "stk2", netns: netnsPath(b), mac } });
+    for (const p of [port1, port2]) h.setLink(p.index, { master: br.index, up: true });
+    const sender = c.link("stk2")!;
+    c.setLink(sender.index, { up: true });
+    c.addAddr(sender.index, "10.99.0.2/24");
+    const portOf = () => h.fdb().find((f) => f.mac === mac && f.master === br.index)?.dev;
+    /** An ARP request from `mac`, which arrives at the bridge on port 2. */
+    const sendFromMac = () =>
+      Bun.spawnSync(["nsenter", `--net=${netnsPath(b)}`, "ping", "-c", "1", "-W", "1", "-I", "stk2", "10.99.0.9"]);
+    const plain = Bun.spawnSync([
+      "nsenter",
+      `--net=${netnsPath(a)}`,
+      "bridge",
+      "fdb",
+      "replace",
+      mac,
+      "dev",
+      "vstk1",
+      "master",
+      "static",
+    ]);
+    expect(plain.exitCode).toBe(0);
+    sendFromMac();
+    expect(portOf()).toBe(port2.index);
+    h.addPortFdb({ port: port1.index, mac });
+    const entry = h.fdb(port1.index).find((f) => f.mac === mac)!;
+    expect((entry.flags ?? 0) & 0x40).toBe(0x40);
+    sendFromMac();
+    expect(portOf()).toBe(port1.index);
+    expect(h.delPortFdb({ port: port1.index, mac })).toBe(true);
+    expect(h.delPortFdb({ port: port1.index, mac })).toBe(false);
+    h.delLink("vstk1");
+    h.delLink("vstk2");
+  });
+
   test("sysctls are the namespace's own", () => {
     h.setSysctl("net.ipv4.ip_forward", "1");
     expect(h.sysctl("net.ipv4.ip_forward")).toBe("1");
