@@ -5,10 +5,11 @@
  *   bun bench/soak.ts [--minutes N] [--seed S] [--warmup S] [--name LAB] [--logs DIR] [--quiet PCT] [--json]
  *
  * The lab: labUp with 5 nodes and one base pod each (<lab>-n<i>-p1), from hard links of
- * dist/weave and the plugin (as the other benches), then the victim pod <lab>-v (label
- * soak=victim) on a node drawn from the seed; no reachability check includes it. One node,
- * drawn from the seed, is protected: its agent is never killed, so its memory can be
- * followed from the start to the end.
+ * dist/weave and the plugin (as the other benches), encrypted (a random password, in the
+ * lab's password file only: WireGuard carries the pods' traffic), then the victim pod
+ * <lab>-v (label soak=victim) on a node drawn from the seed; no reachability check
+ * includes it. One node, drawn from the seed, is protected: its agent is never killed, so
+ * its memory can be followed from the password rotation (below) to the end.
  *
  * The schedule. Every choice comes from one PRNG seeded by --seed (printed), drawn in
  * order at the start of each round, so a seed replays the same sequence of faults (not
@@ -17,16 +18,19 @@
  * seconds; then the recovery check; then a quiet spell of 3-8 s. The kinds:
  *   kill    SIGKILL of a node's agent (lab.json's agentPid; never the protected one); once
  *           it is gone, 2-5 s dead, then labAgent start, which waits until it is ready;
- *   cut     labCut of a node (drops its TCP 6783 and UDP 6784) for 2-6 s, then heal;
+ *   cut     labCut of a node (drops its TCP 6783 and UDP 6783-6785) for 2-6 s, then heal;
  *   burst   through the lab's API, at once: the pods of the previous burst deleted
  *           (labPodDel) and 3-6 new ones added (labPodAdd) on nodes drawn at random; they
  *           live until the next burst, so they are in the reachability checks meanwhile;
  *   policy  a NetworkPolicy selecting the victim, ingress from nothing, created: the victim
  *           must be unreachable from every base pod within 10 s (timed to the start of the
  *           first ping round in which all were dropped) and still be after 2-4 s; then
- *           deleted (the heal), and the recovery check wants the victim reachable again.
- * Password rotation is not among them: there is none yet (the agent reads its password
- * once at start; the lab runs without one). The report says so.
+ *           deleted (the heal), and the recovery check wants the victim reachable again;
+ *   rotate  once, in a round of its own drawn from the seed among rounds 2-4: labPasswordRotate
+ *           to a new random password (current -> current + new -> new, each step restarting
+ *           every agent in turn, each waited for until ready and meshed: a mesh that does not
+ *           come back within 30 s is a fault), then the recovery check. It restarts every
+ *           agent, the protected one too: memory is followed from the agents it started.
  *
  * Invariants; each violation is recorded with its time (seconds from the start of the
  * schedule) and evidence, and the run goes on:
@@ -47,13 +51,17 @@
  *              pods' (hostVethName of their container ids); the allocations are the pods'
  *              (also during the run: an allocation without a pod seen twice in a row);
  *              `nft list table inet weave-npc` of each node equals the one taken before
- *              the first fault (counters and element order normalised); every agent and
+ *              the first fault (counters and element order normalised); every wireguard-go
+ *              seen in a node's pid file (every 3 s) is that node's current one or gone (a
+ *              restarted agent adopts it rather than starting another), and none is left
+ *              after labDown; every agent and
  *              npc of lab.json runs, every agent the soak killed is gone, no other child
  *              process of ours (/proc/<pid>/stat) beyond the control plane, agents and
  *              npcs; no namespace <lab>-* beyond lab.json's; and labDown leaves nothing;
- *   memory     RssAnon (/proc/<pid>/status) of each agent never killed, every 3 s: the
- *              median of the last 60 s of warm-up (the first quarter, at least --warmup,
- *              30 s) against the median of the last 60 s of the schedule, at most 10 %
+ *   memory     RssAnon (/proc/<pid>/status) of each agent started by the rotation and never
+ *              killed, every 3 s: the median of the last 60 s of warm-up (the first quarter,
+ *              and at least --warmup, 30 s, after the rotation) against the median of the
+ *              last 60 s of the schedule, at most 10 %
  *              more (60 s: one cycle of the garbage collector's sawtooth, 5-10 % even when
  *              idle); not judged when the schedule ends less than 60 s after warm-up
  *              (the 2-minute test passes --warmup 120: under this load the agent's
@@ -71,6 +79,7 @@
  * npcs and control plane by pid, namespaces by name), the temp dir. docs/benchmarks.md
  * ("Soak") has the 30-minute report.
  */
+import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { hostVethName } from "../net/agent/cni-exec.ts";
@@ -78,8 +87,9 @@ import { httpGetInNetns } from "../net/host/netns-http.ts";
 import { listNamedNetns } from "../net/host/netns.ts";
 import { pidAlive } from "../net/host/process.ts";
 import { labPodAdd, labPodDel } from "../net/lab/changes.ts";
-import { labAgent, labApi, labCut, labUp, meshViews } from "../net/lab/lab.ts";
+import { labAgent, labApi, labCut, labUp, meshViews, wgSocketDir } from "../net/lab/lab.ts";
 import { labNpc, npcLog } from "../net/lab/npc.ts";
+import { labPasswordRotate } from "../net/lab/password.ts";
 import { inNs, type LabTools } from "../net/lab/plugin.ts";
 import { findNode, type LabNode, type LabPod, type LabState, labDir, mustReadLab, readLab } from "../net/lab/state.ts";
 import {
@@ -122,8 +132,9 @@ const TWO_FAULTS_P = 0.35;
 const PENDING_GROUP_RE = / group 30565 /; // retired host veths (net/agent/cni-exec.ts PENDING_GROUP)
 const POLICY_NAME = "soak-isolate-victim";
 const POLICIES = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies";
-const PASSWORD_ROTATION =
-  "not run: there is no rotation yet (the agent reads WEAVE_PASSWORD or --password-file once, at start; the lab runs without one)";
+/** The rotation's round is drawn among these. */
+const ROTATION_ROUNDS = [2, 4] as const;
+const WG_PID_FILE = "weave-wg.pid";
 
 // ---------------------------------------------------------------------------------------
 // Arguments.
@@ -142,7 +153,8 @@ function usage(): string {
     "usage: bun bench/soak.ts [--minutes N] [--seed S] [--warmup S] [--name LAB] [--logs DIR] [--quiet PCT] [--json]\n" +
     "  --minutes N   length of the fault schedule (default 30)\n" +
     "  --seed S      seed of the schedule, 0-4294967295 (default: random; printed, to replay a run)\n" +
-    "  --warmup S    memory warm-up: the first quarter of the schedule, at least S seconds (default 30);\n" +
+    "  --warmup S    memory warm-up: the first quarter of the schedule, and at least S seconds after the\n" +
+    "                password rotation (default 30);\n" +
     "                memory is judged only if the schedule goes on at least 60 s after it\n" +
     "  --name LAB    the lab's name (default so + 6 characters from the pid)\n" +
     "  --logs DIR    copy every agent's, npc's and the control plane's log into DIR before the lab goes\n" +
@@ -232,7 +244,17 @@ class Soak {
     crash: 0,
     fault: 0,
   };
-  readonly faults = { rounds: 0, twoAtOnce: 0, kill: 0, cut: 0, burst: 0, policy: 0, podsAdded: 0, podsDeleted: 0 };
+  readonly faults = {
+    rounds: 0,
+    twoAtOnce: 0,
+    kill: 0,
+    cut: 0,
+    burst: 0,
+    policy: 0,
+    rotate: 0,
+    podsAdded: 0,
+    podsDeleted: 0,
+  };
   readonly recoveries: Recovery[] = [];
   readonly policyEnforceS: number[] = [];
   readonly policyReopenS: number[] = [];
@@ -242,6 +264,14 @@ class Soak {
   /** Agent pids the soak started (restarts; a list, pids are reused); the first agents are lab.json's at the start. */
   readonly started: number[] = [];
   readonly firstAgents = new Map<number, string>();
+  /** The agents whose memory is judged (pid -> node): the first ones, then those the rotation started. */
+  measured = new Map<number, string>();
+  /** When `measured` was last set (seconds from the start; 0 until the rotation). */
+  measuredSince = 0;
+  /** The round the password is rotated in (drawn at the start). */
+  rotationRound = 0;
+  /** Every wireguard-go seen in a node's pid file: "<pid> <start>" -> node. */
+  readonly wireguardGos = new Map<string, string>();
   readonly burstPods = new Map<string, BurstPod>();
   /** The pods of the last burst, deleted by the next one. */
   outstanding: string[] = [];
@@ -549,6 +579,29 @@ function sampleMemory(run: Soak, s: LabState): void {
   }
 }
 
+/** A node's wireguard-go as its pid file names it: "<pid> <start>", or undefined (no file, gone, a zombie). */
+function wireguardGoOf(n: LabNode): string | undefined {
+  const file = join(wgSocketDir(n), WG_PID_FILE);
+  const pid = existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : 0;
+  const since = pid > 0 && pidAlive(pid) ? procStart(pid) : undefined;
+  return since === undefined ? undefined : `${pid} ${since}`;
+}
+
+function sampleWireguardGo(run: Soak, s: LabState): void {
+  for (const n of s.nodes) {
+    const wg = wireguardGoOf(n);
+    if (wg) run.wireguardGos.set(wg, n.name);
+  }
+}
+
+/** The wireguard-go processes seen during the run that still run ("<pid> <start>" still matches; not a zombie). */
+function wireguardGosRunning(run: Soak): [string, string][] {
+  return [...run.wireguardGos].filter(([key]) => {
+    const pid = Number(key.split(" ")[0]);
+    return pidAlive(pid) && `${pid} ${procStart(pid)}` === key;
+  });
+}
+
 /** Check the addresses every running agent holds against each other and against lab.json. */
 async function checkAddresses(run: Soak, before: LabState): Promise<void> {
   const up = before.nodes.filter((n) => !run.killing.has(n.name) && pidAlive(n.agentPid));
@@ -624,6 +677,7 @@ function startChecker(run: Soak): { stop(): Promise<void> } {
       if (!s) return;
       checkProcesses(run, s);
       sampleMemory(run, s);
+      sampleWireguardGo(run, s);
       try {
         await checkAddresses(run, s);
       } catch (e) {
@@ -724,9 +778,11 @@ type FaultPlan =
   | { kind: "kill"; node: string; holdS: number }
   | { kind: "cut"; node: string; holdS: number }
   | { kind: "burst"; del: string[]; add: { name: string; node: string }[] }
-  | { kind: "policy"; holdS: number };
+  | { kind: "policy"; holdS: number }
+  | { kind: "rotate" };
 type Kind = FaultPlan["kind"];
-const KIND_WEIGHTS: [Kind, number][] = [
+/** The kinds drawn for a round (the rotation's round is drawn once, at the start). */
+const KIND_WEIGHTS: [Exclude<Kind, "rotate">, number][] = [
   ["kill", 3],
   ["cut", 3],
   ["burst", 2.5],
@@ -737,6 +793,7 @@ function faultText(run: Soak, f: FaultPlan): string {
   if (f.kind === "kill") return `kill -9 the agent of ${run.short(f.node)} (${f.holdS} s)`;
   if (f.kind === "cut") return `cut ${run.short(f.node)} (${f.holdS} s)`;
   if (f.kind === "policy") return `isolate the victim (${f.holdS} s)`;
+  if (f.kind === "rotate") return "rotate the password (every agent restarted twice, in turn)";
   const adds = f.add.map((p) => `${p.name.slice(run.lab.length + 1)}@${run.short(p.node)}`);
   return `burst: delete ${f.del.length}, add ${adds.join(" ")}`;
 }
@@ -891,19 +948,41 @@ async function policyFault(run: Soak, f: { holdS: number }): Promise<number> {
   return healAt;
 }
 
+/**
+ * The lab's password to a new one, every agent restarted (twice) by labPasswordRotate; the
+ * agents it started are the ones whose memory is judged from then on.
+ */
+async function rotateFault(run: Soak): Promise<number> {
+  const nodes = run.state().nodes.map((n) => n.name);
+  // restarts, not crashes: the checks leave the agents alone meanwhile
+  for (const n of nodes) run.killing.add(n);
+  try {
+    const restarted = await labPasswordRotate(run.lab, run.tools, Buffer.from(randomBytes(24).toString("base64")));
+    run.started.push(...restarted.map((n) => n.agentPid));
+  } catch (e) {
+    run.violate("fault", "the password rotation did not complete", (e as Error).message);
+  } finally {
+    for (const n of nodes) run.killing.delete(n);
+  }
+  run.measured = new Map(run.state().nodes.map((n) => [n.agentPid, n.name]));
+  run.measuredSince = run.at();
+  return run.at();
+}
+
 function injectFault(run: Soak, f: FaultPlan): Promise<number> {
   run.faults[f.kind]++;
   run.checks.fault++;
   if (f.kind === "kill") return killFault(run, f);
   if (f.kind === "cut") return cutFault(run, f);
   if (f.kind === "burst") return burstFault(run, f);
+  if (f.kind === "rotate") return rotateFault(run);
   return policyFault(run, f);
 }
 
 // ---------------------------------------------------------------------------------------
 // The schedule.
 
-function pickKind(rng: Rng, weights: [Kind, number][]): Kind {
+function pickKind<K extends Kind>(rng: Rng, weights: [K, number][]): K {
   const total = weights.reduce((a, [, w]) => a + w, 0);
   let x = (rng.int(0, 999) / 1000) * total;
   for (const [kind, w] of weights) {
@@ -913,7 +992,7 @@ function pickKind(rng: Rng, weights: [Kind, number][]): Kind {
   return weights[weights.length - 1]![0];
 }
 
-function planFault(run: Soak, kind: Kind): FaultPlan {
+function planFault(run: Soak, kind: Exclude<Kind, "rotate">): FaultPlan {
   const { rng } = run;
   const nodes = run.state().nodes.map((n) => n.name);
   if (kind === "kill")
@@ -929,7 +1008,8 @@ function planFault(run: Soak, kind: Kind): FaultPlan {
 }
 
 /** One fault, or two of different kinds; every draw from the seeded PRNG, in a fixed order. */
-function planRound(run: Soak): { fault: FaultPlan; delayMs: number }[] {
+function planRound(run: Soak, round: number): { fault: FaultPlan; delayMs: number }[] {
+  if (round === run.rotationRound) return [{ fault: { kind: "rotate" }, delayMs: 0 }];
   const first = pickKind(run.rng, KIND_WEIGHTS);
   const two = run.rng.chance(TWO_FAULTS_P);
   const others = KIND_WEIGHTS.filter(([k]) => k !== first);
@@ -954,7 +1034,7 @@ async function reviveCrashed(run: Soak): Promise<void> {
 
 async function runRound(run: Soak, round: number): Promise<void> {
   await reviveCrashed(run);
-  const plan = planRound(run);
+  const plan = planRound(run, round);
   run.faults.rounds++;
   if (plan.length > 1) run.faults.twoAtOnce++;
   run.say(`round ${round}: ${plan.map((p) => faultText(run, p.fault)).join(" + ")}`);
@@ -988,7 +1068,22 @@ async function checkLeaks(run: Soak, baseline: Map<string, string[]>): Promise<v
   await checkAllocationsAtEnd(run, s);
   for (const n of s.nodes) await checkNpcTable(run, n, baseline.get(n.name) ?? []);
   checkProcessesAtEnd(run, s);
+  checkWireguardGo(run, s);
   checkNamespaces(run, s);
+}
+
+/** Each node's wireguard-go runs, and no other one seen during the run does. */
+function checkWireguardGo(run: Soak, s: LabState): void {
+  sampleWireguardGo(run, s);
+  const current = new Map(s.nodes.map((n) => [n.name, wireguardGoOf(n)]));
+  for (const [node, wg] of current)
+    if (!wg)
+      run.violate("no-leak", `${node} has no wireguard-go running`, join(wgSocketDir(findNode(s, node)), WG_PID_FILE));
+  const others = wireguardGosRunning(run)
+    .filter(([key, node]) => current.get(node) !== key)
+    .map(([key, node]) => `${node}: pid ${key.split(" ")[0]}`);
+  if (others.length)
+    run.violate("no-leak", "wireguard-go processes besides each node's current one", others.join("\n"));
 }
 
 /** The node's host veths are exactly its pods'. */
@@ -1090,8 +1185,9 @@ type MemoryRow = {
 const TRACE_STEP_S = 30;
 
 /**
- * Each never-killed agent's growth from the end of warm-up to the end. Judged only when a
- * whole window lies between the two (else the rows are reported with judged: false).
+ * Each measured agent's growth from the end of warm-up to the end (those the rotation
+ * started, never killed after). Judged only when a whole window lies between the two (else
+ * the rows are reported with judged: false).
  */
 function checkMemory(run: Soak, warmEndS: number, endS: number): MemoryRow[] {
   const rows: MemoryRow[] = [];
@@ -1100,8 +1196,9 @@ function checkMemory(run: Soak, warmEndS: number, endS: number): MemoryRow[] {
     samples.filter(([t]) => t > until - MEMORY_WINDOW_S && t <= until).map(([, kb]) => kb);
   const over = (until: number) => `${r1(Math.max(0, until - MEMORY_WINDOW_S))}-${r1(until)} s`;
   for (const n of run.state().nodes) {
-    // killed and started again at some point (by node too: a new agent may be given an old agent's pid)
-    if (run.firstAgents.get(n.agentPid) !== n.name || run.kills.some((k) => k.node === n.name)) continue;
+    // killed and started again since (by node too: a new agent may be given an old agent's pid)
+    const killedSince = run.kills.some((k) => k.node === n.name && k.killedAt >= run.measuredSince);
+    if (run.measured.get(n.agentPid) !== n.name || killedSince) continue;
     const samples = run.memory.get(n.agentPid)?.samples ?? [];
     const warm = window(samples, warmEndS);
     const end = window(samples, endS);
@@ -1165,7 +1262,7 @@ function result(run: Soak, o: Opts, build: string, summary: Summary) {
     nodes: NODES,
     protectedNode: run.protectedNode,
     victim: { pod: run.victim, node: run.victimNode },
-    faults: { ...run.faults, passwordRotation: PASSWORD_ROTATION },
+    faults: run.faults,
     recovery: {
       n: run.recoveries.length,
       ...seconds(recovered),
@@ -1216,7 +1313,7 @@ function table(run: Soak, out: ReturnType<typeof result>): string {
     `${"cut and heal".padEnd(28)}${f.cut}`,
     `${"pod burst".padEnd(28)}${f.burst}   (${f.podsAdded} pods added, ${f.podsDeleted} deleted)`,
     `${"policy on the victim".padEnd(28)}${f.policy}`,
-    `${"password rotation".padEnd(28)}-   ${PASSWORD_ROTATION}`,
+    `${"password rotation".padEnd(28)}${f.rotate}   (in round ${run.rotationRound}: every agent restarted twice)`,
     `${"rounds".padEnd(28)}${f.rounds}   (${f.twoAtOnce} with two faults at once)`,
     "",
     `${"INVARIANT".padEnd(60)}${"CHECKS".padStart(8)}${"VIOLATIONS".padStart(12)}`,
@@ -1243,15 +1340,19 @@ async function setUp(o: Opts, lab: string, tools: LabTools, rng: Rng): Promise<S
   tools.log(
     `bench/soak: lab ${lab}, ${NODES} nodes, seed ${o.seed} (replay: bun bench/soak.ts --minutes ${o.minutes} --seed ${o.seed})`,
   );
-  await labUp(lab, NODES, 1, tools);
+  const password = Buffer.from(randomBytes(24).toString("base64"));
+  await labUp(lab, NODES, 1, tools, { password });
   await checkpoint();
   const nodes = mustReadLab(lab).nodes.map((n) => n.name);
   const protectedNode = rng.pick(nodes);
   const victimNode = rng.pick(nodes);
+  const rotationRound = rng.int(...ROTATION_ROUNDS);
   const victim = `${lab}-v`;
   await labPodAdd(lab, { name: victim, node: victimNode, labels: "soak=victim" });
   const run = new Soak(lab, tools, rng, protectedNode, victim, victimNode, tools.log);
   for (const n of run.state().nodes) run.firstAgents.set(n.agentPid, n.name);
+  run.measured = new Map(run.firstAgents);
+  run.rotationRound = rotationRound;
   run.say(`lab up; protected agent: ${run.short(protectedNode)}; victim on ${run.short(victimNode)}`);
   return run;
 }
@@ -1294,9 +1395,11 @@ async function main(): Promise<number> {
     if (o.quiet > 0) await waitQuiet(o.quiet, o.quietSeconds, o.quietMax, log);
 
     const scheduleS = o.minutes * 60;
-    const warmEndS = Math.max(o.warmupS, scheduleS / 4);
+    const plannedWarmEndS = Math.max(o.warmupS, scheduleS / 4);
     run.start();
-    run.say(`schedule: ${o.minutes} min; warm-up until ${warmEndS} s`);
+    run.say(
+      `schedule: ${o.minutes} min; password rotation in round ${run.rotationRound}; warm-up until ${plannedWarmEndS} s`,
+    );
     checker = startChecker(run);
     for (let round = 1; run.at() < scheduleS - 10; round++) await runRound(run, round);
     if (run.at() < scheduleS) await sleepS(scheduleS - run.at());
@@ -1309,6 +1412,8 @@ async function main(): Promise<number> {
     await checker.stop();
     await Bun.sleep(1500); // the agents' deferred delete of retired veths (~1 s)
     await checkLeaks(run, baseline);
+    const warmEndS = Math.max(plannedWarmEndS, run.measuredSince + o.warmupS);
+    if (warmEndS > plannedWarmEndS) run.say(`warm-up until ${r1(warmEndS)} s: ${o.warmupS} s after the rotation`);
     const memory = checkMemory(run, warmEndS, endS);
     const agentsRunning = run.state().nodes.filter((n) => pidAlive(n.agentPid)).length;
     summary = { durationS: run.at(), memory, agentsRunning };
@@ -1320,6 +1425,8 @@ async function main(): Promise<number> {
   if (interrupted()) return 130;
   const soak = run!;
   for (const p of problems) soak.violate("no-leak", "labDown reported a problem", p);
+  const wgLeft = wireguardGosRunning(soak).map(([key, node]) => `${node}: pid ${key.split(" ")[0]}`);
+  if (wgLeft.length) soak.violate("no-leak", "wireguard-go still runs after labDown", wgLeft.join("\n"));
   const leftNetns = listNamedNetns().filter((ns) => ns.startsWith(`${lab}-`));
   if (readLab(lab) || leftNetns.length) {
     const evidence = `lab.json: ${readLab(lab) ? "still there" : "gone"}; namespaces: ${leftNetns.join(" ") || "none"}`;

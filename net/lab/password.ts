@@ -113,13 +113,13 @@ export function labRotation(tools: LabTools, s: LabState): { node: string; rotat
     });
 }
 
-/** `weave lab password rotate`: current -> current + new -> new, never a partition. */
+/** `weave lab password rotate`: current -> current + new -> new, never a partition. Returns the agents it started, in order. */
 export async function labPasswordRotate(
   lab: string,
   tools: LabTools,
   next: Uint8Array,
   o: { timeoutMs?: number } = {},
-): Promise<void> {
+): Promise<LabNode[]> {
   const s = mustReadLab(lab);
   if (!s.passwordFile || !existsSync(s.passwordFile))
     throw new WeaveError("E_LAB_PASSWORD", `lab "${lab}" has no password (give one at lab up)`);
@@ -131,7 +131,12 @@ export async function labPasswordRotate(
   const current = held[0]!;
   if (current.equals(nextLines[0]!))
     throw new WeaveError("E_BAD_PASSWORD", "the new password is the lab's current one");
-  await labPasswordSet(lab, tools, Buffer.concat([current, Buffer.from("\n"), nextLines[0]!, Buffer.from("\n")]), o);
+  const both = await labPasswordSet(
+    lab,
+    tools,
+    Buffer.concat([current, Buffer.from("\n"), nextLines[0]!, Buffer.from("\n")]),
+    o,
+  );
   tools.log("every agent holds both passwords; waiting until each reports that every peer holds the new one");
   const deadline = Date.now() + (o.timeoutMs ?? 30_000);
   for (;;) {
@@ -143,6 +148,7 @@ export async function labPasswordRotate(
     }
     await Bun.sleep(200);
   }
-  await labPasswordSet(lab, tools, Buffer.concat([nextLines[0]!, Buffer.from("\n")]), o);
+  const onlyNew = await labPasswordSet(lab, tools, Buffer.concat([nextLines[0]!, Buffer.from("\n")]), o);
   tools.log("the old password is dropped: every agent holds only the new one");
+  return [...both, ...onlyNew];
 }

@@ -1,6 +1,7 @@
 /**
- * The 2-minute soak (bench/soak.ts, issue 14 item 3): a 5-node lab under agent kills,
- * cuts, pod bursts and policy changes, every invariant checked by the bench itself. The
+ * The 2-minute soak (bench/soak.ts, issue 14 item 3): an encrypted 5-node lab under agent
+ * kills, cuts, pod bursts, policy changes and a password rotation, every invariant checked
+ * by the bench itself. The
  * test runs it as a separate process with a lab name and a seed of its own (the seed is
  * fixed, so a failure replays with the command in the message) and checks its exit code
  * and JSON line. The bench cleans up after itself, also on SIGTERM, which the test sends
@@ -72,6 +73,7 @@ describe.skipIf(!canRunHost)("soak", () => {
     for (const [name, inv] of Object.entries(out.invariants as Record<string, { ok: boolean }>))
       expect(inv.ok, `${name}; ${replay}`).toBe(true);
     expect(out.faults.rounds).toBeGreaterThan(3);
+    expect(out.faults.rotate).toBe(1);
     expect(out.recovery.n).toBeGreaterThan(3);
     expect(out.memory.some((m: { protected: boolean }) => m.protected)).toBe(true);
     // nothing of the lab is left: no state (the test had nothing to remove), no namespace of its name
