@@ -1,6 +1,13 @@
 /**
  * Applies the VXLAN plan (net/encap/vxlan.ts) through the host layer: the device itself
- * (kind, MTU, a port of the bridge, up), then the FDB and neighbour differences.
+ * (kind, MTU, a port of the bridge, up, isolated), then the FDB and neighbour differences.
+ *
+ * Isolated, as the sleeve's TAP port is (net/agent/sleeve-path.ts): a frame that came from
+ * another node never goes back out to other nodes. Each node reaches every peer itself
+ * (VXLAN's flood entries, the sleeve's own relay), so the bridge has nothing to forward
+ * between the two; without it a broadcast that came in on one went out on the other, and
+ * while two nodes disagreed on a pair's path (a second or more at each move) it looped
+ * between them, and the bridge learned the node's own pods' MACs on the VXLAN port.
  */
 import type { NetHost } from "../host/host.ts";
 import { desiredTables, planDatapath, type Remote, VXLAN_NAME, VXLAN_PORT, VXLAN_VNI } from "../encap/vxlan.ts";
@@ -17,6 +24,9 @@ export type VxlanSettings = {
    */
   prune: boolean;
 };
+
+/** The VXLAN device each host's bridge port was last isolated for (once per device). */
+const isolatedPort = new WeakMap<NetHost, number>();
 
 /**
  * Bring the VXLAN device and the tables to what `remotes` need. Keeps going past a
@@ -52,6 +62,12 @@ export function reconcileVxlan(
   }
   if (vx.master !== br.index || !vx.up) {
     host.setLink(vx.index, { master: br.index, up: true });
+    isolatedPort.delete(host);
+    changes++;
+  }
+  if (isolatedPort.get(host) !== vx.index) {
+    host.setBridgePort(vx.index, { isolated: true });
+    isolatedPort.set(host, vx.index);
     changes++;
   }
   const have = {

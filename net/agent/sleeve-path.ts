@@ -180,10 +180,13 @@ export class SleevePath {
     const tap = host.link(SLEEVE_TAP);
     if (!tap) return [`${SLEEVE_TAP} is missing`];
     try {
-      if (tap.master !== bridge.index || tap.mtu !== mtu || !tap.up)
+      if (tap.master !== bridge.index || tap.mtu !== mtu || !tap.up) {
         host.setLink(tap.index, { master: bridge.index, mtu, up: true });
+        this.tapIndex = undefined;
+      }
       if (this.tapIndex !== tap.index) {
-        host.setBridgePort(tap.index, { learning: false });
+        // isolated, as VXLAN's port is (datapath.ts): nothing from another node goes back out to one
+        host.setBridgePort(tap.index, { learning: false, isolated: true });
         // The TX worker reads in bursts; a longer queue spares TCP the drops of a full one.
         host.setLink(tap.index, { txqlen: TAP_TXQLEN });
         this.tapIndex = tap.index;

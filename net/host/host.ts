@@ -62,7 +62,11 @@ export interface NetHost {
   setLink(index: number, o: LinkChange): void;
   setHairpin(index: number, on: boolean): void;
   /** A bridge port's flags: whether the bridge learns source MACs on it, floods unknown unicast to it. */
-  setBridgePort(index: number, o: { learning?: boolean; unicastFlood?: boolean }): void;
+  /**
+   * A bridge port's flags. `isolated`: frames that come in on an isolated port never leave
+   * through another isolated one (only through the others, and to the bridge itself).
+   */
+  setBridgePort(index: number, o: { learning?: boolean; unicastFlood?: boolean; isolated?: boolean }): void;
   /** Delete a link; false when it was already gone. */
   delLink(name: string): boolean;
   /** Delete every link in `group` with one request (one RCU grace period for all). */
@@ -214,8 +218,9 @@ class KernelHost implements NetHost {
     ]);
   }
 
-  setBridgePort(index: number, o: { learning?: boolean; unicastFlood?: boolean }): void {
+  setBridgePort(index: number, o: { learning?: boolean; unicastFlood?: boolean; isolated?: boolean }): void {
     const flags: c.Attr[] = [];
+    if (o.isolated !== undefined) flags.push(c.u8Attr(c.IFLA_BRPORT.ISOLATED, o.isolated ? 1 : 0));
     if (o.learning !== undefined) flags.push(c.u8Attr(c.IFLA_BRPORT.LEARNING, o.learning ? 1 : 0));
     if (o.unicastFlood !== undefined) flags.push(c.u8Attr(c.IFLA_BRPORT.UNICAST_FLOOD, o.unicastFlood ? 1 : 0));
     this.sock.request(`set bridge port ${index}`, c.RTM.SETLINK, 0, c.ifinfomsg({ family: c.AF_BRIDGE, index }), [

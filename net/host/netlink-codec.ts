@@ -54,7 +54,7 @@ export const IFLA = {
 export const IFLA_INFO = { KIND: 1, DATA: 2, SLAVE_KIND: 4 } as const;
 export const VETH_INFO_PEER = 1;
 export const IFLA_BRPORT_MODE = 4; // hairpin
-export const IFLA_BRPORT = { LEARNING: 8, UNICAST_FLOOD: 9 } as const;
+export const IFLA_BRPORT = { LEARNING: 8, UNICAST_FLOOD: 9, ISOLATED: 33 } as const;
 export const IFLA_VXLAN = { ID: 1, LINK: 3, LOCAL: 4, TTL: 5, LEARNING: 7, PORT: 15 } as const;
 export const IFF_UP = 0x1;
 

@@ -143,6 +143,41 @@ describe.skipIf(!canRunHost)("host layer (rtnetlink over bun:ffi)", () => {
     h.delLink("vstk2");
   });
 
+  test("isolated ports: a broadcast from one reaches the plain port but not the other isolated one", async () => {
+    const br = h.link("weave")!;
+    const names = ["viso1", "viso2", "viso3"];
+    const ports = names.map((name, i) =>
+      h.addVeth({
+        name,
+        mtu: 1400,
+        peer: { name: `iso${i + 1}`, netns: netnsPath(b), mac: `0a:58:0a:63:01:0${i + 1}` },
+      }),
+    );
+    for (const p of ports) h.setLink(p.index, { master: br.index, up: true });
+    h.setBridgePort(ports[0]!.index, { isolated: true });
+    h.setBridgePort(ports[1]!.index, { isolated: true });
+    for (const i of [1, 2, 3]) c.setLink(c.link(`iso${i}`)!.index, { up: true });
+    c.addAddr(c.link("iso1")!.index, "10.99.1.1/24");
+    /** ARP requests seen on `dev` (in namespace b) while iso1 asks for an address no one has. */
+    const seenOn = async (dev: string) => {
+      const cap = Bun.spawn(
+        ["nsenter", `--net=${netnsPath(b)}`, "tcpdump", "-i", dev, "-n", "-l", "-c", "1", "arp and src host 10.99.1.1"],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      try {
+        await Bun.sleep(500);
+        Bun.spawnSync(["nsenter", `--net=${netnsPath(b)}`, "ping", "-c", "1", "-W", "1", "-I", "iso1", "10.99.1.9"]);
+        await Bun.sleep(300);
+      } finally {
+        cap.kill("SIGTERM");
+      }
+      return (await new Response(cap.stdout).text()).includes("Request who-has 10.99.1.9");
+    };
+    expect(await seenOn("iso3")).toBe(true);
+    expect(await seenOn("iso2")).toBe(false);
+    for (const name of names) h.delLink(name);
+  });
+
   test("sysctls are the namespace's own", () => {
     h.setSysctl("net.ipv4.ip_forward", "1");
     expect(h.sysctl("net.ipv4.ip_forward")).toBe("1");
