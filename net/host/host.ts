@@ -61,9 +61,9 @@ export interface NetHost {
   addVxlan(spec: VxlanSpec): Link;
   setLink(index: number, o: LinkChange): void;
   setHairpin(index: number, on: boolean): void;
-  /** A bridge port's flags: whether the bridge learns source MACs on it, floods unknown unicast to it. */
   /**
-   * A bridge port's flags. `isolated`: frames that come in on an isolated port never leave
+   * A bridge port's flags: whether the bridge learns source MACs on it, floods unknown
+   * unicast to it, and `isolated`: frames that come in on an isolated port never leave
    * through another isolated one (only through the others, and to the bridge itself).
    */
   setBridgePort(index: number, o: { learning?: boolean; unicastFlood?: boolean; isolated?: boolean }): void;
