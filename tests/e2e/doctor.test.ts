@@ -83,6 +83,14 @@ describe.skipIf(!canRunHost)("weave doctor on a 3-node lab", () => {
   let n2: LabState["nodes"][number];
   const nft = (script: string) => inNs(n2.netns, ["nft", "-f", "-"], { stdin: script });
   const ok = (r: { code: number; stderr: string }) => expect(r.code, r.stderr).toBe(0);
+  /** nftables on n2 drops these UDP ports (an nft port or set: "6784", "{ 6783, 6784 }") on input. */
+  const dropUdpOnN2 = (ports: string) =>
+    ok(
+      nft(
+        `table inet doctortest {\n chain input { type filter hook input priority 0; policy accept; udp dport ${ports} drop; }\n}\n`,
+      ),
+    );
+  const undropOnN2 = () => ok(nft("delete table inet doctortest\n"));
 
   beforeAll(async () => {
     s = await labUp(name, 3, 2, tools);
@@ -132,11 +140,7 @@ describe.skipIf(!canRunHost)("weave doctor on a 3-node lab", () => {
   }, 90_000);
 
   test("UDP 6784 dropped by nftables on one node: udp-6784 names the node and the rule", async () => {
-    ok(
-      nft(
-        "table inet doctortest {\n chain input { type filter hook input priority 0; policy accept; udp dport 6784 drop; }\n}\n",
-      ),
-    );
+    dropUdpOnN2("6784");
     try {
       const hit = await expectFault(name, "udp-6784", n2.name);
       expect(hit.evidence).toContain("udp dport 6784 drop");
@@ -162,21 +166,17 @@ describe.skipIf(!canRunHost)("weave doctor on a 3-node lab", () => {
         describeRun(r),
       ).toEqual([]);
     } finally {
-      ok(nft("delete table inet doctortest\n"));
+      undropOnN2();
     }
     await expectHealthy(name);
   }, 90_000);
 
   test("UDP 6783 and 6784 dropped on one node: the sleeve cannot help either, and the cross-node pings name it", async () => {
-    ok(
-      nft(
-        "table inet doctortest {\n chain input { type filter hook input priority 0; policy accept; udp dport { 6783, 6784 } drop; }\n}\n",
-      ),
-    );
+    dropUdpOnN2("{ 6783, 6784 }");
     try {
       await expectFault(name, "ping-cross-node", n2.name);
     } finally {
-      ok(nft("delete table inet doctortest\n"));
+      undropOnN2();
     }
     await expectHealthy(name);
   }, 90_000);

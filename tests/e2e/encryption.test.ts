@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { canRunHost, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { eventually, until } from "../support/wait.ts";
+import { eventually, until, untilSaid } from "../support/wait.ts";
 import { labAgent, labBlock, labDown, labUp, meshViews, pingMatrix, podNetns, wgSocketDir } from "../../net/lab/lab.ts";
 import { labNodeAdd, labNodeRemove } from "../../net/lab/changes.ts";
 import { findNode, readLab, type LabPod, type LabState, mustReadLab } from "../../net/lab/state.ts";
@@ -65,14 +65,7 @@ describe.skipIf(!canRunHost || !haveTools)("encrypted datapath on a 3-node lab",
       { stdout: "ignore", stderr: "pipe" },
     );
     pids.add(p.pid);
-    const reader = p.stderr.getReader();
-    let said = "";
-    while (!said.includes("listening on")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`tcpdump on br0: ${said}`);
-      said += new TextDecoder().decode(value);
-    }
-    reader.releaseLock();
+    await untilSaid(p.stderr, "listening on", "tcpdump on br0");
     // "listening on" comes a moment before packets are really seen
     await Bun.sleep(1000);
     return {
@@ -113,12 +106,7 @@ describe.skipIf(!canRunHost || !haveTools)("encrypted datapath on a 3-node lab",
   /** MARKER over TCP from pod `a` to a listener in `b` on `port`, then 5 pings padded with PAD; returns what `b` received. */
   async function sendMarkerAndPings(a: LabPod, b: LabPod, port: number): Promise<string> {
     const l = listen(b, port);
-    const reader = l.stderr.getReader();
-    for (let said = ""; !said.includes("listening"); ) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`listener: ${said}`);
-      said += new TextDecoder().decode(value);
-    }
+    await untilSaid(l.stderr, "listening", "listener");
     const sent = inNs(podNetns(a), [
       "bash",
       "-c",

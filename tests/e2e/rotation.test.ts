@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { canRunHost, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
-import { eventually } from "../support/wait.ts";
+import { eventually, untilSaid } from "../support/wait.ts";
 import { labDown, labUp, meshViews, podNetns, wgSocketDir } from "../../net/lab/lab.ts";
 import { labNodeAdd, labNodeRemove } from "../../net/lab/changes.ts";
 import { labPasswordSet, labRotation } from "../../net/lab/password.ts";
@@ -55,14 +55,7 @@ describe.skipIf(!canRunHost || !haveTools)("password rotation on a 3-node lab", 
       { stdout: "ignore", stderr: "pipe" },
     );
     pids.add(p.pid);
-    const reader = p.stderr.getReader();
-    let said = "";
-    while (!said.includes("listening on")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`tcpdump: ${said}`);
-      said += new TextDecoder().decode(value);
-    }
-    reader.releaseLock();
+    await untilSaid(p.stderr, "listening on", "tcpdump");
     await Bun.sleep(1000);
     return async () => {
       await Bun.sleep(500);

@@ -8,7 +8,7 @@
  * namespaces), removed by afterAll with the lab.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { eventually } from "../support/wait.ts";
+import { eventually, untilSaid } from "../support/wait.ts";
 import { canRunHost, WEAVE, uniqueName } from "../support/env.ts";
 import { tools } from "../support/lab.ts";
 import { labBlock, labDown, labUp } from "../../net/lab/lab.ts";
@@ -116,13 +116,7 @@ describe.skipIf(!canRunHost)("the sleeve on a 3-node lab", () => {
       { stdout: "pipe", stderr: "pipe" },
     );
     try {
-      const reader = cap.stderr.getReader();
-      for (let said = ""; !said.includes("listening on"); ) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`tcpdump: ${said}`);
-        said += new TextDecoder().decode(value);
-      }
-      reader.releaseLock();
+      await untilSaid(cap.stderr, "listening on", "tcpdump");
       await Bun.sleep(500);
       const send = `const s=await Bun.udpSocket({});s.setBroadcast(true);s.send("weave-broadcast",${port},"255.255.255.255");s.close()`;
       const sent = inNs(pod(from).name, [process.execPath, "-e", send]);

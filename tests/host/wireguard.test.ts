@@ -36,7 +36,7 @@ import {
 import { openWireguard, type WgEvent } from "../../net/host/wireguard.ts";
 import { stopLeftoverWireguardGo, WireguardGo } from "../../net/host/wireguard-go.ts";
 import { isRoot, uniqueName } from "../support/env.ts";
-import { eventually, until } from "../support/wait.ts";
+import { eventually, until, untilSaid } from "../support/wait.ts";
 
 const haveTools = ["wireguard-go", "tcpdump", "nft"].every((t) => Bun.which(t));
 if (isRoot && !haveTools) console.warn("wireguard host test skipped: wireguard-go, tcpdump or nft missing (setup.sh)");
@@ -352,14 +352,7 @@ describe.skipIf(!isRoot || !haveTools)("WireGuard datapath on real namespaces (w
       },
     );
     pids.add(p.pid);
-    const reader = p.stderr.getReader();
-    let said = "";
-    while (!said.includes("listening on")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`tcpdump on ${dev} in ${ns}: ${said}`);
-      said += new TextDecoder().decode(value);
-    }
-    reader.releaseLock();
+    await untilSaid(p.stderr, "listening on", `tcpdump on ${dev} in ${ns}`);
     return {
       stop: async () => {
         await Bun.sleep(200);

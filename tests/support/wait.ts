@@ -25,3 +25,18 @@ export async function until<T>(
     await Bun.sleep(pollMs);
   }
 }
+
+/** Read `stream` until it has said `text` (a tool's "listening on"); throws with what it said, as `who`, if it ends first. */
+export async function untilSaid(stream: ReadableStream<Uint8Array>, text: string, who: string): Promise<void> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  try {
+    for (let said = ""; !said.includes(text); ) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`${who}: ${said}`);
+      said += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
