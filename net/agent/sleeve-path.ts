@@ -31,7 +31,6 @@ import { HEARTBEAT_MS, Paths, type PathChange, type PeerPath, type PeerRoute } f
 export { SLEEVE_PORT };
 export const SLEEVE_TAP = "weave-sleeve";
 const NUD_PERMANENT = 0x80;
-const NTF_STICKY = 0x40;
 const TAP_TXQLEN = 5000;
 
 /** What the agent needs of the engine (net/host/sleeve.ts Sleeve; tests give a fake). */
@@ -199,7 +198,7 @@ export class SleevePath {
     const entries = host
       .fdb(tap.index)
       .filter((f) => f.master !== undefined && f.dst === undefined && !((f.state ?? 0) & NUD_PERMANENT));
-    const sticky = new Set(entries.filter((f) => (f.flags ?? 0) & NTF_STICKY).map((f) => f.mac));
+    const sticky = new Set(entries.filter((f) => f.sticky).map((f) => f.mac));
     for (const { mac } of entries)
       if (!wantMacs.has(mac))
         attempt(errors, `delete ${mac} from ${SLEEVE_TAP}`, () => host.delPortFdb({ port: tap.index, mac }));

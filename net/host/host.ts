@@ -32,7 +32,8 @@ export type LinkChange = {
 };
 export type Route = { dst: string; gw?: string; dev?: number; table: number; protocol: number; scope: number };
 export type Neighbour = { dev: number; ip: string; mac?: string; state: number };
-export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number; state?: number; flags?: number };
+/** `sticky`: a bridge entry that stays on its port when the MAC shows up on another (addPortFdb's). */
+export type FdbEntry = { dev: number; mac: string; dst?: string; master?: number; state?: number; sticky?: boolean };
 
 export type VethSpec = {
   name: string;
@@ -352,7 +353,6 @@ class KernelHost implements NetHost {
           ip: ip ? c.ipv4String(ip) : "",
           mac: mac ? c.macString(mac) : undefined,
           state: dv.getUint16(8, true),
-          flags: dv.getUint8(10),
         };
       })
       .filter((n) => dev === undefined || n.dev === dev);
@@ -397,7 +397,7 @@ class KernelHost implements NetHost {
           dst: dst ? c.ipv4String(dst) : undefined,
           master: c.readU32(a.get(c.NDA.MASTER)),
           state: dv.getUint16(8, true),
-          flags: dv.getUint8(10),
+          sticky: (dv.getUint8(10) & c.NTF.STICKY) !== 0,
         };
       })
       .filter((e) => dev === undefined || e.dev === dev);
