@@ -92,6 +92,7 @@ import { hostVethName } from "../net/agent/cni-exec.ts";
 import { httpGetInNetns } from "../net/host/netns-http.ts";
 import { listNamedNetns } from "../net/host/netns.ts";
 import { pidAlive } from "../net/host/process.ts";
+import { runningWireguardGo } from "../net/host/wireguard-go.ts";
 import { labPodAdd, labPodDel } from "../net/lab/changes.ts";
 import { labAgent, labApi, labCut, labUp, meshViews, wgSocketDir } from "../net/lab/lab.ts";
 import { labNpc, npcLog } from "../net/lab/npc.ts";
@@ -140,7 +141,6 @@ const POLICY_NAME = "soak-isolate-victim";
 const POLICIES = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies";
 /** The rotation's round is drawn among these. */
 const ROTATION_ROUNDS = [2, 4] as const;
-const WG_PID_FILE = "weave-wg.pid";
 /** Warm-up churn: pods a second by default, how many at once, and how long before warm-up's end it stops. */
 const CHURN_DEFAULT = 3;
 const CHURN_AT_ONCE = 3;
@@ -294,8 +294,8 @@ class Soak {
   measuredSince = 0;
   /** The round the password is rotated in (drawn at the start). */
   rotationRound = 0;
-  /** Every wireguard-go seen in a node's pid file: "<pid> <start>" -> node. */
-  readonly wireguardGos = new Map<string, string>();
+  /** Every wireguard-go seen in a node's pid file, by "<pid> <start>" (a pid is reused; the pair is not). */
+  readonly wireguardGos = new Map<string, { node: string; pid: number }>();
   readonly burstPods = new Map<string, BurstPod>();
   /** The pods of the last burst, deleted by the next one. */
   outstanding: string[] = [];
@@ -606,27 +606,29 @@ function sampleMemory(run: Soak, s: LabState): void {
   }
 }
 
-/** A node's wireguard-go as its pid file names it: "<pid> <start>", or undefined (no file, gone, a zombie). */
-function wireguardGoOf(n: LabNode): string | undefined {
-  const file = join(wgSocketDir(n), WG_PID_FILE);
-  const pid = existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : 0;
+/** A running process as "<pid> <start>", or undefined once it is gone (or a zombie). */
+function processKey(pid: number): string | undefined {
   const since = pid > 0 && pidAlive(pid) ? procStart(pid) : undefined;
   return since === undefined ? undefined : `${pid} ${since}`;
+}
+
+/** A node's running wireguard-go (its pid file's): its pid and processKey, or undefined. */
+function wireguardGoOf(n: LabNode): { key: string; pid: number } | undefined {
+  const { pid } = runningWireguardGo({ socketDir: wgSocketDir(n) });
+  const key = processKey(pid);
+  return key ? { key, pid } : undefined;
 }
 
 function sampleWireguardGo(run: Soak, s: LabState): void {
   for (const n of s.nodes) {
     const wg = wireguardGoOf(n);
-    if (wg) run.wireguardGos.set(wg, n.name);
+    if (wg) run.wireguardGos.set(wg.key, { node: n.name, pid: wg.pid });
   }
 }
 
-/** The wireguard-go processes seen during the run that still run ("<pid> <start>" still matches; not a zombie). */
-function wireguardGosRunning(run: Soak): [string, string][] {
-  return [...run.wireguardGos].filter(([key]) => {
-    const pid = Number(key.split(" ")[0]);
-    return pidAlive(pid) && `${pid} ${procStart(pid)}` === key;
-  });
+/** The wireguard-go processes seen during the run that still run: key, node and pid. */
+function wireguardGosRunning(run: Soak): { key: string; node: string; pid: number }[] {
+  return [...run.wireguardGos].filter(([key, wg]) => processKey(wg.pid) === key).map(([key, wg]) => ({ key, ...wg }));
 }
 
 /** Check the addresses every running agent holds against each other and against lab.json. */
@@ -1162,13 +1164,15 @@ async function checkLeaks(run: Soak, baseline: Map<string, string[]>): Promise<v
 /** Each node's wireguard-go runs, and no other one seen during the run does. */
 function checkWireguardGo(run: Soak, s: LabState): void {
   sampleWireguardGo(run, s);
-  const current = new Map(s.nodes.map((n) => [n.name, wireguardGoOf(n)]));
-  for (const [node, wg] of current)
-    if (!wg)
-      run.violate("no-leak", `${node} has no wireguard-go running`, join(wgSocketDir(findNode(s, node)), WG_PID_FILE));
+  const current = new Map(s.nodes.map((n) => [n.name, wireguardGoOf(n)?.key]));
+  for (const n of s.nodes)
+    if (!current.get(n.name)) {
+      const { pidPath } = runningWireguardGo({ socketDir: wgSocketDir(n) });
+      run.violate("no-leak", `${n.name} has no wireguard-go running`, pidPath);
+    }
   const others = wireguardGosRunning(run)
-    .filter(([key, node]) => current.get(node) !== key)
-    .map(([key, node]) => `${node}: pid ${key.split(" ")[0]}`);
+    .filter((wg) => current.get(wg.node) !== wg.key)
+    .map((wg) => `${wg.node}: pid ${wg.pid}`);
   if (others.length)
     run.violate("no-leak", "wireguard-go processes besides each node's current one", others.join("\n"));
 }
@@ -1518,7 +1522,7 @@ async function main(): Promise<number> {
   if (interrupted()) return 130;
   const soak = run!;
   for (const p of problems) soak.violate("no-leak", "labDown reported a problem", p);
-  const wgLeft = wireguardGosRunning(soak).map(([key, node]) => `${node}: pid ${key.split(" ")[0]}`);
+  const wgLeft = wireguardGosRunning(soak).map((wg) => `${wg.node}: pid ${wg.pid}`);
   if (wgLeft.length) soak.violate("no-leak", "wireguard-go still runs after labDown", wgLeft.join("\n"));
   const leftNetns = listNamedNetns().filter((ns) => ns.startsWith(`${lab}-`));
   if (readLab(lab) || leftNetns.length) {

@@ -74,15 +74,22 @@ function isWireguardGo(pid: number, name: string): boolean {
   }
 }
 
+/** The wireguard-go its pid file names, if it runs: its pid (0 when none does) and the file. */
+export function runningWireguardGo(o: { socketDir?: string; name?: string } = {}): { pid: number; pidPath: string } {
+  const { pidPath } = daemonFiles(o.socketDir, o.name ?? WG_NAME);
+  const pid = existsSync(pidPath) ? Number(readFileSync(pidPath, "utf8").trim()) : 0;
+  return { pid: isWireguardGo(pid, o.name ?? WG_NAME) ? pid : 0, pidPath };
+}
+
 /**
  * End a wireguard-go that nobody supervises any more (its agent was killed and will not
  * come back: `lab down`, uninstall), found by its pid file, and remove its files.
  * True if one was running.
  */
 export async function stopLeftoverWireguardGo(o: { socketDir?: string; name?: string } = {}): Promise<boolean> {
-  const { socketPath, pidPath } = daemonFiles(o.socketDir, o.name ?? WG_NAME);
-  const pid = existsSync(pidPath) ? Number(readFileSync(pidPath, "utf8").trim()) : 0;
-  const running = isWireguardGo(pid, o.name ?? WG_NAME);
+  const { socketPath } = daemonFiles(o.socketDir, o.name ?? WG_NAME);
+  const { pid, pidPath } = runningWireguardGo(o);
+  const running = pid > 0;
   if (running) await stopPid(pid);
   rmSync(socketPath, { force: true });
   rmSync(pidPath, { force: true });
