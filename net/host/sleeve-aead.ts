@@ -8,11 +8,13 @@
  * worker that allocates at line rate runs the garbage collector constantly; Bun 1.4.5
  * crashes (SIGSEGV in a worker, with concurrent GC and the DFG JIT; cf. oven-sh/bun#41857)
  * under exactly that load. The loops stay allocation-free so the collector has nothing
- * to do there.
+ * to do there. (That crash may have been ours: until 2026-12-02 the `outLen` scratch
+ * below was not kept reachable, so the first collection freed it and every packet had
+ * libcrypto write 4 bytes into freed memory; it is pinned now, sleeve-sys.ts.)
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { COUNTER_LEN, HEADER_LEN, openInPlace, sealInPlace, TAG_LEN, writeCounter } from "../sleeve/frame.ts";
-import { stable } from "./sleeve-sys.ts";
+import { pinned, stable } from "./sleeve-sys.ts";
 
 const EVP_CTRL_GCM_GET_TAG = 0x10;
 const EVP_CTRL_GCM_SET_TAG = 0x11;
@@ -41,9 +43,9 @@ function loadLibcrypto() {
 
 const evp = loadLibcrypto();
 /** Scratch for every call on this thread: the nonce, an int out-parameter. */
-const nonce = stable(Uint8Array, 16);
+const nonce = pinned(Uint8Array, 16);
 const noncePtr = ptr(nonce);
-const outLen = stable(Int32Array, 8);
+const outLen = pinned(Int32Array, 8);
 const outLenPtr = ptr(outLen);
 
 /** Whether the packet loops seal without allocating (libcrypto) or through node:crypto. */

@@ -30,7 +30,7 @@ import {
 import { HEADROOM, type LoopContext, MAX_FRAME } from "./sleeve-loop.ts";
 import { TapWriter } from "./sleeve-gro.ts";
 import { DROP, ST_RELAYED } from "./sleeve-shared.ts";
-import { EAGAIN, EINTR, errno, POLLIN, setU64, SOL_UDP, stable, strerror, sys, UDP_GRO } from "./sleeve-sys.ts";
+import { EAGAIN, EINTR, errno, pinned, POLLIN, setU64, SOL_UDP, stable, strerror, sys, UDP_GRO } from "./sleeve-sys.ts";
 
 /** Where a datagram lands: 8 bytes in, so a plain frame relayed sealed has room for the sealed header. */
 const OFF = 8;
@@ -49,7 +49,7 @@ export function runRx(ctx: LoopContext): void {
   const scratchPtr = ptr(scratch);
   const sa = stable(Uint8Array, 16);
   const saPtr = ptr(sa);
-  const iov = stable(Uint32Array, 16);
+  const iov = pinned(Uint32Array, 16);
   setU64(iov, 0, bufPtr + OFF);
   setU64(iov, 1, MAX_READ);
   const ctl = stable(Uint8Array, 64);

@@ -67,10 +67,24 @@ export const MSG_DONTWAIT = 0x40;
  * ArrayBuffer of their own when a caller tiers up to the DFG, leaving the pointer taken
  * before dangling: the kernel then reads a stale msghdr while JS writes the new one
  * (oven-sh/bun#32054; it showed here as garbage datagrams after a few thousand packets).
- * A view on an explicit ArrayBuffer has its storage out of line from the start.
+ * A view on an explicit ArrayBuffer has its storage out of line from the start. That
+ * keeps the memory from moving; only a live reference keeps it from being freed (pinned).
  */
 export function stable<T>(View: new (buffer: ArrayBuffer) => T, bytes: number): T {
   return new View(new ArrayBuffer(bytes));
+}
+
+/**
+ * ptr() is a plain number: it does not keep the view alive. Memory whose pointer is kept
+ * and used after the last JS reference to the view (module-level scratch, a buffer only
+ * a msghdr or a number points to) must stay reachable or the collector frees it and C
+ * writes into freed memory. These views are held for the life of this thread.
+ */
+const pinnedViews: unknown[] = [];
+export function pinned<T>(View: new (buffer: ArrayBuffer) => T, bytes: number): T {
+  const v = stable(View, bytes);
+  pinnedViews.push(v);
+  return v;
 }
 
 /** Store pointer (or size_t) `p` at 64-bit slot `i` of a Uint32Array (little-endian), without a BigInt. */

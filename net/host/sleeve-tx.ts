@@ -26,6 +26,7 @@ import {
   POLLIN,
   setU64,
   SOL_UDP,
+  pinned,
   stable,
   strerror,
   sys,
@@ -43,7 +44,7 @@ export function runTx(ctx: LoopContext): void {
   const buf = stable(Uint8Array, POOL);
   const bufPtr = ptr(buf);
   // A flooded frame's plaintext, put back before each copy after a sealed one.
-  const spare = stable(Uint8Array, MAX_FRAME);
+  const spare = pinned(Uint8Array, MAX_FRAME);
   const sparePtr = ptr(spare);
   const pollIn = stable(Int32Array, 8);
   const pollInPtr = ptr(pollIn);

@@ -245,6 +245,28 @@ describe("the engine's in-place AEAD (net/host/sleeve-aead.ts) makes the same by
     }
     aead.free();
   });
+
+  test("after full collections the scratch libcrypto writes into is still ours (it was freed: a segfault)", () => {
+    Bun.gc(true);
+    Bun.gc(true);
+    const aead = new Aead(KEY);
+    const f = ethFrame(1450);
+    const want = seal(KEY, 9, DST, f);
+    const buf = new Uint8Array(new ArrayBuffer(want.length + 64));
+    const p = ptr(buf);
+    // blocks of the scratch's size class, which a freed scratch's block would be handed out as
+    const sameSize: ArrayBuffer[] = [];
+    let sealed = 0;
+    for (let i = 0; i < 2000; i++) {
+      buf.set(want.subarray(0, 8), 10);
+      buf.set(f, 26);
+      if (aead.seal(buf, p, 10, f.length, 9) === want.length) sealed++;
+      for (let j = 0; j < 50; j++) sameSize.push(new ArrayBuffer(32));
+    }
+    aead.free();
+    expect(sealed).toBe(2000);
+    expect(sameSize.length).toBe(100_000);
+  });
 });
 
 describe("mutational fuzz (seed 6783)", () => {
