@@ -219,12 +219,7 @@ export class SleevePath {
     for (const r of remotes) {
       if (routes.get(r.name) !== r.name) continue;
       const keys = this.d.sealed ? this.d.router.sleeveKeys(r.name) : undefined;
-      neighbours.push({
-        ip: r.ip,
-        ...(keys
-          ? { sendKey: Buffer.from(keys.send).toString("base64"), recvKey: Buffer.from(keys.recv).toString("base64") }
-          : {}),
-      });
+      neighbours.push({ ip: r.ip, ...(keys ? { sendKey: base64(keys.send), recvKey: base64(keys.recv) } : {}) });
       if (r.bridge !== undefined) pingFrom.push(numToIp(r.bridge));
     }
     const viaIp = (name: string) => ipOf.get(routes.get(name) ?? "");
@@ -239,6 +234,9 @@ export class SleevePath {
       flood: remotes.filter((r) => r.path === "sleeve").map((r) => r.ip),
       pingFrom,
       sealed: this.d.sealed,
+      // a key may leave the table and come back while its connection lives (a route that is
+      // not symmetric yet): its counter and replay window must be kept until the connection ends
+      liveKeys: this.d.sealed ? this.d.router.liveSleeveKeys().flatMap((k) => [base64(k.send), base64(k.recv)]) : [],
     };
     const json = JSON.stringify(table);
     if (json === this.tableJson) return;
@@ -249,6 +247,10 @@ export class SleevePath {
 
 function describe(p: PeerPath): string {
   return p.path === "sleeve" ? `sleeve${p.via ? ` through ${p.viaNickname}` : ""}` : "fastdp";
+}
+
+function base64(key: Uint8Array): string {
+  return Buffer.from(key).toString("base64");
 }
 
 function attempt(errors: string[], what: string, fn: () => void): void {

@@ -27,6 +27,15 @@ import { type CompiledTable, compileTable, EMPTY_TABLE, type Neighbour } from ".
 export const HEADROOM = HEADER_LEN + 8;
 export const MAX_FRAME = 65535;
 
+/**
+ * How often at most a loop collects the garbage its table changes left. A worker never
+ * goes back to its event loop, where Bun collects when idle: without this, each table's
+ * Maps and buffers stayed until the heap grew enough for an allocation-driven collection
+ * (a test worker compiling 20 kB tables: 0.5 -> 3.4 MB of heap over 2000 tables, 0.3 MB
+ * with one collection a second), so every peer restart left memory behind (issue 14).
+ */
+const GC_EVERY_MS = 10_000;
+
 export class LoopContext {
   readonly ctrl: Int32Array;
   readonly stats: Float64Array;
@@ -39,6 +48,8 @@ export class LoopContext {
   private readonly pollOut = stable(Int32Array, 8);
   private readonly pollOutPtr = ptr(this.pollOut);
   private lastLog = 0;
+  private garbage = false;
+  private lastGc = 0;
 
   constructor(
     readonly init: WorkerInit,
@@ -57,6 +68,7 @@ export class LoopContext {
 
   /** Take a newer table if the main thread published one (and is not mid-write). */
   refresh(): void {
+    if (this.garbage) this.collect();
     const seq = Atomics.load(this.ctrl, CTRL_TABLE_SEQ);
     if (seq === this.seen || seq & 1) return;
     const len = Atomics.load(this.ctrl, CTRL_TABLE_LEN);
@@ -72,6 +84,16 @@ export class LoopContext {
     } catch (e) {
       this.log(`sleeve ${this.init.role}: table refused: ${(e as Error).message}`);
     }
+    this.garbage = true;
+  }
+
+  /** The garbage of table changes, at most every GC_EVERY_MS (a full collection of a worker's small heap: ~3 ms). */
+  private collect(): void {
+    const now = Date.now();
+    if (now - this.lastGc < GC_EVERY_MS) return;
+    this.lastGc = now;
+    this.garbage = false;
+    Bun.gc(true);
   }
 
   drop(reason: number): void {

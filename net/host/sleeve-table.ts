@@ -26,6 +26,12 @@ export type SleeveTable = {
   pingFrom: string[];
   /** True when every data frame must be sealed (a password is set): plain data frames are then dropped. */
   sealed: boolean;
+  /**
+   * Every key (send and receive) of a live connection, in `neighbours` or not: the state
+   * of any other key (its counter slot, replay window, cipher contexts) is dropped, as a
+   * key is never used again once its connection ended. Absent: the neighbours' keys.
+   */
+  liveKeys?: string[];
 };
 
 export class SleeveTableError extends Error {
@@ -47,6 +53,7 @@ type WireTable = {
   macs: [number, number][];
   flood: number[];
   pingFrom: number[];
+  live: string[];
 };
 
 export function macToNumber(mac: string): number {
@@ -98,12 +105,20 @@ export function serializeTable(t: SleeveTable, slotOf: (sendKey: string) => numb
     macs: t.macs.map((m) => [macToNumber(m.mac.toLowerCase()), ip("macs.peer", m.peer)]),
     flood: t.flood.map((f) => ip("flood", f)),
     pingFrom: t.pingFrom.map((p) => ip("pingFrom", p)),
+    live: (t.liveKeys ?? []).map((k) => key("liveKeys", k)),
   };
   return JSON.stringify(wire);
 }
 
-/** Replay windows (256 bytes) and cipher contexts kept for keys no longer in the table. */
-const MAX_KEYS = 4096;
+/** The keys of `t` whose state must be kept: its neighbours' and the live ones. */
+export function keysInUse(t: {
+  neighbours: { sendKey?: string; recvKey?: string }[];
+  liveKeys?: string[];
+}): Set<string> {
+  const keys = new Set(t.liveKeys);
+  for (const n of t.neighbours) for (const k of [n.sendKey, n.recvKey]) if (k) keys.add(k);
+  return keys;
+}
 
 export type Neighbour = {
   ip: number;
@@ -138,18 +153,19 @@ export const EMPTY_TABLE: CompiledTable = {
   pingFrom: new Set(),
 };
 
-/** The cached value for `key`, made if missing; moved to the end (most recently used). */
+/** The value for `key`, made and kept if missing. */
 function cached<T>(m: Map<string, T>, key: string, make: () => T): T {
-  const v = m.get(key) ?? make();
-  m.delete(key);
-  m.set(key, v);
+  let v = m.get(key);
+  if (v === undefined) {
+    v = make();
+    m.set(key, v);
+  }
   return v;
 }
 
-/** Forget the least recently used entries beyond MAX_KEYS that the current table does not use. */
+/** Forget the entries of keys not in `keep` (dead ones). */
 function trim<T>(m: Map<string, T>, keep: Set<string>, drop?: (v: T) => void): void {
   for (const [k, v] of m) {
-    if (m.size <= MAX_KEYS) break;
     if (keep.has(k)) continue;
     m.delete(k);
     drop?.(v);
@@ -159,8 +175,9 @@ function trim<T>(m: Map<string, T>, keep: Set<string>, drop?: (v: T) => void): v
 /**
  * Build a worker's table. `windows` keeps each receive key's replay window across tables
  * (a table change must not reopen the window to frames seen already: a key that leaves
- * the table may come back, with its sender's counter going on), `aeads` each key's
- * cipher contexts; only the least recently used beyond a bound are forgotten.
+ * the table may come back while its connection lives, with its sender's counter going
+ * on), `aeads` each key's cipher contexts; both are dropped for keys that are dead (in
+ * neither the neighbours nor the live keys).
  */
 export function compileTable(
   json: string,
@@ -170,11 +187,10 @@ export function compileTable(
 ): CompiledTable {
   const w = JSON.parse(json) as WireTable;
   const neighbours = new Map<number, Neighbour>();
-  const keep = new Set<string>();
+  const keep = keysInUse({ neighbours: w.neighbours, liveKeys: w.live });
   const aead = (k: string | undefined) => (k ? cached(aeads, k, () => new Aead(parseKey(k))) : null);
   for (const n of w.neighbours) {
     const sa = sockaddrIn(n.ip, port);
-    for (const k of [n.sendKey, n.recvKey]) if (k) keep.add(k);
     neighbours.set(n.ip, {
       ip: n.ip,
       sa,

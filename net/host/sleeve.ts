@@ -57,7 +57,7 @@ import {
   UDP_GRO,
   UDP_SEGMENT,
 } from "./sleeve-sys.ts";
-import { type SleeveTable, SleeveTableError, serializeTable } from "./sleeve-table.ts";
+import { keysInUse, type SleeveTable, SleeveTableError, serializeTable } from "./sleeve-table.ts";
 import { closeTap, openTap, type Tap } from "./tap.ts";
 
 export type { SleeveTable };
@@ -128,6 +128,8 @@ export class Sleeve {
   private readonly statsArr = new Float64Array(this.statsBuf);
   private readonly countersBuf = new SharedArrayBuffer(COUNTER_SLOTS * COUNTER_WORDS * 4);
   private readonly slots = new Map<string, number>();
+  /** Slots of dead send keys, for new ones. */
+  private readonly freeSlots: number[] = [];
   private self = 0;
   private readonly pongs: ((from: string, nonce: bigint, sentAtMs: number) => void)[] = [];
 
@@ -213,18 +215,51 @@ export class Sleeve {
     Atomics.store(this.ctrl, CTRL_TABLE_LEN, bytes.length);
     Atomics.add(this.ctrl, CTRL_TABLE_SEQ, 1);
     this.self = ipv4ToU32(t.self);
+    this.releaseDeadSlots(keysInUse(t));
   }
 
-  /** Each distinct send key gets its own counter, from 0, for the life of the engine. */
+  /**
+   * Each send key gets a counter slot for as long as it lives (is in the table or the live
+   * keys): a key that leaves the table and comes back goes on from where it was. A dead
+   * key's slot goes to a new key, its counter raised to the highest of all slots: no key
+   * draws a number twice, even one wrongly taken for dead that comes back.
+   */
   private slotOf(sendKey: string): number {
-    let slot = this.slots.get(sendKey);
-    if (slot === undefined) {
-      slot = this.slots.size;
-      if (slot >= COUNTER_SLOTS)
-        throw new SleeveTableError("neighbours.sendKey", `more than ${COUNTER_SLOTS} send keys`);
-      this.slots.set(sendKey, slot);
-    }
+    const had = this.slots.get(sendKey);
+    if (had !== undefined) return had;
+    const reused = this.freeSlots.pop();
+    const slot = reused ?? this.slots.size;
+    if (slot >= COUNTER_SLOTS)
+      throw new SleeveTableError("neighbours.sendKey", `more than ${COUNTER_SLOTS} live send keys`);
+    if (reused !== undefined) this.raiseCounter(slot);
+    this.slots.set(sendKey, slot);
     return slot;
+  }
+
+  /**
+   * A reused slot's counter up to the highest counter of any slot, under the slot's spin
+   * lock (the one sleeve-loop.ts takes a number under); counters only ever go up.
+   */
+  private raiseCounter(slot: number): void {
+    const c = new Int32Array(this.countersBuf);
+    const valueAt = (s: number) => c[s * COUNTER_WORDS + 1]! * 0x100000000 + (c[s * COUNTER_WORDS]! >>> 0);
+    const lock = slot * COUNTER_WORDS + 2;
+    while (Atomics.compareExchange(c, lock, 0, 1) !== 0) {}
+    const slotsEver = this.slots.size + this.freeSlots.length + 1;
+    let top = 0;
+    for (let s = 0; s < slotsEver; s++) top = Math.max(top, valueAt(s));
+    Atomics.store(c, lock - 2, (top % 0x100000000) | 0);
+    Atomics.store(c, lock - 1, Math.floor(top / 0x100000000));
+    Atomics.store(c, lock, 0);
+  }
+
+  /** Slots of send keys no longer in use go to the free list. */
+  private releaseDeadSlots(inUse: Set<string>): void {
+    for (const [key, slot] of this.slots) {
+      if (inUse.has(key)) continue;
+      this.slots.delete(key);
+      this.freeSlots.push(slot);
+    }
   }
 
   /** Send a heartbeat ping (over whatever the kernel routes: the agent sends it to a peer's bridge IP so it travels through VXLAN). */

@@ -285,6 +285,16 @@ export class Router {
     return undefined;
   }
 
+  /**
+   * The sleeve's keys of every established connection: a key outside them is dead for good
+   * (each handshake makes new ones, and a connection that ended never comes back).
+   */
+  liveSleeveKeys(): { send: Uint8Array; recv: Uint8Array }[] {
+    const keys: { send: Uint8Array; recv: Uint8Array }[] = [];
+    for (const c of this.conns) if (c.state === "established" && c.channel.sleeveKeys) keys.push(c.channel.sleeveKeys);
+    return keys;
+  }
+
   established(): { name: string; nickname: string; address: string; outbound: boolean }[] {
     return [...this.conns]
       .filter((c) => c.state === "established")
