@@ -20,6 +20,7 @@ import { Store } from "../net/host/store.ts";
 import { tcpTransport } from "../net/host/tcp-transport.ts";
 import { applyMasq, masqInPlace, removeMasq } from "../net/host/nft.ts";
 import { npcAdmission } from "../net/host/npc-admission.ts";
+import { collectGarbageEvery } from "../net/host/process.ts";
 import { realScheduler } from "../net/mesh/transport.ts";
 import { isPeerName } from "../net/mesh/peer-name.ts";
 import type { Init } from "../net/ipam/ring.ts";
@@ -433,6 +434,7 @@ export async function run(o: AgentOptions): Promise<number> {
     reportNetworkUp(kc, s.nickname, () => agent.ready);
   }
   const timer = setInterval(() => agent.reconcile(), 5000);
+  const stopGc = collectGarbageEvery();
   // Opt-in memory tracing for leak hunts (net/agent/debug-heap.ts): WEAVE_DEBUG_HEAP=<file>
   // ({pid} and {node} in it are replaced: one file per agent of a lab) appends the JS heap
   // before and after a forced GC (WEAVE_DEBUG_HEAP_GC=0: none), object counts by type, the
@@ -469,6 +471,7 @@ export async function run(o: AgentOptions): Promise<number> {
         resolve(1);
       }, STOP_GRACE_MS);
       clearInterval(timer);
+      stopGc();
       stopHeapDebug?.();
       await server.stop();
       metrics?.stop(true);

@@ -9,6 +9,7 @@ import { loadKubeConfig } from "../net/k8s/client.ts";
 import { WeaveError } from "../net/errors.ts";
 import { NflogSocket } from "../net/host/nflog.ts";
 import { applyTransaction, ensureBridgeNetfilter, readNpcTable } from "../net/host/npc-kernel.ts";
+import { collectGarbageEvery } from "../net/host/process.ts";
 import { registerProcessMetrics } from "../net/host/process-metrics.ts";
 import { registerNpcMetrics } from "../net/metrics/npc-metrics.ts";
 import { Exposition } from "../net/metrics/exposition.ts";
@@ -67,9 +68,11 @@ export async function run(o: NpcOptions): Promise<number> {
   });
   log(`weave npc ${VERSION} on node ${s.node}; /status and /metrics on ${s.http.hostname}:${s.http.port}`);
   controller.start();
+  const stopGc = collectGarbageEvery();
   return await new Promise<number>((resolve) => {
     const stop = async (sig: string) => {
       log(`${sig}: stopping; the rules stay in the kernel`);
+      stopGc();
       await controller.stop();
       server.stop(true);
       nflog?.close();
