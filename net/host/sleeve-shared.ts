@@ -46,8 +46,8 @@ export const STATS_WRITERS = 3;
 
 /**
  * Send-key counters (Int32Array, COUNTER_WORDS per slot: low word, high word, a spin
- * lock): one slot per live send key (a dead key's slot is reused, sleeve.ts). Two words under a lock, not
- * a BigInt64Array, because Atomics on BigInts allocate a BigInt per packet.
+ * lock): one slot per live send key (a dead key's slot is reused, sleeve.ts). Two words
+ * under a lock, not a BigInt64Array, because Atomics on BigInts allocate a BigInt per packet.
  */
 export const COUNTER_SLOTS = 4096;
 export const COUNTER_WORDS = 4;
