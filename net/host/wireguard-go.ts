@@ -250,9 +250,8 @@ export class WireguardGo implements WireguardDevice {
 
   /** Take over a wireguard-go that a previous agent started, if it is ours and healthy. */
   private async adopt(): Promise<boolean> {
-    if (!existsSync(this.pidPath)) return false;
-    const pid = Number(readFileSync(this.pidPath, "utf8").trim());
-    if (!this.isOurDaemon(pid)) return false;
+    const { pid } = runningWireguardGo({ socketDir: this.o.socketDir, name: this.name });
+    if (!pid || !this.inOurNetns(pid)) return false;
     try {
       await uapiGet(this.socketPath);
     } catch {
@@ -269,8 +268,8 @@ export class WireguardGo implements WireguardDevice {
     return true;
   }
 
-  private isOurDaemon(pid: number): boolean {
-    if (!isWireguardGo(pid, this.name)) return false;
+  /** Does `pid` run in the namespace this device is for (a lab node's, or ours)? */
+  private inOurNetns(pid: number): boolean {
     try {
       return statSync(`/proc/${pid}/ns/net`).ino === statSync(this.o.netns ?? "/proc/self/ns/net").ino;
     } catch {
