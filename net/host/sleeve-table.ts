@@ -53,7 +53,7 @@ type WireTable = {
   macs: [number, number][];
   flood: number[];
   pingFrom: number[];
-  live: string[];
+  liveKeys: string[];
 };
 
 export function macToNumber(mac: string): number {
@@ -105,7 +105,7 @@ export function serializeTable(t: SleeveTable, slotOf: (sendKey: string) => numb
     macs: t.macs.map((m) => [macToNumber(m.mac.toLowerCase()), ip("macs.peer", m.peer)]),
     flood: t.flood.map((f) => ip("flood", f)),
     pingFrom: t.pingFrom.map((p) => ip("pingFrom", p)),
-    live: (t.liveKeys ?? []).map((k) => key("liveKeys", k)),
+    liveKeys: (t.liveKeys ?? []).map((k) => key("liveKeys", k)),
   };
   return JSON.stringify(wire);
 }
@@ -187,7 +187,7 @@ export function compileTable(
 ): CompiledTable {
   const w = JSON.parse(json) as WireTable;
   const neighbours = new Map<number, Neighbour>();
-  const keep = keysInUse({ neighbours: w.neighbours, liveKeys: w.live });
+  const keep = keysInUse(w);
   const aead = (k: string | undefined) => (k ? cached(aeads, k, () => new Aead(parseKey(k))) : null);
   for (const n of w.neighbours) {
     const sa = sockaddrIn(n.ip, port);
